@@ -1,0 +1,147 @@
+"""
+The validated configuration: ``config/resilience.yaml`` (or ``$RESILIENT_ETL_CONFIG``).
+
+Every tolerance, folder and batch size lives in that one file. A bad value raises :class:`ConfigError`
+naming the field path and the offending value, so the DAG fails to import with that message and
+``resilient-etl config check`` prints it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from resilient_etl.errors import ConfigError
+
+CONFIG_ENV = "RESILIENT_ETL_CONFIG"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "resilience.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Strict):
+    """Folders; relative paths resolve against the directory holding the config file."""
+
+    landing: Path
+    archive: Path
+    rejected: Path
+
+
+class LoadConfig(_Strict):
+    batch_size: int = Field(500, ge=1, le=100_000)
+    chunk_size: int = Field(100, ge=1, le=10_000)
+
+
+class ApiConfig(_Strict):
+    conn_id: str = Field(min_length=1)
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+
+
+class PostcodesApiConfig(ApiConfig):
+    bulk_size: int = Field(100, ge=1, le=100)  # postcodes.io refuses more than 100 per request
+
+
+class ApisConfig(_Strict):
+    postcodes_io: PostcodesApiConfig
+    companies_house: ApiConfig
+
+
+class WarehouseConfig(_Strict):
+    conn_id: str = Field("warehouse_default", min_length=1)
+
+
+class DagConfig(_Strict):
+    owner: str = Field(min_length=1)
+    schedule: str | None = None
+    tags: list[str] = Field(min_length=1)
+    retries: int = Field(2, ge=0, le=20)
+    retry_delay_seconds: float = Field(30, ge=0)
+    retry_exponential_backoff: float = Field(2.0, ge=0)
+    max_retry_delay_seconds: float = Field(600, gt=0)
+    execution_timeout_minutes: float = Field(60, gt=0)
+
+
+class ResilienceConfig(_Strict):
+    """The whole file."""
+
+    paths: PathsConfig
+    load: LoadConfig = LoadConfig()
+    apis: ApisConfig
+    warehouse: WarehouseConfig = WarehouseConfig()
+    dag: DagConfig
+
+
+def _describe(errors: list[dict[str, Any]]) -> tuple[str, str, Any]:
+    lines = []
+    for err in errors:
+        field = ".".join(str(p) for p in err["loc"]) or "<root>"
+        value = err.get("input")
+        lines.append(f"{field}: {err['msg']} (got {value!r})")
+    first = errors[0]
+    return "; ".join(lines), ".".join(str(p) for p in first["loc"]), first.get("input")
+
+
+def config_path() -> Path:
+    """Return the config file in force: ``$RESILIENT_ETL_CONFIG`` or the project's ``config/resilience.yaml``."""
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def parse_config(data: Any, *, base_dir: Path, source: str = "<config>") -> ResilienceConfig:
+    """
+    Validate already-loaded config data and resolve its relative paths.
+
+    :param data: the YAML document as Python objects
+    :param base_dir: the directory relative folder paths are resolved against
+    :param source: a name for the data, used in error messages
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}", field="<root>")
+    try:
+        cfg = ResilienceConfig.model_validate(data)
+    except ValidationError as exc:
+        message, field, value = _describe(exc.errors())
+        raise ConfigError(f"{source}: invalid configuration: {message}", field=field, value=value) from None
+    resolved = {name: (base_dir / p).resolve() for name, p in cfg.paths.model_dump().items()}
+    return cfg.model_copy(update={"paths": PathsConfig(**resolved)})
+
+
+def load_config(path: str | Path | None = None) -> ResilienceConfig:
+    """
+    Read and validate the configuration file.
+
+    :param path: the file; defaults to :func:`config_path`
+    :raises ConfigError: when the file is missing, not YAML, or invalid (the field is named)
+    """
+    file = Path(path) if path else config_path()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {file}: {exc.strerror}", field="<file>") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}", field="<file>") from None
+    return parse_config(data, base_dir=file.resolve().parent, source=str(file))
+
+
+@lru_cache(maxsize=8)
+def _cached(path: str, mtime_ns: int) -> ResilienceConfig:
+    return load_config(path)
+
+
+def get_config() -> ResilienceConfig:
+    """Return the configuration in force, re-read only when the file changes."""
+    file = config_path()
+    try:
+        mtime = file.stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    return _cached(str(file), mtime)

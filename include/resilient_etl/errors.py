@@ -1,0 +1,162 @@
+"""
+The error taxonomy: typed exceptions that carry their data.
+
+Every failure the pipeline raises on purpose is a :class:`ResilientEtlError` with a ``category`` and a
+``transient`` flag. Callers decide on those attributes (retry or fail, who is told), never on the text
+of a message.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class Category(StrEnum):
+    """Failure categories: one per kind of failure the pipeline can meet."""
+
+    NETWORK = "network"
+    TIMEOUT = "timeout"
+    UPSTREAM_5XX = "upstream_5xx"
+    UPSTREAM_BAD_RESPONSE = "upstream_bad_response"
+    RATE_LIMIT = "rate_limit"
+    AUTH = "auth"
+    UPSTREAM_REJECTED = "upstream_rejected"
+    CONFIGURATION = "configuration"
+    BAD_INPUT_FILE = "bad_input_file"
+    DATA_QUALITY = "data_quality"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    DEADLOCK = "deadlock"
+    INTEGRITY = "integrity"
+    FILESYSTEM = "filesystem"
+    BREAKER_OPEN = "breaker_open"
+    DEADLINE_MISSED = "deadline_missed"
+    UNKNOWN = "unknown"
+
+
+class ResilientEtlError(Exception):
+    """Base of every typed error raised by resilient_etl."""
+
+    category: ClassVar[Category] = Category.UNKNOWN
+    transient: ClassVar[bool] = False
+
+
+class ConfigError(ResilientEtlError):
+    """The configuration file is missing or invalid; ``field`` names the offending path."""
+
+    category = Category.CONFIGURATION
+
+    def __init__(self, message: str, *, field: str | None = None, value: Any = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+
+
+class ApiError(ResilientEtlError):
+    """
+    A call to an external API failed.
+
+    :param message: what happened, without secrets
+    :param service: ``postcodes_io`` or ``companies_house``
+    :param endpoint: the endpoint path called (never the full URL with credentials)
+    :param status_code: the HTTP status, when a response arrived
+    :param retry_after: seconds the server asked us to wait (``Retry-After``), when given
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        service: str,
+        endpoint: str | None = None,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.service = service
+        self.endpoint = endpoint
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class ApiConnectionError(ApiError):
+    """The connection was refused, reset or dropped before a whole response arrived."""
+
+    category = Category.NETWORK
+    transient = True
+
+
+class ApiTimeoutError(ApiError):
+    """No response within the client timeout."""
+
+    category = Category.TIMEOUT
+    transient = True
+
+
+class ApiServerError(ApiError):
+    """The API answered 5xx (or 408)."""
+
+    category = Category.UPSTREAM_5XX
+    transient = True
+
+
+class ApiBadResponseError(ApiError):
+    """The API answered 2xx with a body we cannot parse (truncated or malformed JSON)."""
+
+    category = Category.UPSTREAM_BAD_RESPONSE
+    transient = True
+
+
+class ApiRateLimitError(ApiError):
+    """
+    The API answered 429.
+
+    :param reset_at: unix time at which the quota window resets (``X-Ratelimit-Reset``), when given
+    """
+
+    category = Category.RATE_LIMIT
+    transient = True
+
+    def __init__(self, message: str, *, reset_at: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reset_at = reset_at
+
+
+class ApiAuthError(ApiError):
+    """The API refused our credentials (401/403)."""
+
+    category = Category.AUTH
+
+
+class ApiClientError(ApiError):
+    """The API rejected the request itself (4xx other than 401/403/404/408/429): a bug or bad input."""
+
+    category = Category.UPSTREAM_REJECTED
+
+
+class BadInputFileError(ResilientEtlError):
+    """A landing file cannot be read as the supplier CSV contract."""
+
+    category = Category.BAD_INPUT_FILE
+
+    def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+
+
+class WarehouseUnavailableError(ResilientEtlError):
+    """The warehouse database cannot be reached."""
+
+    category = Category.DATABASE_UNAVAILABLE
+    transient = True
+
+
+class ReconciliationError(ResilientEtlError):
+    """Rows in do not equal rows loaded + quarantined + pending: something was lost or doubled."""
+
+    category = Category.INTEGRITY
+
+    def __init__(self, message: str, *, counts: dict[str, int]) -> None:
+        super().__init__(message)
+        self.counts = counts

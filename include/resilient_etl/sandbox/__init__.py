@@ -1,0 +1,1 @@
+"""Local postcodes.io and Companies House servers, faithful to shared/apis/CONTRACTS.md, with fault control."""

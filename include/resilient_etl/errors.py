@@ -160,3 +160,14 @@ class ReconciliationError(ResilientEtlError):
     def __init__(self, message: str, *, counts: dict[str, int]) -> None:
         super().__init__(message)
         self.counts = counts
+
+
+class InvalidIdentifierError(ResilientEtlError, ValueError):
+    """A postcode or company number is malformed; it is refused before any API call."""
+
+    category = Category.DATA_QUALITY
+
+    def __init__(self, message: str, *, field: str, value: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value

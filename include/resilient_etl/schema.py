@@ -1,0 +1,155 @@
+"""
+The warehouse tables, defined once with SQLAlchemy Core so each dialect gets its own DDL.
+
+Contract tables (ARCHITECTURE.md): suppliers, quarantine, etl_checkpoints, pipeline_runs, the postcode and
+company caches, incidents. ``staged_rows`` holds a run's rows between extract and load, so every task can
+be retried on its own and XCom carries only summaries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+ENRICHMENT_STATUSES = ("live", "cached", "fallback", "pending")
+
+suppliers = Table(
+    "suppliers",
+    metadata,
+    Column("supplier_id", String(64), primary_key=True),
+    Column("company_number", String(8), nullable=False),
+    Column("company_name", String(255), nullable=False),
+    Column("address_line_1", String(255)),
+    Column("town", String(100)),
+    Column("postcode", String(8), nullable=False),
+    Column("annual_spend_gbp", Numeric(14, 2)),
+    Column("onboarded_on", Date),
+    Column("pc_country", String(50)),
+    Column("pc_region", String(100)),
+    Column("pc_admin_district", String(100)),
+    Column("pc_latitude", Float),
+    Column("pc_longitude", Float),
+    Column("co_name", String(255)),
+    Column("co_status", String(50)),
+    Column("co_type", String(100)),
+    Column("co_incorporated_on", Date),
+    Column("co_sic_codes", String(100)),
+    Column("co_registered_office", String(500)),
+    Column("enrichment_status", String(10), nullable=False),
+    Column("source_file", String(255), nullable=False),
+    Column("source_line", Integer, nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("loaded_at", DateTime(timezone=True), nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(250), nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("source_file", String(255), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("raw_row", Text, nullable=False),
+    Column("error_category", String(50), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("quarantined_at", DateTime(timezone=True), nullable=False),
+    Index("ix_quarantine_run", "run_id", "stage"),
+)
+
+staged_rows = Table(
+    "staged_rows",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("source_file", String(255), primary_key=True),
+    Column("line_number", Integer, primary_key=True),
+    Column("raw_row", Text, nullable=False),
+    Column("clean_row", Text),
+    Column("postcode", String(8)),
+    Column("company_number", String(8)),
+    # staged -> valid -> loaded | pending ; or quarantined at validate or load
+    Column("status", String(12), nullable=False),
+    Column("staged_at", DateTime(timezone=True), nullable=False),
+)
+
+etl_checkpoints = Table(
+    "etl_checkpoints",
+    metadata,
+    Column("dag_id", String(250), primary_key=True),
+    Column("run_id", String(250), primary_key=True),
+    Column("task_id", String(250), primary_key=True),
+    Column("map_index", Integer, primary_key=True),
+    Column("source_file", String(255), primary_key=True),
+    Column("chunk_index", Integer, primary_key=True),
+    Column("rows", Integer, nullable=False),
+    Column("committed_at", DateTime(timezone=True), nullable=False),
+)
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("files", Text, nullable=False),
+    Column("rows_in", Integer, nullable=False),
+    Column("rows_loaded", Integer, nullable=False),
+    Column("rows_quarantined", Integer, nullable=False),
+    Column("rows_pending", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+)
+
+postcode_cache = Table(
+    "postcode_cache",
+    metadata,
+    Column("postcode", String(8), primary_key=True),
+    Column("found", Boolean, nullable=False),
+    Column("result", Text),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(250), nullable=False),
+)
+
+company_cache = Table(
+    "company_cache",
+    metadata,
+    Column("company_number", String(8), primary_key=True),
+    Column("found", Boolean, nullable=False),
+    Column("result", Text),
+    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(250), nullable=False),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dedup_key", String(500), nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    Column("task_id", String(250)),
+    Column("category", String(50), nullable=False),
+    Column("severity", String(4), nullable=False),
+    Column("escalation_level", Integer, nullable=False, default=0),
+    Column("status", String(12), nullable=False),
+    Column("occurrences", Integer, nullable=False, default=1),
+    Column("detail", Text),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Index("ix_incidents_dedup_key", "dedup_key"),
+)

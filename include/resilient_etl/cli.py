@@ -1,0 +1,112 @@
+"""The ``resilient-etl`` command: sandbox, demo, sample, config check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from resilient_etl.errors import ConfigError
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from resilient_etl.config import config_path, load_config
+
+    path = Path(args.path) if args.path else config_path()
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(f"INVALID: {exc}", file=sys.stderr)
+        return 1
+    print(f"# {path}: valid. Effective values:")
+    print(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False), end="")
+    return 0
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from resilient_etl.sandbox.server import Sandbox
+
+    sandbox = Sandbox(
+        postcodes_port=args.postcodes_port,
+        companies_port=args.companies_port,
+        api_keys=tuple(args.api_key),
+        ch_limit=args.ch_limit,
+        ch_window_seconds=args.ch_window,
+    ).start()
+    print(f"postcodes.io sandbox:      {sandbox.postcodes.url}", flush=True)
+    print(f"Companies House sandbox:   {sandbox.companies.url}  (quota {args.ch_limit}/{args.ch_window}s)", flush=True)
+    print("fault control: PUT <url>/__sandbox/faults/<endpoint>; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    sandbox.stop()
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from resilient_etl.sandbox.data import write_sample_csv
+
+    drop = write_sample_csv(Path(args.path), rows=args.rows, dirty_share=args.dirty_share, seed=args.seed)
+    print(f"wrote {drop.rows} rows to {drop.path} ({len(drop.dirty_lines)} dirty)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from resilient_etl.demo import run_demo
+
+    return run_demo(Path(args.project_dir).resolve(), rows=args.rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser."""
+    parser = argparse.ArgumentParser(prog="resilient-etl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="configuration commands")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file and print its effective values")
+    check.add_argument("path", nargs="?", help="config file (default: $RESILIENT_ETL_CONFIG or config/resilience.yaml)")
+    check.set_defaults(func=_cmd_config_check)
+
+    sandbox = sub.add_parser("sandbox", help="serve the postcodes.io and Companies House sandboxes on loopback")
+    sandbox.add_argument("--postcodes-port", type=int, default=8701)
+    sandbox.add_argument("--companies-port", type=int, default=8702)
+    sandbox.add_argument("--api-key", action="append", default=None, help="accepted Companies House key (repeatable)")
+    sandbox.add_argument("--ch-limit", type=int, default=600, help="Companies House requests per window")
+    sandbox.add_argument("--ch-window", type=float, default=300, help="Companies House quota window, seconds")
+    sandbox.set_defaults(func=_cmd_sandbox)
+
+    sample = sub.add_parser("sample", help="write a sample supplier CSV matching the sandbox data")
+    sample.add_argument("path")
+    sample.add_argument("--rows", type=int, default=1000)
+    sample.add_argument("--dirty-share", type=float, default=0.03)
+    sample.add_argument("--seed", type=int, default=20261126)
+    sample.set_defaults(func=_cmd_sample)
+
+    demo = sub.add_parser("demo", help="run company_enrichment end to end on SQLite against the sandboxes")
+    demo.add_argument("--project-dir", default=".", help="the repository (default: current directory)")
+    demo.add_argument("--rows", type=int, default=1000)
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line."""
+    args: Any = build_parser().parse_args(argv)
+    if getattr(args, "api_key", False) is None:
+        from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
+
+        args.api_key = [DEFAULT_API_KEY]
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

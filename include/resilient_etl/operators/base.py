@@ -1,0 +1,41 @@
+"""What every pipeline operator shares: the warehouse connection and the run's identity."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from resilient_etl.hooks.warehouse import WarehouseHook
+
+
+class WarehouseOperator(BaseOperator):
+    """
+    Base of the pipeline operators.
+
+    :param warehouse_conn_id: the warehouse connection
+    """
+
+    template_fields: Sequence[str] = ("warehouse_conn_id",)
+
+    def __init__(self, *, warehouse_conn_id: str = WarehouseHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.warehouse_conn_id = warehouse_conn_id
+
+    @cached_property
+    def warehouse(self) -> WarehouseHook:
+        """Return the warehouse hook (connection resolved on first query)."""
+        return WarehouseHook(self.warehouse_conn_id)
+
+    @staticmethod
+    def run_id(context: Any) -> str:
+        """Return the run id of the executing task instance."""
+        return context["run_id"]
+
+
+def folder(override: str | None, default: str | Path) -> Path:
+    """Return the override folder when given (a trigger-form param), else the configured one."""
+    return Path(override) if override and override.strip() and override != "None" else Path(default)

@@ -1,0 +1,130 @@
+"""Extract: read landing CSV files into ``staged_rows``; an unreadable file goes to rejected/."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+
+from resilient_etl.errors import BadInputFileError
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.pipeline.validate import CSV_COLUMNS, EXTRA_FIELDS_KEY
+from resilient_etl.schema import quarantine, staged_rows
+
+log = logging.getLogger(__name__)
+
+
+def read_supplier_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """
+    Read a supplier CSV and return ``[(line number, raw row)]``.
+
+    :param path: the file
+    :raises BadInputFileError: not UTF-8, no header, missing contract columns, or broken CSV quoting;
+        the message names the file and, where known, the line
+    """
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh, restkey=EXTRA_FIELDS_KEY)
+            header = reader.fieldnames
+            if not header:
+                raise BadInputFileError(f"{path.name}: empty file, no header row", path=str(path), line=1)
+            missing = [c for c in CSV_COLUMNS if c not in header]
+            if missing:
+                raise BadInputFileError(
+                    f"{path.name}: header lacks required columns {', '.join(missing)}", path=str(path), line=1
+                )
+            rows = []
+            for raw in reader:
+                if not any((v or "").strip() for k, v in raw.items() if k != EXTRA_FIELDS_KEY):
+                    continue  # blank line
+                rows.append((reader.line_num, raw))
+            return rows
+    except UnicodeDecodeError as exc:
+        raise BadInputFileError(f"{path.name}: not UTF-8 (byte {exc.start}: {exc.reason})", path=str(path)) from exc
+    except csv.Error as exc:
+        raise BadInputFileError(f"{path.name}: broken CSV: {exc}", path=str(path)) from exc
+
+
+def reject_file(path: Path, rejected_dir: Path, reason: str) -> Path:
+    """
+    Move an unreadable file to ``rejected_dir`` with a ``.reason.txt`` beside it; return its new path.
+
+    :param path: the landing file
+    :param rejected_dir: the rejected folder
+    :param reason: why it was rejected
+    """
+    rejected_dir.mkdir(parents=True, exist_ok=True)
+    target = rejected_dir / path.name
+    if target.exists():
+        target = rejected_dir / f"{path.stem}.{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}{path.suffix}"
+    shutil.move(str(path), target)
+    target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+    return target
+
+
+def extract(
+    warehouse: WarehouseHook, *, landing_dir: Path, rejected_dir: Path, run_id: str, full_refresh: bool = False
+) -> dict[str, Any]:
+    """
+    Stage every ``*.csv`` in ``landing_dir`` for ``run_id``; reject unreadable files.
+
+    A file this run already staged is kept as it is (a cleared run resumes where it stopped) unless
+    ``full_refresh``, which restages it and discards its staged and quarantined rows, so nothing is
+    ever doubled.
+
+    :param warehouse: the warehouse hook
+    :param landing_dir: where drops land
+    :param rejected_dir: where unreadable files go
+    :param run_id: the Airflow run id
+    :param full_refresh: restage files this run already staged
+    """
+    if not landing_dir.is_dir():
+        raise BadInputFileError(f"landing folder {landing_dir} does not exist", path=str(landing_dir))
+    summary: dict[str, Any] = {"files": [], "rejected_files": [], "rows_staged": 0, "resumed_files": []}
+    now = dt.datetime.now(dt.UTC)
+    with warehouse.begin() as conn:
+        staged_before = set(conn.execute(select(staged_rows.c.source_file).distinct().where(staged_rows.c.run_id == run_id)).scalars())
+    for path in sorted(p for p in landing_dir.glob("*.csv") if p.is_file()):
+        if path.name in staged_before and not full_refresh:
+            log.info("%s already staged by this run: resuming (full_refresh restages it)", path.name)
+            summary["resumed_files"].append(path.name)
+            continue
+        try:
+            rows = read_supplier_csv(path)
+        except BadInputFileError as exc:
+            target = reject_file(path, rejected_dir, str(exc))
+            log.warning("Rejected %s: %s (moved to %s)", path.name, exc, target)
+            with warehouse.begin() as conn:
+                conn.execute(
+                    insert(quarantine),
+                    {
+                        "run_id": run_id, "stage": "extract", "source_file": path.name, "line_number": exc.line or 0,
+                        "raw_row": "", "error_category": exc.category.value, "detail": str(exc), "quarantined_at": now,
+                    },
+                )
+            summary["rejected_files"].append({"file": path.name, "reason": str(exc)})
+            continue
+        with warehouse.begin() as conn:
+            conn.execute(delete(staged_rows).where(staged_rows.c.run_id == run_id, staged_rows.c.source_file == path.name))
+            conn.execute(delete(quarantine).where(quarantine.c.run_id == run_id, quarantine.c.source_file == path.name))
+            if rows:
+                conn.execute(
+                    insert(staged_rows),
+                    [
+                        {
+                            "run_id": run_id, "source_file": path.name, "line_number": line,
+                            "raw_row": json.dumps(raw, ensure_ascii=False), "status": "staged", "staged_at": now,
+                        }
+                        for line, raw in rows
+                    ],
+                )
+        log.info("Staged %s rows from %s", len(rows), path.name)
+        summary["files"].append(path.name)
+        summary["rows_staged"] += len(rows)
+    return summary

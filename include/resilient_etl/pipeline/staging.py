@@ -1,0 +1,68 @@
+"""Shared writes on ``staged_rows`` and ``quarantine`` (each inside the caller's transaction)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, update
+
+from resilient_etl.schema import quarantine, staged_rows
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A row set aside, with why."""
+
+    source_file: str
+    line_number: int
+    raw_row: str
+    category: str
+    detail: str
+
+
+def quarantine_rows(conn: Connection, *, run_id: str, stage: str, rows: Sequence[Quarantined]) -> None:
+    """Write quarantine records and mark their staged rows ``quarantined``, atomically with the caller."""
+    if not rows:
+        return
+    now = dt.datetime.now(dt.UTC)
+    conn.execute(
+        insert(quarantine),
+        [
+            {
+                "run_id": run_id, "stage": stage, "source_file": r.source_file, "line_number": r.line_number,
+                "raw_row": r.raw_row, "error_category": r.category, "detail": r.detail, "quarantined_at": now,
+            }
+            for r in rows
+        ],
+    )
+    set_status(conn, run_id=run_id, updates=[{"f": r.source_file, "l": r.line_number, "s": "quarantined"} for r in rows])
+
+
+def set_status(conn: Connection, *, run_id: str, updates: Sequence[dict[str, Any]]) -> None:
+    """
+    Set staged rows' status (and clean data) in one executemany.
+
+    :param updates: dicts with ``f`` (file), ``l`` (line), ``s`` (status) and optionally ``clean`` and
+        ``pc``/``cn`` (normalised postcode and company number)
+    """
+    if not updates:
+        return
+    with_clean = [u for u in updates if "clean" in u]
+    plain = [u for u in updates if "clean" not in u]
+    where = (
+        (staged_rows.c.run_id == run_id)
+        & (staged_rows.c.source_file == bindparam("f"))
+        & (staged_rows.c.line_number == bindparam("l"))
+    )
+    if plain:
+        conn.execute(update(staged_rows).where(where).values(status=bindparam("s")), list(plain))
+    if with_clean:
+        conn.execute(
+            update(staged_rows)
+            .where(where)
+            .values(status=bindparam("s"), clean_row=bindparam("clean"), postcode=bindparam("pc"), company_number=bindparam("cn")),
+            list(with_clean),
+        )

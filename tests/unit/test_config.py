@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from resilient_etl.cli import main
+from resilient_etl.config import DEFAULT_CONFIG_PATH, load_config
+from resilient_etl.errors import ConfigError
+
+
+def _write(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    mutate(data)
+    path = tmp_path / "resilience.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_shipped_config_is_valid_and_paths_resolve_against_its_folder() -> None:
+    cfg = load_config(DEFAULT_CONFIG_PATH)
+    assert cfg.paths.landing == (DEFAULT_CONFIG_PATH.parent / "../data/landing").resolve()
+    assert cfg.apis.postcodes_io.bulk_size == 100
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "value"),
+    [
+        (lambda d: d["load"].__setitem__("batch_size", 0), "load.batch_size", 0),
+        (lambda d: d["apis"]["postcodes_io"].__setitem__("bulk_size", 101), "apis.postcodes_io.bulk_size", 101),
+        (lambda d: d["dag"].__setitem__("retries", "many"), "dag.retries", "many"),
+        (lambda d: d["load"].__setitem__("batch_sise", 10), "load.batch_sise", 10),
+        (lambda d: d.pop("paths"), "paths", None),
+        (lambda d: d["dag"].__setitem__("tags", []), "dag.tags", []),
+    ],
+)
+def test_invalid_values_name_the_field_and_value(tmp_path: Path, mutate, field: str, value) -> None:
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.field == field
+    assert field in str(info.value)
+    if value is not None:
+        assert repr(value) in str(info.value)
+
+
+def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("paths: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(scalar)
+
+
+def test_config_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", str(DEFAULT_CONFIG_PATH)]) == 0
+    assert "batch_size: 500" in capsys.readouterr().out
+    bad = _write(tmp_path, lambda d: d["load"].__setitem__("chunk_size", -1))
+    assert main(["config", "check", str(bad)]) == 1
+    assert "load.chunk_size" in capsys.readouterr().err

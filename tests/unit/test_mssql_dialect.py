@@ -1,0 +1,44 @@
+"""SQL Server cannot run here: assert on the SQL compiled for the mssql dialect."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_mock_engine
+from sqlalchemy.dialects import mssql
+from sqlalchemy.schema import CreateTable
+
+from resilient_etl.hooks.warehouse import mssql_merge_sql, url_for_connection
+from resilient_etl.schema import metadata, suppliers
+
+
+def test_every_table_compiles_for_mssql() -> None:
+    ddl = {t.name: str(CreateTable(t).compile(dialect=mssql.dialect())) for t in metadata.sorted_tables}
+    assert set(ddl) >= {"suppliers", "quarantine", "etl_checkpoints", "pipeline_runs", "postcode_cache", "company_cache", "incidents", "staged_rows"}
+    assert "supplier_id VARCHAR(64) NOT NULL" in ddl["suppliers"]
+    assert "PRIMARY KEY (supplier_id)" in ddl["suppliers"]
+    assert "DATETIMEOFFSET" in ddl["suppliers"]  # timezone-aware timestamps
+    assert "id INTEGER NOT NULL IDENTITY" in ddl["quarantine"]
+    assert "BIT" in ddl["postcode_cache"]
+
+
+def test_create_all_emits_ddl_for_mssql() -> None:
+    statements: list[str] = []
+    engine = create_mock_engine("mssql+pymssql://", lambda sql, *a, **k: statements.append(str(sql.compile(dialect=engine.dialect))))
+    metadata.create_all(engine, checkfirst=False)
+    assert sum(s.strip().startswith("CREATE TABLE") for s in statements) == len(metadata.tables)
+
+
+def test_merge_upsert_for_mssql() -> None:
+    sql = mssql_merge_sql(suppliers, ["supplier_id"], ["supplier_id", "company_name", "postcode"])
+    assert sql.startswith("MERGE INTO suppliers WITH (HOLDLOCK) AS target USING (VALUES (:supplier_id, :company_name, :postcode))")
+    assert "ON target.supplier_id = source.supplier_id" in sql
+    assert "WHEN MATCHED THEN UPDATE SET target.company_name = source.company_name, target.postcode = source.postcode" in sql
+    assert "target.supplier_id = source.supplier_id," not in sql.split("UPDATE SET")[1]  # keys are never updated
+    assert sql.endswith("WHEN NOT MATCHED THEN INSERT (supplier_id, company_name, postcode) VALUES (source.supplier_id, source.company_name, source.postcode);")
+
+
+def test_connection_urls_per_type() -> None:
+    assert url_for_connection("sqlite", host="/tmp/w.db").render_as_string() == "sqlite:////tmp/w.db"
+    pg = url_for_connection("postgres", host="db", login="etl", password="s3cr3t", port=5432, schema="wh")
+    assert pg.drivername == "postgresql+psycopg2" and pg.database == "wh"
+    assert "s3cr3t" not in str(pg)  # URLs render with the password masked
+    assert url_for_connection("mssql", host="sql", login="sa", password="x", port=1433, schema="dw").drivername == "mssql+pymssql"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -51,7 +52,7 @@ def error_body(status: int) -> dict[str, Any]:
 
 @dataclass
 class _Window:
-    started: float
+    resets_at: int  # whole epoch seconds, rounded up, so a client waiting until Reset is never early
     used: int = 0
 
 
@@ -76,14 +77,14 @@ class RateLimiter:
         now = self.clock()
         with self._lock:
             win = self._windows.get(key)
-            if win is None or now >= win.started + self.window_seconds:
-                win = self._windows[key] = _Window(started=now)
+            if win is None or now >= win.resets_at:
+                win = self._windows[key] = _Window(resets_at=math.ceil(now + self.window_seconds))
             win.used += 1
             allowed = win.used <= self.limit
             headers = {
                 "X-Ratelimit-Limit": str(self.limit),
                 "X-Ratelimit-Remain": str(max(0, self.limit - win.used)),
-                "X-Ratelimit-Reset": str(int(win.started + self.window_seconds)),
+                "X-Ratelimit-Reset": str(win.resets_at),
                 "X-Ratelimit-Window": _window_label(self.window_seconds),
             }
         return allowed, headers

@@ -1,0 +1,129 @@
+"""WarehouseHook and the pipeline steps on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, inspect, select
+
+from resilient_etl.errors import BadInputFileError, WarehouseUnavailableError
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.pipeline.extract import extract
+from resilient_etl.pipeline.validate import validate_staged
+from resilient_etl.sandbox.data import CSV_COLUMNS
+from resilient_etl.schema import metadata, quarantine, staged_rows, suppliers
+
+HEADER = ",".join(CSV_COLUMNS)
+
+
+def _row(i: int, **over: str) -> dict:
+    base = {
+        "supplier_id": f"S{i}", "company_number": "00445790", "company_name": "Tesco", "postcode": "AB10 1AB",
+        "enrichment_status": "live", "source_file": "f.csv", "source_line": i, "run_id": "r1",
+        "loaded_at": dt.datetime.now(dt.UTC),
+    }
+    return {**base, **over}
+
+
+def test_schema_is_idempotent_and_upsert_updates(warehouse_conn) -> None:
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    hook.ensure_schema()
+    assert set(inspect(hook.engine).get_table_names()) >= set(metadata.tables)
+    with hook.begin() as conn:
+        hook.upsert(conn, suppliers, [_row(1), _row(2)], ["supplier_id"])
+    with hook.begin() as conn:
+        hook.upsert(conn, suppliers, [_row(2, company_name="Tesco PLC"), _row(3)], ["supplier_id"])
+    with hook.begin() as conn:
+        names = dict(conn.execute(select(suppliers.c.supplier_id, suppliers.c.company_name)).all())
+    assert names == {"S1": "Tesco", "S2": "Tesco PLC", "S3": "Tesco"}
+    assert hook.test_connection() == (True, f"warehouse reachable ({hook.dialect})")
+
+
+def test_failed_transaction_leaves_nothing(warehouse_conn) -> None:
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    with pytest.raises(RuntimeError):
+        with hook.begin() as conn:
+            hook.upsert(conn, suppliers, [_row(1)], ["supplier_id"])
+            raise RuntimeError("critical failure mid-batch")
+    with hook.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(suppliers)).scalar_one() == 0
+
+
+def test_unreachable_postgres_is_typed(monkeypatch) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE_DEFAULT",
+        json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "etl", "password": "pw-not-logged", "schema": "x"}),
+    )
+    hook = WarehouseHook()
+    with pytest.raises(WarehouseUnavailableError) as info:
+        hook.ensure_schema()
+    assert info.value.transient is True and "pw-not-logged" not in str(info.value)
+    ok, message = hook.test_connection()
+    assert ok is False and "pw-not-logged" not in message
+
+
+def _dirs(tmp_path: Path) -> tuple[Path, Path]:
+    landing, rejected = tmp_path / "landing", tmp_path / "rejected"
+    landing.mkdir()
+    return landing, rejected
+
+
+def test_unreadable_files_go_to_rejected_with_reason(warehouse_conn, tmp_path: Path) -> None:
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    landing, rejected = _dirs(tmp_path)
+    (landing / "latin1.csv").write_bytes((HEADER + "\nS1,00445790,Caf\xe9,a,b,AB10 1AB,1,2024-01-01\n").encode("latin-1"))
+    (landing / "drift.csv").write_text("supplier_id,company_number\nS1,00445790\n")
+    (landing / "empty.csv").write_text("")
+    (landing / "good.csv").write_text(HEADER + "\nS1,00445790,Tesco,1 Rd,Aberdeen,AB10 1AB,10,2024-01-01\n\n")
+    summary = extract(hook, landing_dir=landing, rejected_dir=rejected, run_id="r1")
+    assert summary["files"] == ["good.csv"] and summary["rows_staged"] == 1
+    reasons = {r["file"]: r["reason"] for r in summary["rejected_files"]}
+    assert "not UTF-8" in reasons["latin1.csv"]
+    assert "company_name" in reasons["drift.csv"] and "header lacks required columns" in reasons["drift.csv"]
+    assert "empty file" in reasons["empty.csv"]
+    assert sorted(p.name for p in landing.iterdir()) == ["good.csv"]
+    for name, reason in reasons.items():
+        assert (rejected / name).exists()
+        assert (rejected / f"{name}.reason.txt").read_text().strip() == reason
+    with hook.begin() as conn:
+        q = conn.execute(select(quarantine.c.source_file, quarantine.c.error_category).where(quarantine.c.stage == "extract")).all()
+    assert sorted(q) == [("drift.csv", "bad_input_file"), ("empty.csv", "bad_input_file"), ("latin1.csv", "bad_input_file")]
+    with pytest.raises(BadInputFileError, match="does not exist"):
+        extract(hook, landing_dir=tmp_path / "nowhere", rejected_dir=rejected, run_id="r1")
+
+
+def test_extract_resumes_and_full_refresh_restages(warehouse_conn, tmp_path: Path) -> None:
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    landing, rejected = _dirs(tmp_path)
+    lines = [HEADER] + [f"S{i},00445790,Tesco,1 Rd,Aberdeen,AB10 1AB,10,2024-01-01" for i in range(5)] + ["S0,00445790,Dup,1 Rd,Aberdeen,AB10 1AB,10,2024-01-01", "S9,1-2,Bad,1 Rd,Aberdeen,nope,x,2024-02-30"]
+    (landing / "a.csv").write_text("\n".join(lines) + "\n")
+    assert extract(hook, landing_dir=landing, rejected_dir=rejected, run_id="r1")["rows_staged"] == 7
+    result = validate_staged(hook, run_id="r1")
+    assert (result["rows_valid"], result["rows_quarantined"]) == (5, 2)
+    with hook.begin() as conn:
+        q = {r.line_number: (r.error_category, r.detail) for r in conn.execute(select(quarantine))}
+    assert q[7][0] == "duplicate_supplier_id"
+    assert q[8][0] == "invalid_postcode" and "company_number '1-2'" in q[8][1] and "annual_spend_gbp 'x'" in q[8][1] and "2024-02-30" in q[8][1]
+
+    again = extract(hook, landing_dir=landing, rejected_dir=rejected, run_id="r1")
+    assert again["resumed_files"] == ["a.csv"] and again["rows_staged"] == 0
+    assert validate_staged(hook, run_id="r1")["rows_checked"] == 0  # nothing revalidated, nothing doubled
+
+    fresh = extract(hook, landing_dir=landing, rejected_dir=rejected, run_id="r1", full_refresh=True)
+    assert fresh["rows_staged"] == 7
+    assert validate_staged(hook, run_id="r1")["rows_quarantined"] == 2
+    with hook.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(quarantine)).scalar_one() == 2
+        assert conn.execute(select(func.count()).select_from(staged_rows)).scalar_one() == 7

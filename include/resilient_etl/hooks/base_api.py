@@ -10,6 +10,7 @@ from typing import Any
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 
+from resilient_etl import UI_FIELD_BEHAVIOUR
 from resilient_etl.errors import (
     ApiAuthError,
     ApiBadResponseError,
@@ -115,6 +116,12 @@ class ApiHook(HttpHook):
         self.timeout = timeout
         self._session: requests.Session | None = None
         self.last_rate_limit: RateLimitStatus | None = None
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Return the connection form layout (the same data the provider info declares)."""
+        behaviour = UI_FIELD_BEHAVIOUR[cls.conn_type]
+        return {"hidden_fields": behaviour["hidden-fields"], "relabeling": behaviour["relabeling"], "placeholders": behaviour["placeholders"]}
 
     @property
     def session(self) -> requests.Session:

@@ -32,15 +32,6 @@ class CompaniesHouseHook(ApiHook):
         super().__init__(companies_house_conn_id, timeout=timeout)
         self.companies_house_conn_id = companies_house_conn_id
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Return the connection form layout: base URL and API key."""
-        return {
-            "hidden_fields": ["schema", "port", "login"],
-            "relabeling": {"host": "Base URL", "password": "API key"},
-            "placeholders": {"host": "https://api.company-information.service.gov.uk"},
-        }
-
     def _extract_auth(self, connection: Any) -> HTTPBasicAuth:
         # The key is the Basic user name with an empty password: base64("key:").
         return HTTPBasicAuth(connection.password or connection.login or "", "")

@@ -42,15 +42,6 @@ class PostcodesIoHook(ApiHook):
         self.postcodes_io_conn_id = postcodes_io_conn_id
         self.bulk_size = bulk_size
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Return the connection form layout: only the base URL matters."""
-        return {
-            "hidden_fields": ["schema", "port", "login", "password"],
-            "relabeling": {"host": "Base URL"},
-            "placeholders": {"host": "https://api.postcodes.io"},
-        }
-
     def lookup(self, postcode: str) -> dict[str, Any] | None:
         """
         Return the postcode's result object, or None when it is malformed, unknown or terminated.

@@ -1,0 +1,57 @@
+"""Every DAG parses, and carries retries, an owner, tags and docs; a bad config is an import error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from airflow.dag_processing.dagbag import BundleDagBag
+
+from resilient_etl.config import DEFAULT_CONFIG_PATH
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> BundleDagBag:
+    return BundleDagBag(dag_folder=str(DAGS), bundle_path=DAGS)
+
+
+def test_no_import_errors(dagbag: BundleDagBag) -> None:
+    assert dagbag.import_errors == {}
+    assert "company_enrichment" in dagbag.dags
+
+
+def test_every_dag_has_owner_retries_tags_and_docs(dagbag: BundleDagBag) -> None:
+    for dag_id, dag in dagbag.dags.items():
+        assert dag.tags, dag_id
+        assert dag.doc_md, dag_id
+        for task in dag.tasks:
+            assert task.owner and task.owner != "airflow", (dag_id, task.task_id)
+            assert task.retries >= 1, (dag_id, task.task_id)
+
+
+def test_company_enrichment_shape_and_params(dagbag: BundleDagBag) -> None:
+    dag = dagbag.dags["company_enrichment"]
+    assert {t.task_id for t in dag.tasks} == {"extract", "validate", "enrich_postcodes", "enrich_companies", "load", "reconcile"}
+    assert dag.get_task("load").upstream_task_ids == {"enrich_postcodes", "enrich_companies"}
+    assert dag.get_task("reconcile").upstream_task_ids == {"load"}
+    assert dag.params["full_refresh"] is False
+    assert dag.params["landing_dir"] is None
+    assert dag.max_active_runs == 1
+    extract = dag.get_task("extract")
+    assert "landing_dir" in extract.template_fields
+    assert extract.retry_exponential_backoff > 0 and extract.max_retry_delay.total_seconds() == 600
+
+
+def test_bad_config_fails_the_import_naming_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["load"]["batch_size"] = "lots"
+    bad = tmp_path / "resilience.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("RESILIENT_ETL_CONFIG", str(bad))
+    bag = BundleDagBag(dag_folder=str(DAGS / "company_enrichment.py"), bundle_path=DAGS)
+    assert "company_enrichment" not in bag.dags
+    (message,) = bag.import_errors.values()
+    assert "load.batch_size" in message and "'lots'" in message

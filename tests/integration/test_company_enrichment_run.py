@@ -1,0 +1,109 @@
+"""
+company_enrichment end to end through real Airflow runs (``dag.test()``) against the sandbox APIs, on a
+SQLite and on a PostgreSQL warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from resilient_etl.config import DEFAULT_CONFIG_PATH
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.sandbox.data import write_sample_csv
+from resilient_etl.schema import pipeline_runs, quarantine, staged_rows, suppliers
+
+pytestmark = pytest.mark.airflow_run
+ROWS = 300
+
+
+@pytest.fixture
+def pipeline_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    dirs = {name: tmp_path / name for name in ("landing", "archive", "rejected")}
+    data["paths"] = {k: str(v) for k, v in dirs.items()}
+    data["load"]["batch_size"] = 120
+    path = tmp_path / "resilience.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("RESILIENT_ETL_CONFIG", str(path))
+    dirs["landing"].mkdir()
+    return dirs
+
+
+def _run_dag(**conf: object):
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    dags = Path(__file__).resolve().parents[2] / "dags"
+    bag = BundleDagBag(dag_folder=str(dags / "company_enrichment.py"), bundle_path=dags)
+    assert bag.import_errors == {}
+    return bag.dags["company_enrichment"].test(run_conf=conf or None)
+
+
+def test_end_to_end_run_reconciles_and_enriches(airflow_db, api_connections, warehouse_conn, pipeline_config) -> None:
+    drop = write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=ROWS, dirty_share=0.05)
+    (pipeline_config["landing"] / "broken.csv").write_bytes(b"\xff\xfe not a csv")
+    dag_run = _run_dag()
+    assert dag_run.state == "success"
+
+    hook = WarehouseHook()
+    with hook.begin() as conn:
+        run = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == dag_run.run_id)).one()
+        q = conn.execute(select(quarantine).where(quarantine.c.run_id == dag_run.run_id)).all()
+        loaded = conn.execute(select(suppliers).where(suppliers.c.run_id == dag_run.run_id)).all()
+    assert run.status == "success"
+    assert run.rows_in == ROWS
+    assert run.rows_in == run.rows_loaded + run.rows_quarantined + run.rows_pending
+    assert run.rows_loaded == len(loaded) and run.rows_pending == 0
+    row_q = [r for r in q if r.stage != "extract"]
+    assert len(row_q) == run.rows_quarantined
+    # every dirty line of the drop is quarantined, with its own line number and a reason
+    assert {r.line_number for r in row_q} == set(drop.dirty_lines) - _accepted_dirty_lines(drop, row_q)
+    assert all(r.detail for r in row_q)
+    assert {r.error_category for r in row_q} >= {"invalid_postcode", "invalid_company_number", "missing_field", "duplicate_supplier_id", "unknown_postcode", "unknown_company"}
+    # the unreadable file went to rejected/ and is named in the run summary
+    assert (pipeline_config["rejected"] / "broken.csv").exists()
+    assert [f["file"] for f in json.loads(run.summary)["rejected_files"]] == ["broken.csv"]
+    # valid rows carry their enrichment
+    assert all(r.enrichment_status == "live" for r in loaded)
+    assert all(r.pc_country and r.pc_admin_district and r.co_name and r.co_type for r in loaded)
+    assert sum(r.co_status is not None for r in loaded) == len(loaded)
+    # the file was archived under the run
+    assert not (pipeline_config["landing"] / "suppliers.csv").exists()
+    assert list(pipeline_config["archive"].glob("*/suppliers.csv"))
+
+
+def _accepted_dirty_lines(drop, quarantined) -> set[int]:
+    """Dirty lines whose defect a later rule cannot see (a duplicate of a row that was itself quarantined)."""
+    qlines = {r.line_number for r in quarantined}
+    return {line for line, reason in drop.dirty_lines.items() if reason == "duplicate supplier id" and line - 1 in qlines}
+
+
+def test_second_run_loads_no_duplicates(airflow_db, api_connections, sqlite_warehouse, pipeline_config) -> None:
+    landing = pipeline_config["landing"]
+    write_sample_csv(landing / "suppliers.csv", rows=ROWS)
+    first = _run_dag()
+    write_sample_csv(landing / "suppliers.csv", rows=ROWS)
+    second = _run_dag()
+    assert (first.state, second.state) == ("success", "success")
+    with WarehouseHook().begin() as conn:
+        total = conn.execute(select(func.count()).select_from(suppliers)).scalar_one()
+        runs = conn.execute(select(pipeline_runs.c.rows_loaded)).scalars().all()
+        latest = set(conn.execute(select(suppliers.c.run_id)).scalars())
+    assert total == runs[0] == runs[1]
+    assert latest == {second.run_id}  # upserted by the second run, not inserted again
+
+
+def test_landing_dir_param_overrides_the_configured_folder(airflow_db, api_connections, sqlite_warehouse, pipeline_config, tmp_path) -> None:
+    one_off = tmp_path / "one-off"
+    write_sample_csv(one_off / "extra.csv", rows=50, dirty_share=0)
+    write_sample_csv(pipeline_config["landing"] / "untouched.csv", rows=50, dirty_share=0)
+    dag_run = _run_dag(landing_dir=str(one_off))
+    assert dag_run.state == "success"
+    with WarehouseHook().begin() as conn:
+        files = set(conn.execute(select(staged_rows.c.source_file).where(staged_rows.c.run_id == dag_run.run_id)).scalars())
+    assert files == {"extra.csv"}
+    assert (pipeline_config["landing"] / "untouched.csv").exists() and not (one_off / "extra.csv").exists()

@@ -1,4 +1,4 @@
-"""The ``resilient-etl`` command: sandbox, demo, sample, config check."""
+"""The ``resilient-etl`` command: sandbox, demo, sample, env, config check."""
 
 from __future__ import annotations
 
@@ -59,6 +59,27 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_env(args: argparse.Namespace) -> int:
+    import shlex
+
+    from resilient_etl.localenv import airflow_env, connection_env
+    from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
+
+    project = Path(args.project_dir).resolve()
+    env = {
+        **airflow_env(project / ".airflow", project_dir=project),
+        **connection_env(
+            postcodes_url=f"http://127.0.0.1:{args.postcodes_port}",
+            companies_url=f"http://127.0.0.1:{args.companies_port}",
+            api_key=DEFAULT_API_KEY,
+            warehouse={"conn_type": "sqlite", "host": str(project / "data" / "warehouse.db")},
+        ),
+    }
+    for key, value in env.items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from resilient_etl.demo import run_demo
 
@@ -90,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--dirty-share", type=float, default=0.03)
     sample.add_argument("--seed", type=int, default=20261126)
     sample.set_defaults(func=_cmd_sample)
+
+    env = sub.add_parser("env", help="print `export` lines for a local Airflow against the sandbox (eval them)")
+    env.add_argument("--project-dir", default=".")
+    env.add_argument("--postcodes-port", type=int, default=8701)
+    env.add_argument("--companies-port", type=int, default=8702)
+    env.set_defaults(func=_cmd_env)
 
     demo = sub.add_parser("demo", help="run company_enrichment end to end on SQLite against the sandboxes")
     demo.add_argument("--project-dir", default=".", help="the repository (default: current directory)")

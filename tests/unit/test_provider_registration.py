@@ -19,8 +19,9 @@ def test_airflow_providers_list_shows_the_provider() -> None:
 
 def test_connection_types_are_offered() -> None:
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    hooks = ProvidersManager().hooks
+    hooks = ProvidersManagerTaskRuntime().hooks
     assert hooks["postcodes_io"].hook_class_name == "resilient_etl.hooks.postcodes.PostcodesIoHook"
     assert hooks["companies_house"].hook_class_name == "resilient_etl.hooks.companies_house.CompaniesHouseHook"
     behaviours = ProvidersManager().field_behaviours

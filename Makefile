@@ -1,0 +1,40 @@
+# resilient-etl: the two quickstart commands are `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+CONSTRAINTS := constraints/airflow-3.3.2-py3.11.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-unit sandbox standalone config-check bench clean
+
+$(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt -c $(CONSTRAINTS)
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install Airflow, the providers and this package
+
+demo: install  ## run company_enrichment end to end on SQLite against the sandbox APIs
+	$(BIN)/resilient-etl demo
+
+test: install  ## the whole suite (needs PostgreSQL on 127.0.0.1:5432; .ci/run starts it)
+	$(BIN)/pytest -p no:cacheprovider
+
+test-unit: install  ## unit tests only: no network, no services
+	$(BIN)/pytest -p no:cacheprovider tests/unit
+
+sandbox: install  ## serve both sandbox APIs on 127.0.0.1:8701 / :8702 until Ctrl-C
+	$(BIN)/resilient-etl sandbox
+
+standalone: install  ## Airflow UI on :8080 over this project's DAGs (see README)
+	bash scripts/standalone.sh
+
+config-check: install
+	$(BIN)/resilient-etl config check
+
+bench: install
+	$(BIN)/python bench/parse_time.py
+
+clean:
+	rm -rf data .airflow

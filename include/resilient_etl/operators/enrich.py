@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from resilient_etl.hooks.companies_house import CompaniesHouseHook
-from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.operators.base import WarehouseOperator
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 
@@ -23,7 +21,7 @@ class EnrichPostcodesOperator(WarehouseOperator):
     template_fields: Sequence[str] = (*WarehouseOperator.template_fields, "postcodes_io_conn_id")
 
     def __init__(
-        self, *, postcodes_io_conn_id: str = PostcodesIoHook.default_conn_name, timeout: float = 10.0, bulk_size: int = 100, **kwargs: Any
+        self, *, postcodes_io_conn_id: str = "postcodes_io_default", timeout: float = 10.0, bulk_size: int = 100, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.postcodes_io_conn_id = postcodes_io_conn_id
@@ -31,6 +29,9 @@ class EnrichPostcodesOperator(WarehouseOperator):
         self.bulk_size = bulk_size
 
     def execute(self, context: Any) -> dict[str, Any]:
+        # Imported here: the HTTP provider costs ~0.2 s and DAG parsing never needs it.
+        from resilient_etl.hooks.postcodes import PostcodesIoHook
+
         hook = PostcodesIoHook(self.postcodes_io_conn_id, timeout=self.timeout, bulk_size=self.bulk_size)
         try:
             return enrich_postcodes(self.warehouse, hook, run_id=self.run_id(context))
@@ -49,13 +50,15 @@ class EnrichCompaniesOperator(WarehouseOperator):
     template_fields: Sequence[str] = (*WarehouseOperator.template_fields, "companies_house_conn_id")
 
     def __init__(
-        self, *, companies_house_conn_id: str = CompaniesHouseHook.default_conn_name, timeout: float = 10.0, **kwargs: Any
+        self, *, companies_house_conn_id: str = "companies_house_default", timeout: float = 10.0, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.companies_house_conn_id = companies_house_conn_id
         self.timeout = timeout
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from resilient_etl.hooks.companies_house import CompaniesHouseHook
+
         hook = CompaniesHouseHook(self.companies_house_conn_id, timeout=self.timeout)
         try:
             return enrich_companies(self.warehouse, hook, run_id=self.run_id(context))

@@ -10,14 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, select
 
-from resilient_etl.hooks.companies_house import CompaniesHouseHook
-from resilient_etl.hooks.postcodes import PostcodesIoHook
-from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.schema import company_cache, postcode_cache, staged_rows
+
+if TYPE_CHECKING:
+    from resilient_etl.hooks.companies_house import CompaniesHouseHook
+    from resilient_etl.hooks.postcodes import PostcodesIoHook
+    from resilient_etl.hooks.warehouse import WarehouseHook
 
 log = logging.getLogger(__name__)
 COMPANY_COMMIT_EVERY = 25

@@ -66,7 +66,7 @@ def test_parsing_does_not_import_api_clients() -> None:
         "import sys; from pathlib import Path; from airflow.dag_processing.dagbag import BundleDagBag;"
         f"d = Path({str(DAGS)!r}); bag = BundleDagBag(dag_folder=str(d), bundle_path=d);"
         "assert not bag.import_errors, bag.import_errors;"
-        "print(sorted(m for m in sys.modules if m.startswith(('airflow.providers.http', 'aiohttp', 'requests_toolbelt'))))"
+        "print(sorted(m for m in sys.modules if m.startswith(('airflow.providers.http.hooks', 'aiohttp', 'requests_toolbelt'))))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"

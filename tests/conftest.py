@@ -9,6 +9,7 @@ missing PostgreSQL fails the tests that need it; elsewhere they skip with the re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -135,3 +136,43 @@ def airflow_db() -> Path:
     proc = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis server (fails under CI when it is down)."""
+    import redis
+
+    url = os.environ.get("RESILIENT_ETL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError as exc:
+        require_service("Redis", str(exc))
+    return url
+
+
+@pytest.fixture
+def breaker_store(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``breaker_store`` connection on a flushed Redis test database."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    monkeypatch.setenv("AIRFLOW_CONN_BREAKER_STORE", redis_url)
+    return redis_url
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]):
+    """
+    Return a function giving everything logged so far: stdlib records and Airflow's structlog output
+    (hooks log through ``airflow.task.hooks.*``, which renders to the captured stream).
+    """
+    caplog.set_level(logging.DEBUG)
+    seen: list[str] = []
+
+    def text() -> str:
+        captured = capsys.readouterr()
+        seen.append(captured.out + captured.err)
+        return caplog.text + "".join(seen)
+
+    return text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -45,13 +45,17 @@ class ApiConfig(_Strict):
     timeout_seconds: float = Field(10.0, gt=0, le=300)
 
 
+class CompaniesHouseApiConfig(ApiConfig):
+    pace: bool = True  # spread requests over the quota window from the X-Ratelimit-* headers
+
+
 class PostcodesApiConfig(ApiConfig):
     bulk_size: int = Field(100, ge=1, le=100)  # postcodes.io refuses more than 100 per request
 
 
 class ApisConfig(_Strict):
     postcodes_io: PostcodesApiConfig
-    companies_house: ApiConfig
+    companies_house: CompaniesHouseApiConfig
 
 
 class WarehouseConfig(_Strict):
@@ -69,6 +73,45 @@ class DagConfig(_Strict):
     execution_timeout_minutes: float = Field(60, gt=0)
 
 
+class RetryPolicyConfig(_Strict):
+    """One dependency's retry budget (see :class:`resilient_etl.resilience.retry.RetryPolicy`)."""
+
+    max_attempts: int = Field(5, ge=1, le=50)
+    initial_wait_seconds: float = Field(0.5, ge=0, le=600)
+    multiplier: float = Field(2.0, ge=1, le=10)
+    max_wait_seconds: float = Field(30, ge=0, le=3600)
+    max_elapsed_seconds: float = Field(120, gt=0, le=86_400)
+    max_server_wait_seconds: float = Field(330, ge=0, le=3600)
+
+
+class RetryConfig(_Strict):
+    database: RetryPolicyConfig = RetryPolicyConfig()
+    postcodes_io: RetryPolicyConfig = RetryPolicyConfig()
+    companies_house: RetryPolicyConfig = RetryPolicyConfig()
+
+    def policy(self, dependency: str) -> Any:
+        """Return the :class:`RetryPolicy` for ``database``, ``postcodes_io`` or ``companies_house``."""
+        from resilient_etl.resilience.retry import RetryPolicy
+
+        c: RetryPolicyConfig = getattr(self, dependency)
+        return RetryPolicy(
+            dependency=dependency,
+            max_attempts=c.max_attempts,
+            initial_wait=c.initial_wait_seconds,
+            multiplier=c.multiplier,
+            max_wait=c.max_wait_seconds,
+            max_elapsed=c.max_elapsed_seconds,
+            max_server_wait=c.max_server_wait_seconds,
+        )
+
+
+class SharedStateConfig(_Strict):
+    """Where state shared by every worker lives (quota pacing now; breaker state later)."""
+
+    store: Literal["auto", "redis", "sql"] = "auto"  # auto: Redis when the connection exists, else SQL
+    redis_conn_id: str = Field("breaker_store", min_length=1)
+
+
 class ResilienceConfig(_Strict):
     """The whole file."""
 
@@ -76,6 +119,8 @@ class ResilienceConfig(_Strict):
     load: LoadConfig = LoadConfig()
     apis: ApisConfig
     warehouse: WarehouseConfig = WarehouseConfig()
+    retry: RetryConfig = RetryConfig()
+    shared_state: SharedStateConfig = SharedStateConfig()
     dag: DagConfig
 
 

@@ -153,3 +153,13 @@ incidents = Table(
     Column("resolved_at", DateTime(timezone=True)),
     Index("ix_incidents_dedup_key", "dedup_key"),
 )
+
+# Quota pacing shared by every worker that uses the same API key (the key itself is never stored:
+# ``pacing_key`` is a hash of it). Used when no Redis ``breaker_store`` is configured.
+shared_pacing = Table(
+    "shared_pacing",
+    metadata,
+    Column("pacing_key", String(100), primary_key=True),
+    Column("next_slot_at", Float, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

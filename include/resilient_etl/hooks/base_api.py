@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
@@ -21,6 +21,11 @@ from resilient_etl.errors import (
     ApiServerError,
     ApiTimeoutError,
 )
+from resilient_etl.resilience.retry import Retrier, RetryPolicy
+
+if TYPE_CHECKING:
+    from resilient_etl.resilience.ratelimit import QuotaPacer
+    from resilient_etl.resilience.storage import PacingStore
 
 
 @dataclass(frozen=True)
@@ -100,20 +105,33 @@ def error_for_status(
 
 class ApiHook(HttpHook):
     """
-    Base of the API hooks: a lazily built, pooled session and a request method that raises typed errors.
+    Base of the API hooks: a pooled session, retries, optional quota pacing, typed errors.
 
     The session (and the connection lookup behind it) is built on first use, not in ``__init__``, and
     reused for every call, so a run of a thousand lookups keeps its TCP connections alive.
 
     :param conn_id: the Airflow connection id
     :param timeout: seconds to wait for connect and for each read
+    :param retry_policy: how transient failures are retried (a default policy when omitted)
+    :param pacing_store: where quota pacing slots are shared; None disables pacing
     """
 
     service: str = "api"
 
-    def __init__(self, conn_id: str, *, timeout: float = 10.0, method: str = "GET") -> None:
+    def __init__(
+        self,
+        conn_id: str,
+        *,
+        timeout: float = 10.0,
+        method: str = "GET",
+        retry_policy: RetryPolicy | None = None,
+        pacing_store: PacingStore | None = None,
+    ) -> None:
         super().__init__(method=method, http_conn_id=conn_id)
         self.timeout = timeout
+        self.retry_policy = retry_policy or RetryPolicy(dependency=self.service)
+        self.pacing_store = pacing_store
+        self.pacer: QuotaPacer | None = None
         self._session: requests.Session | None = None
         self.last_rate_limit: RateLimitStatus | None = None
 
@@ -128,6 +146,11 @@ class ApiHook(HttpHook):
         """Return the pooled session, building it (and resolving the connection) on first use."""
         if self._session is None:
             self._session = self.get_conn()
+            if self.pacing_store is not None:
+                from resilient_etl.resilience.ratelimit import QuotaPacer, pacing_key
+
+                conn = self.get_connection(self.http_conn_id)
+                self.pacer = QuotaPacer(self.pacing_store, pacing_key(self.service, conn.password or conn.host or ""))
         return self._session
 
     def close(self) -> None:
@@ -145,16 +168,31 @@ class ApiHook(HttpHook):
         **kwargs: Any,
     ) -> tuple[int, Any]:
         """
-        Send one request and return ``(status, parsed JSON body)``.
+        Send a request, retrying transient failures under the retry policy; return ``(status, JSON body)``.
 
         :param method: HTTP method
         :param endpoint: path below the connection's base URL
         :param allow_status: non-2xx statuses returned to the caller instead of raised (e.g. 404)
         :raises ApiError: a typed subclass for timeouts, dropped connections, error statuses and bodies
-            that are not JSON
+            that are not JSON, once the policy gives up (or at once for a permanent one)
         """
+        return Retrier(self.retry_policy, logger=self.log).call(
+            self.request_once, method, endpoint, allow_status=allow_status, **kwargs
+        )
+
+    def request_once(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        allow_status: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> tuple[int, Any]:
+        """Send one request (after its pacing slot, when pacing); see :meth:`request`."""
         session = self.session  # resolves the connection and base URL on first use
         url = self.url_from_endpoint(endpoint)
+        if self.pacer is not None:
+            self.pacer.before_request()
         try:
             response = session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.Timeout as exc:
@@ -168,9 +206,14 @@ class ApiHook(HttpHook):
                 endpoint=endpoint,
             ) from exc
         self.last_rate_limit = parse_rate_limit(response.headers) or self.last_rate_limit
+        if self.pacer is not None:
+            self.pacer.after_response(self.last_rate_limit)
         status = response.status_code
         if status >= 300 and status not in allow_status:
-            raise error_for_status(status, service=self.service, endpoint=endpoint, headers=response.headers)
+            error = error_for_status(status, service=self.service, endpoint=endpoint, headers=response.headers)
+            if self.pacer is not None and isinstance(error, ApiRateLimitError):
+                self.pacer.on_rate_limited(error.reset_at)
+            raise error
         try:
             return status, response.json()
         except ValueError as exc:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from requests.auth import HTTPBasicAuth
 
 from resilient_etl.errors import InvalidIdentifierError
 from resilient_etl.hooks.base_api import ApiHook
 from resilient_etl.normalise import normalise_company_number
+from resilient_etl.resilience.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from resilient_etl.resilience.storage import PacingStore
 
 
 class CompaniesHouseHook(ApiHook):
@@ -20,6 +24,9 @@ class CompaniesHouseHook(ApiHook):
 
     :param companies_house_conn_id: the Airflow connection id
     :param timeout: seconds to wait for each request
+    :param retry_policy: how transient failures (5xx, timeouts, 429 until the quota resets) are retried
+    :param pacing_store: share quota pacing through this store (spreads calls over the window from the
+        ``X-Ratelimit-*`` headers); None sends as fast as answers come
     """
 
     conn_name_attr = "companies_house_conn_id"
@@ -28,8 +35,15 @@ class CompaniesHouseHook(ApiHook):
     hook_name = "Companies House"
     service = "companies_house"
 
-    def __init__(self, companies_house_conn_id: str = default_conn_name, *, timeout: float = 10.0) -> None:
-        super().__init__(companies_house_conn_id, timeout=timeout)
+    def __init__(
+        self,
+        companies_house_conn_id: str = default_conn_name,
+        *,
+        timeout: float = 10.0,
+        retry_policy: RetryPolicy | None = None,
+        pacing_store: PacingStore | None = None,
+    ) -> None:
+        super().__init__(companies_house_conn_id, timeout=timeout, retry_policy=retry_policy, pacing_store=pacing_store)
         self.companies_house_conn_id = companies_house_conn_id
 
     def _extract_auth(self, connection: Any) -> HTTPBasicAuth:

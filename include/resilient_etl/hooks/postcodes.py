@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from resilient_etl.hooks.base_api import ApiHook
 from resilient_etl.normalise import normalise_postcode
+from resilient_etl.resilience.retry import RetryPolicy
 
 BULK_LIMIT = 100
 
@@ -21,6 +22,7 @@ class PostcodesIoHook(ApiHook):
     :param postcodes_io_conn_id: the Airflow connection id
     :param timeout: seconds to wait for each request
     :param bulk_size: postcodes per bulk request (postcodes.io accepts at most 100)
+    :param retry_policy: how transient failures are retried
     """
 
     conn_name_attr = "postcodes_io_conn_id"
@@ -35,10 +37,11 @@ class PostcodesIoHook(ApiHook):
         *,
         timeout: float = 10.0,
         bulk_size: int = BULK_LIMIT,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         if not 1 <= bulk_size <= BULK_LIMIT:
             raise ValueError(f"bulk_size must be between 1 and {BULK_LIMIT}, got {bulk_size}")
-        super().__init__(postcodes_io_conn_id, timeout=timeout)
+        super().__init__(postcodes_io_conn_id, timeout=timeout, retry_policy=retry_policy)
         self.postcodes_io_conn_id = postcodes_io_conn_id
         self.bulk_size = bulk_size
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
 from resilient_etl.errors import ConfigError, WarehouseUnavailableError
+from resilient_etl.resilience.retry import Retrier, RetryPolicy
 from resilient_etl.schema import metadata
 
 _DRIVERS = {
@@ -93,6 +94,7 @@ class WarehouseHook(BaseHook):
     Interact with the warehouse through SQLAlchemy: schema, transactions, savepoints, upserts.
 
     :param warehouse_conn_id: an Airflow connection of type sqlite, postgres or mssql
+    :param retry_policy: how opening a connection is retried (default: the ``database`` policy)
     """
 
     conn_name_attr = "warehouse_conn_id"
@@ -100,9 +102,10 @@ class WarehouseHook(BaseHook):
     conn_type = "warehouse"
     hook_name = "Resilient ETL warehouse"
 
-    def __init__(self, warehouse_conn_id: str = default_conn_name) -> None:
+    def __init__(self, warehouse_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None) -> None:
         super().__init__()
         self.warehouse_conn_id = warehouse_conn_id
+        self.retry_policy = retry_policy or RetryPolicy(dependency="database")
         self._engine: Engine | None = None
 
     @property
@@ -125,17 +128,28 @@ class WarehouseHook(BaseHook):
         """Return the dialect name: ``sqlite``, ``postgresql`` or ``mssql``."""
         return self.engine.dialect.name
 
+    def connect(self) -> Connection:
+        """
+        Open a connection, retrying with backoff while the server is down or restarting.
+
+        :raises WarehouseUnavailableError: still unreachable when the retry budget is spent
+        """
+        return Retrier(self.retry_policy, logger=self.log).call(self._connect_once)
+
+    def _connect_once(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except OperationalError as exc:
+            raise WarehouseUnavailableError(f"warehouse {self.warehouse_conn_id} unreachable: {exc.orig}") from exc
+
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """
         Open one connection in a transaction: commit on success, roll back on any error.
 
-        :raises WarehouseUnavailableError: the database cannot be reached
+        :raises WarehouseUnavailableError: the database cannot be reached within the retry budget
         """
-        try:
-            conn = self.engine.connect()
-        except OperationalError as exc:
-            raise WarehouseUnavailableError(f"warehouse {self.warehouse_conn_id} unreachable: {exc.orig}") from exc
+        conn = self.connect()
         with conn, conn.begin():
             yield conn
 

@@ -69,6 +69,7 @@ class RateLimiter:
     limit: int = DEFAULT_LIMIT
     window_seconds: float = DEFAULT_WINDOW_SECONDS
     clock: Callable[[], float] = time.time
+    rejected: int = 0  # 429s sent, for tests and benchmarks
     _windows: dict[str, _Window] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -81,6 +82,7 @@ class RateLimiter:
                 win = self._windows[key] = _Window(resets_at=math.ceil(now + self.window_seconds))
             win.used += 1
             allowed = win.used <= self.limit
+            self.rejected += not allowed
             headers = {
                 "X-Ratelimit-Limit": str(self.limit),
                 "X-Ratelimit-Remain": str(max(0, self.limit - win.used)),

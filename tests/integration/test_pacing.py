@@ -1,0 +1,76 @@
+"""Quota pacing shared by several workers against the sandbox's real quota: no 429 in steady state."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+
+from resilient_etl.hooks.companies_house import CompaniesHouseHook
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.localenv import connection_env
+from resilient_etl.resilience.retry import RetryPolicy
+from resilient_etl.resilience.storage import RedisPacingStore, SqlPacingStore, pacing_store, redis_client
+from resilient_etl.sandbox.data import company_register
+from resilient_etl.sandbox.server import Sandbox
+
+LIMIT, WINDOW, WORKERS, PER_WORKER = 20, 2.0, 2, 25
+NUMBERS = list(company_register().profiles)[:PER_WORKER]
+
+
+def _run_workers(make_store) -> tuple[float, int]:
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        hook = CompaniesHouseHook(retry_policy=RetryPolicy(dependency="companies_house", max_attempts=1), pacing_store=make_store())
+        try:
+            for number in NUMBERS:
+                hook.get_company(number)
+        except BaseException as exc:  # collected and asserted on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    return time.monotonic() - started, WORKERS * PER_WORKER
+
+
+@pytest.fixture
+def quota_sandbox(monkeypatch):
+    with Sandbox(ch_limit=LIMIT, ch_window_seconds=WINDOW) as sb:
+        env = connection_env(postcodes_url=sb.postcodes.url, companies_url=sb.companies.url, api_key="sandbox-key", warehouse={})
+        monkeypatch.setenv("AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT", env["AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT"])
+        yield sb
+
+
+def _assert_paced(sb: Sandbox, elapsed: float, sent: int) -> None:
+    assert sb.limiter.rejected == 0  # no worker ever met a 429 (every call would have raised: one attempt only)
+    windows = math.ceil(sent / LIMIT)
+    # the quota is used, not wasted: the calls fit in the windows they need (each window is up to
+    # one second longer than WINDOW: the sandbox rounds its reset up to a whole second)
+    assert elapsed <= windows * (WINDOW + 1) + 0.5
+    assert elapsed >= (windows - 1) * WINDOW - 0.5  # and never faster than the quota allows
+
+
+def test_sql_store_paces_workers(quota_sandbox, sqlite_warehouse) -> None:
+    WarehouseHook().ensure_schema()
+    elapsed, sent = _run_workers(lambda: SqlPacingStore(WarehouseHook()))
+    _assert_paced(quota_sandbox, elapsed, sent)
+
+
+def test_redis_store_paces_workers(quota_sandbox, breaker_store) -> None:
+    elapsed, sent = _run_workers(lambda: RedisPacingStore(redis_client("breaker_store")))
+    _assert_paced(quota_sandbox, elapsed, sent)
+
+
+def test_store_choice(sqlite_warehouse, breaker_store, monkeypatch) -> None:
+    assert isinstance(pacing_store("auto", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), RedisPacingStore)
+    assert isinstance(pacing_store("sql", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlPacingStore)
+    monkeypatch.delenv("AIRFLOW_CONN_BREAKER_STORE")
+    assert isinstance(pacing_store("auto", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlPacingStore)

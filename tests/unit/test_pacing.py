@@ -1,0 +1,65 @@
+"""Quota pacing decisions and the shared slot store, without sleeping."""
+
+from __future__ import annotations
+
+from resilient_etl.hooks.base_api import RateLimitStatus
+from resilient_etl.resilience.ratelimit import QuotaPacer, pacing_interval, pacing_key
+from resilient_etl.resilience.storage import MemoryPacingStore
+
+
+def _status(remain: int, reset_at: float) -> RateLimitStatus:
+    return RateLimitStatus(limit=600, remain=remain, reset_at=reset_at, window="5m")
+
+
+def test_interval_spreads_remaining_requests_until_reset() -> None:
+    assert pacing_interval(None, 0) == 0.0
+    assert pacing_interval(_status(100, 1050.0), 1000.0) == 0.5
+    assert pacing_interval(_status(0, 1050.0), 1000.0) == 0.0  # deferral handles an empty quota
+    assert pacing_interval(_status(10, 990.0), 1000.0) == 0.0  # reset already passed
+
+
+def test_key_never_contains_the_secret() -> None:
+    key = pacing_key("companies_house", "my-secret-key")
+    assert "my-secret" not in key and key.startswith("companies_house:")
+    assert key == pacing_key("companies_house", "my-secret-key") != pacing_key("companies_house", "other")
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_two_workers_sharing_a_store_keep_the_combined_rate() -> None:
+    store, t = MemoryPacingStore(), FakeTime()
+    a = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
+    b = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
+    for pacer in (a, b):
+        pacer.after_response(_status(10, 1010.0))  # 10 left, 10 s to go: one per second in all
+    sends = []
+    for n, pacer in enumerate((a, b, a, b, a), start=1):
+        pacer.before_request()
+        sends.append(t.now)
+        pacer.after_response(_status(10 - n, 1010.0))  # the server's count is global to the key
+    gaps = [later - earlier for earlier, later in zip(sends, sends[1:])]
+    assert sends[0] == 1000.0
+    assert all(0.85 <= g <= 1.15 for g in gaps), gaps  # ~1 s apart whichever worker sends
+
+
+def test_empty_quota_defers_everyone_to_the_reset() -> None:
+    store, t = MemoryPacingStore(), FakeTime()
+    pacer = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
+    pacer.after_response(_status(0, 1042.0))
+    pacer.before_request()
+    assert t.now == 1042.0
+    other = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
+    other.on_rate_limited(1100.0)
+    other.before_request()
+    assert t.now == 1100.0

@@ -26,6 +26,7 @@ from resilient_etl.operators.extract import ExtractSuppliersOperator
 from resilient_etl.operators.load import LoadSuppliersOperator
 from resilient_etl.operators.reconcile import ReconcileRunOperator
 from resilient_etl.operators.validate import ValidateSuppliersOperator
+from resilient_etl.resilience.task_policy import task_retry_policy
 
 cfg = get_config()
 
@@ -36,7 +37,10 @@ default_args = {
     "retry_exponential_backoff": cfg.dag.retry_exponential_backoff,
     "max_retry_delay": dt.timedelta(seconds=cfg.dag.max_retry_delay_seconds),
     "execution_timeout": dt.timedelta(minutes=cfg.dag.execution_timeout_minutes),
+    # Airflow 3.3 retry policy from the error taxonomy: permanent errors fail at once, retries unused.
+    "retry_policy": task_retry_policy(),
     "warehouse_conn_id": cfg.warehouse.conn_id,
+    "database_retry_policy": cfg.retry.policy("database"),
 }
 
 with DAG(
@@ -67,11 +71,16 @@ with DAG(
         postcodes_io_conn_id=cfg.apis.postcodes_io.conn_id,
         timeout=cfg.apis.postcodes_io.timeout_seconds,
         bulk_size=cfg.apis.postcodes_io.bulk_size,
+        retry_policy=cfg.retry.policy("postcodes_io"),
     )
     enrich_companies = EnrichCompaniesOperator(
         task_id="enrich_companies",
         companies_house_conn_id=cfg.apis.companies_house.conn_id,
         timeout=cfg.apis.companies_house.timeout_seconds,
+        retry_policy=cfg.retry.policy("companies_house"),
+        pace=cfg.apis.companies_house.pace,
+        shared_store=cfg.shared_state.store,
+        redis_conn_id=cfg.shared_state.redis_conn_id,
     )
     load = LoadSuppliersOperator(task_id="load", batch_size=cfg.load.batch_size)
     reconcile = ReconcileRunOperator(

@@ -27,6 +27,8 @@ def pipeline_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     dirs = {name: tmp_path / name for name in ("landing", "archive", "rejected")}
     data["paths"] = {k: str(v) for k, v in dirs.items()}
     data["load"]["batch_size"] = 120
+    fast = {"initial_wait_seconds": 0.02, "max_wait_seconds": 0.1, "max_attempts": 6}
+    data["retry"] = {"postcodes_io": fast, "companies_house": fast, "database": fast}
     path = tmp_path / "resilience.yaml"
     path.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("RESILIENT_ETL_CONFIG", str(path))
@@ -107,3 +109,34 @@ def test_landing_dir_param_overrides_the_configured_folder(airflow_db, api_conne
         files = set(conn.execute(select(staged_rows.c.source_file).where(staged_rows.c.run_id == dag_run.run_id)).scalars())
     assert files == {"extra.csv"}
     assert (pipeline_config["landing"] / "untouched.csv").exists() and not (one_off / "extra.csv").exists()
+
+
+def test_transient_api_errors_are_retried_and_no_row_is_lost(airflow_db, api_connections, sqlite_warehouse, pipeline_config) -> None:
+    import requests
+
+    write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=ROWS, dirty_share=0)
+    for app in (api_connections.postcodes, api_connections.companies):
+        requests.put(f"{app.url}/__sandbox/faults/*", json={"status": 503, "rate": 0.1}, timeout=5).raise_for_status()
+    dag_run = _run_dag()
+    injected = sum(sum(a.registry.snapshot()["injected"].values()) for a in (api_connections.postcodes, api_connections.companies))
+    assert dag_run.state == "success"
+    assert injected >= 10  # the faults really happened
+    with WarehouseHook().begin() as conn:
+        run = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == dag_run.run_id)).one()
+    assert (run.rows_in, run.rows_loaded, run.rows_quarantined) == (ROWS, ROWS, 0)
+
+
+def test_permanent_error_fails_at_once_with_retries_unused(airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch) -> None:
+    from resilient_etl.localenv import connection_env
+
+    env = connection_env(postcodes_url="", companies_url=api_connections.companies.url, api_key="revoked-key", warehouse={})
+    monkeypatch.setenv("AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT", env["AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT"])
+    write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=50, dirty_share=0)
+    dag_run = _run_dag()
+    assert dag_run.state == "failed"
+    tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    failed = tis["enrich_companies"]
+    assert failed.state == "failed"
+    assert failed.try_number == 1 and failed.max_tries >= 1  # retries were available and not used
+    assert tis["load"].state == "upstream_failed"
+    assert (pipeline_config["landing"] / "suppliers.csv").exists()  # nothing archived

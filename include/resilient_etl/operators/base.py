@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.resilience.retry import RetryPolicy
 
 
 class WarehouseOperator(BaseOperator):
@@ -17,18 +18,26 @@ class WarehouseOperator(BaseOperator):
     Base of the pipeline operators.
 
     :param warehouse_conn_id: the warehouse connection
+    :param database_retry_policy: how opening a warehouse connection is retried
     """
 
     template_fields: Sequence[str] = ("warehouse_conn_id",)
 
-    def __init__(self, *, warehouse_conn_id: str = WarehouseHook.default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        warehouse_conn_id: str = WarehouseHook.default_conn_name,
+        database_retry_policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.warehouse_conn_id = warehouse_conn_id
+        self.database_retry_policy = database_retry_policy
 
     @cached_property
     def warehouse(self) -> WarehouseHook:
         """Return the warehouse hook (connection resolved on first query)."""
-        return WarehouseHook(self.warehouse_conn_id)
+        return WarehouseHook(self.warehouse_conn_id, retry_policy=self.database_retry_policy)
 
     @staticmethod
     def run_id(context: Any) -> str:

@@ -52,10 +52,9 @@ def quota_sandbox(monkeypatch):
 def _assert_paced(sb: Sandbox, elapsed: float, sent: int) -> None:
     assert sb.limiter.rejected == 0  # no worker ever met a 429 (every call would have raised: one attempt only)
     windows = math.ceil(sent / LIMIT)
-    # the quota is used, not wasted: the calls fit in the windows they need (each window is up to
-    # one second longer than WINDOW: the sandbox rounds its reset up to a whole second)
-    assert elapsed <= windows * (WINDOW + 1) + 0.5
-    assert elapsed >= (windows - 1) * WINDOW - 0.5  # and never faster than the quota allows
+    # the quota is used, not wasted: the calls fit in the windows they need
+    assert elapsed <= windows * WINDOW + 0.5
+    assert elapsed >= (windows - 1) * (WINDOW - 1)  # and never faster than the quota allows
 
 
 def test_sql_store_paces_workers(quota_sandbox, sqlite_warehouse) -> None:

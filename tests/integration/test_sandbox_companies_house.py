@@ -55,7 +55,7 @@ def test_search_envelope(clean_faults) -> None:
 
 
 def test_quota_429_then_reset() -> None:
-    with Sandbox(ch_limit=3, ch_window_seconds=1) as sb:
+    with Sandbox(ch_limit=3, ch_window_seconds=2) as sb:  # >= 1 s left in the window whenever it opens
         url = f"{sb.companies.url}/search/companies?q=x"
         statuses = [requests.get(url, auth=AUTH, timeout=5) for _ in range(4)]
         assert [r.status_code for r in statuses] == [200, 200, 200, 429]

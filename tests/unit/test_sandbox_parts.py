@@ -30,7 +30,10 @@ def test_fixed_window_quota() -> None:
     clock.now = 1010.0
     ok, headers = limiter.hit("k")
     assert ok and headers["X-Ratelimit-Remain"] == "2" and headers["X-Ratelimit-Reset"] == "1020"
-    assert RateLimiter()._windows == {} and RateLimiter().hit("x")[1]["X-Ratelimit-Window"] == "5m"
+    assert RateLimiter().hit("x")[1]["X-Ratelimit-Window"] == "5m"
+    clock.now = 1500.7  # a window opens on the whole second of its first request
+    assert limiter.hit("late")[1]["X-Ratelimit-Reset"] == "1510"
+    assert limiter.rejected == 1
 
 
 def test_fault_burst_heals_after_count() -> None:

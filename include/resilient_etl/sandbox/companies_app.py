@@ -52,7 +52,9 @@ def error_body(status: int) -> dict[str, Any]:
 
 @dataclass
 class _Window:
-    resets_at: int  # whole epoch seconds, rounded up, so a client waiting until Reset is never early
+    # The window opens on the whole second of its first request, so Reset is a whole epoch second
+    # (as the real header) and a client that waits until Reset is never early.
+    resets_at: float
     used: int = 0
 
 
@@ -79,14 +81,14 @@ class RateLimiter:
         with self._lock:
             win = self._windows.get(key)
             if win is None or now >= win.resets_at:
-                win = self._windows[key] = _Window(resets_at=math.ceil(now + self.window_seconds))
+                win = self._windows[key] = _Window(resets_at=math.floor(now) + self.window_seconds)
             win.used += 1
             allowed = win.used <= self.limit
             self.rejected += not allowed
             headers = {
                 "X-Ratelimit-Limit": str(self.limit),
                 "X-Ratelimit-Remain": str(max(0, self.limit - win.used)),
-                "X-Ratelimit-Reset": str(win.resets_at),
+                "X-Ratelimit-Reset": str(math.ceil(win.resets_at)),
                 "X-Ratelimit-Window": _window_label(self.window_seconds),
             }
         return allowed, headers

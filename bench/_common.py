@@ -1,0 +1,30 @@
+"""Shared set-up for the benchmarks: a sandbox and connections in this process's environment."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="retl-bench-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+from resilient_etl.localenv import connection_env  # noqa: E402
+from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY  # noqa: E402
+from resilient_etl.sandbox.server import Sandbox  # noqa: E402
+
+
+def use_sandbox(sandbox: Sandbox, warehouse_db: Path) -> None:
+    """Point the pipeline's connections at ``sandbox`` and a SQLite warehouse file."""
+    os.environ.update(
+        connection_env(
+            postcodes_url=sandbox.postcodes.url,
+            companies_url=sandbox.companies.url,
+            api_key=DEFAULT_API_KEY,
+            warehouse={"conn_type": "sqlite", "host": str(warehouse_db)},
+        )
+    )
+
+
+def row(label: str, *values: object) -> str:
+    return f"{label:<34}" + "".join(f"{v:>16}" for v in values)

@@ -5,7 +5,12 @@ Supplier onboarding: CSV drops in the landing folder are **extracted** into stag
 (bad rows go to `quarantine` with their line and reason; unreadable files to `rejected/`),
 **enriched** from postcodes.io and Companies House, **loaded** into `suppliers` (upsert on
 `supplier_id`, so a rerun never duplicates) and **reconciled**: `rows_in = loaded + quarantined +
-pending`, one row per run in `pipeline_runs`, files archived.
+pending`, one row per run in `pipeline_runs`, files archived. Finally the **backlog** of suppliers
+loaded as `pending` (or from the reference fallback) while a circuit breaker was open is re-enriched.
+
+When postcodes.io or Companies House fails, its circuit breaker opens and rows are enriched from
+fallbacks (earlier answers, the bundled postcode extract) instead of failing the run; the run fails
+only when more than `fallback.max_non_live_share` of its lookups are not live.
 
 **Trigger form**: `full_refresh` restages files this run already staged (a plain clear resumes);
 `landing_dir` reads a one-off folder instead of the configured landing folder.
@@ -21,6 +26,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from resilient_etl.config import get_config
+from resilient_etl.operators.backlog import ReenrichBacklogOperator
 from resilient_etl.operators.enrich import EnrichCompaniesOperator, EnrichPostcodesOperator
 from resilient_etl.operators.extract import ExtractSuppliersOperator
 from resilient_etl.operators.load import LoadSuppliersOperator
@@ -41,6 +47,11 @@ default_args = {
     "retry_policy": task_retry_policy(),
     "warehouse_conn_id": cfg.warehouse.conn_id,
     "database_retry_policy": cfg.retry.policy("database"),
+}
+shared = {
+    "shared_store": cfg.shared_state.store,
+    "redis_conn_id": cfg.shared_state.redis_conn_id,
+    "max_non_live_share": cfg.fallback.max_non_live_share,
 }
 
 with DAG(
@@ -72,15 +83,18 @@ with DAG(
         timeout=cfg.apis.postcodes_io.timeout_seconds,
         bulk_size=cfg.apis.postcodes_io.bulk_size,
         retry_policy=cfg.retry.policy("postcodes_io"),
+        breaker_policy=cfg.breakers.policy("postcodes_io"),
+        reference_path=cfg.fallback.postcode_reference,
+        **shared,
     )
     enrich_companies = EnrichCompaniesOperator(
         task_id="enrich_companies",
         companies_house_conn_id=cfg.apis.companies_house.conn_id,
         timeout=cfg.apis.companies_house.timeout_seconds,
         retry_policy=cfg.retry.policy("companies_house"),
+        breaker_policy=cfg.breakers.policy("companies_house"),
         pace=cfg.apis.companies_house.pace,
-        shared_store=cfg.shared_state.store,
-        redis_conn_id=cfg.shared_state.redis_conn_id,
+        **shared,
     )
     load = LoadSuppliersOperator(task_id="load", batch_size=cfg.load.batch_size)
     reconcile = ReconcileRunOperator(
@@ -90,4 +104,15 @@ with DAG(
         landing_dir="{{ params.landing_dir or '' }}",
     )
 
-    extract >> validate >> [enrich_postcodes, enrich_companies] >> load >> reconcile
+    reenrich_backlog = ReenrichBacklogOperator(
+        task_id="reenrich_backlog",
+        limit=cfg.fallback.backlog_batch,
+        postcodes_io_conn_id=cfg.apis.postcodes_io.conn_id,
+        companies_house_conn_id=cfg.apis.companies_house.conn_id,
+        postcodes_breaker_policy=cfg.breakers.policy("postcodes_io"),
+        companies_breaker_policy=cfg.breakers.policy("companies_house"),
+        retry_policy=cfg.retry.policy("companies_house"),
+        **shared,
+    )
+
+    extract >> validate >> [enrich_postcodes, enrich_companies] >> load >> reconcile >> reenrich_backlog

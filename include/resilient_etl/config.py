@@ -106,10 +106,49 @@ class RetryConfig(_Strict):
 
 
 class SharedStateConfig(_Strict):
-    """Where state shared by every worker lives (quota pacing now; breaker state later)."""
+    """Where state shared by every worker lives (quota pacing, breaker state)."""
 
     store: Literal["auto", "redis", "sql"] = "auto"  # auto: Redis when the connection exists, else SQL
     redis_conn_id: str = Field("breaker_store", min_length=1)
+
+
+class BreakerConfig(_Strict):
+    """One API's circuit breaker (see :class:`resilient_etl.resilience.breaker.BreakerPolicy`)."""
+
+    fail_max: int = Field(5, ge=1, le=1000)
+    failure_rate_threshold: float = Field(0.5, gt=0, le=1)
+    minimum_calls: int = Field(10, ge=1, le=100_000)
+    window_seconds: float = Field(60, ge=1, le=86_400)
+    reset_timeout_seconds: float = Field(30, gt=0, le=86_400)
+    success_threshold: int = Field(1, ge=1, le=100)
+
+
+class BreakersConfig(_Strict):
+    postcodes_io: BreakerConfig = BreakerConfig()
+    companies_house: BreakerConfig = BreakerConfig()
+
+    def policy(self, name: str) -> Any:
+        """Return the :class:`BreakerPolicy` for ``postcodes_io`` or ``companies_house``."""
+        from resilient_etl.resilience.breaker import BreakerPolicy
+
+        c: BreakerConfig = getattr(self, name)
+        return BreakerPolicy(
+            name=name,
+            fail_max=c.fail_max,
+            failure_rate=c.failure_rate_threshold,
+            minimum_calls=c.minimum_calls,
+            window_seconds=c.window_seconds,
+            reset_timeout=c.reset_timeout_seconds,
+            success_threshold=c.success_threshold,
+        )
+
+
+class FallbackConfig(_Strict):
+    """What an open breaker may cost a run before the run fails."""
+
+    max_non_live_share: float = Field(0.25, ge=0, le=1)  # of a run's lookups answered by a fallback
+    backlog_batch: int = Field(500, ge=0, le=100_000)  # pending suppliers re-enriched per run
+    postcode_reference: Path | None = None  # the reference extract; None: the one shipped with the package
 
 
 class ResilienceConfig(_Strict):
@@ -121,6 +160,8 @@ class ResilienceConfig(_Strict):
     warehouse: WarehouseConfig = WarehouseConfig()
     retry: RetryConfig = RetryConfig()
     shared_state: SharedStateConfig = SharedStateConfig()
+    breakers: BreakersConfig = BreakersConfig()
+    fallback: FallbackConfig = FallbackConfig()
     dag: DagConfig
 
 
@@ -155,7 +196,18 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "<config>") -> Resi
         message, field, value = _describe(exc.errors())
         raise ConfigError(f"{source}: invalid configuration: {message}", field=field, value=value) from None
     resolved = {name: (base_dir / p).resolve() for name, p in cfg.paths.model_dump().items()}
-    return cfg.model_copy(update={"paths": PathsConfig(**resolved)})
+    update: dict[str, Any] = {"paths": PathsConfig(**resolved)}
+    reference = cfg.fallback.postcode_reference
+    if reference is not None:
+        reference = (base_dir / reference).resolve()
+        if not reference.is_file():
+            raise ConfigError(
+                f"{source}: invalid configuration: fallback.postcode_reference: no such file (got {str(reference)!r})",
+                field="fallback.postcode_reference",
+                value=str(reference),
+            )
+        update["fallback"] = cfg.fallback.model_copy(update={"postcode_reference": reference})
+    return cfg.model_copy(update=update)
 
 
 def load_config(path: str | Path | None = None) -> ResilienceConfig:

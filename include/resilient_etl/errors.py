@@ -171,3 +171,34 @@ class InvalidIdentifierError(ResilientEtlError, ValueError):
         super().__init__(message)
         self.field = field
         self.value = value
+
+
+class BreakerOpenError(ResilientEtlError):
+    """
+    A circuit breaker refused the call: the dependency is failing (or another worker is probing it).
+
+    Not transient for the retry layer: waiting a backoff interval cannot help, the caller switches to
+    its fallback instead.
+
+    :param breaker: the breaker's name
+    :param retry_at: unix time from which a probe may be admitted, when known
+    """
+
+    category = Category.BREAKER_OPEN
+
+    def __init__(self, message: str, *, breaker: str, retry_at: float | None = None) -> None:
+        super().__init__(message)
+        self.breaker = breaker
+        self.retry_at = retry_at
+
+
+class FallbackThresholdError(ResilientEtlError):
+    """Too much of a run was enriched from fallbacks instead of the live API (a breaker stayed open)."""
+
+    category = Category.BREAKER_OPEN
+
+    def __init__(self, message: str, *, source: str, non_live_share: float, threshold: float) -> None:
+        super().__init__(message)
+        self.source = source
+        self.non_live_share = non_live_share
+        self.threshold = threshold

@@ -50,6 +50,8 @@ suppliers = Table(
     Column("co_sic_codes", String(100)),
     Column("co_registered_office", String(500)),
     Column("enrichment_status", String(10), nullable=False),
+    # when the oldest answer used was fetched: the age of cached data
+    Column("enrichment_as_of", DateTime(timezone=True)),
     Column("source_file", String(255), nullable=False),
     Column("source_line", Integer, nullable=False),
     Column("run_id", String(250), nullable=False),
@@ -162,4 +164,57 @@ shared_pacing = Table(
     Column("pacing_key", String(100), primary_key=True),
     Column("next_slot_at", Float, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Circuit breaker state shared by every worker (SQL store; Redis keeps the same fields in a hash).
+breaker_state = Table(
+    "breaker_state",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("state", String(10), nullable=False),  # closed | open | half-open
+    Column("opened_at", Float, nullable=False),
+    Column("probe_until", Float, nullable=False),  # a half-open probe holds this lease
+    Column("consecutive_failures", Integer, nullable=False),
+    Column("half_open_successes", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The failure-rate window: call and failure counts per time bucket.
+breaker_buckets = Table(
+    "breaker_buckets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("bucket_start", Integer, primary_key=True),
+    Column("calls", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+)
+
+# Every breaker state change, for people and dashboards.
+breaker_events = Table(
+    "breaker_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("from_state", String(10), nullable=False),
+    Column("to_state", String(10), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("calls", Integer),
+    Column("failures", Integer),
+    Column("consecutive_failures", Integer),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_breaker_events_name_at", "name", "at"),
+)
+
+# How each of a run's distinct postcodes and company numbers was enriched: live, cached (an earlier
+# live answer), fallback (the bundled reference extract) or pending (nothing: re-enriched later).
+run_enrichment = Table(
+    "run_enrichment",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("kind", String(10), primary_key=True),  # postcode | company
+    Column("lookup_key", String(8), primary_key=True),
+    Column("source", String(10), nullable=False),
+    Column("found", Boolean),
+    Column("result", Text),
+    Column("as_of", DateTime(timezone=True)),  # when the answer was fetched (its age for cached data)
 )

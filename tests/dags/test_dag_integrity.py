@@ -34,7 +34,7 @@ def test_every_dag_has_owner_retries_tags_and_docs(dagbag: BundleDagBag) -> None
 
 def test_company_enrichment_shape_and_params(dagbag: BundleDagBag) -> None:
     dag = dagbag.dags["company_enrichment"]
-    assert {t.task_id for t in dag.tasks} == {"extract", "validate", "enrich_postcodes", "enrich_companies", "load", "reconcile"}
+    assert {t.task_id for t in dag.tasks} == {"extract", "validate", "enrich_postcodes", "enrich_companies", "load", "reconcile", "reenrich_backlog"}
     assert dag.get_task("load").upstream_task_ids == {"enrich_postcodes", "enrich_companies"}
     assert dag.get_task("reconcile").upstream_task_ids == {"load"}
     assert dag.params["full_refresh"] is False

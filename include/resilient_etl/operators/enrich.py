@@ -1,23 +1,70 @@
-"""Operators enriching staged suppliers from postcodes.io and Companies House."""
+"""Operators enriching staged suppliers from postcodes.io and Companies House, behind circuit breakers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from resilient_etl.operators.base import WarehouseOperator
-from resilient_etl.resilience.retry import RetryPolicy
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
+from resilient_etl.resilience.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from resilient_etl.resilience.breaker import BreakerPolicy, SharedCircuitBreaker
 
 
-class EnrichPostcodesOperator(WarehouseOperator):
+class ApiEnrichmentOperator(WarehouseOperator):
     """
-    Bulk-look-up the postcodes of the run's valid rows and cache the answers.
+    What the API-calling operators share: retries, a shared circuit breaker, the fallback tolerance.
+
+    :param timeout: seconds per request
+    :param retry_policy: how transient API failures are retried inside the task
+    :param breaker_policy: the API's circuit breaker (None: no breaker)
+    :param shared_store: where breaker state and pacing are shared: ``auto`` (Redis when
+        ``redis_conn_id`` exists), ``redis`` or ``sql``
+    :param redis_conn_id: the Redis connection for shared state
+    :param max_non_live_share: fail the task when more of the run's lookups than this come from fallbacks
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 10.0,
+        retry_policy: RetryPolicy | None = None,
+        breaker_policy: BreakerPolicy | None = None,
+        shared_store: str = "auto",
+        redis_conn_id: str = "breaker_store",
+        max_non_live_share: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        self.api_retry_policy = retry_policy
+        self.breaker_policy = breaker_policy
+        self.shared_store = shared_store
+        self.redis_conn_id = redis_conn_id
+        self.max_non_live_share = max_non_live_share
+
+    def breaker(self, policy: BreakerPolicy | None = None) -> SharedCircuitBreaker | None:
+        """Build the shared circuit breaker for ``policy`` (default: this operator's), with event recording."""
+        from resilient_etl.resilience.breaker import BreakerEventRecorder, SharedCircuitBreaker
+        from resilient_etl.resilience.storage import breaker_store
+
+        policy = policy or self.breaker_policy
+        if policy is None:
+            return None
+        store = breaker_store(self.shared_store, warehouse=self.warehouse, redis_conn_id=self.redis_conn_id)
+        return SharedCircuitBreaker(policy, store, listeners=[BreakerEventRecorder(self.warehouse)])
+
+
+class EnrichPostcodesOperator(ApiEnrichmentOperator):
+    """
+    Bulk-look-up the postcodes of the run's valid rows; fall back to the cache and the reference extract.
 
     :param postcodes_io_conn_id: the postcodes.io connection
-    :param timeout: seconds per request
     :param bulk_size: postcodes per request (at most 100)
-    :param retry_policy: how transient API failures are retried inside the task
+    :param reference_path: the reference extract used when postcodes.io and the cache have nothing
     """
 
     template_fields: Sequence[str] = (*WarehouseOperator.template_fields, "postcodes_io_conn_id")
@@ -26,75 +73,63 @@ class EnrichPostcodesOperator(WarehouseOperator):
         self,
         *,
         postcodes_io_conn_id: str = "postcodes_io_default",
-        timeout: float = 10.0,
         bulk_size: int = 100,
-        retry_policy: RetryPolicy | None = None,
+        reference_path: str | Path | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.postcodes_io_conn_id = postcodes_io_conn_id
-        self.timeout = timeout
         self.bulk_size = bulk_size
-        self.api_retry_policy = retry_policy
+        self.reference_path = str(reference_path) if reference_path else None
 
     def execute(self, context: Any) -> dict[str, Any]:
         # Imported here: the HTTP provider costs ~0.2 s and DAG parsing never needs it.
         from resilient_etl.hooks.postcodes import PostcodesIoHook
+        from resilient_etl.reference import default_reference_path, load_postcode_reference
 
         hook = PostcodesIoHook(
             self.postcodes_io_conn_id, timeout=self.timeout, bulk_size=self.bulk_size, retry_policy=self.api_retry_policy
         )
         try:
-            return enrich_postcodes(self.warehouse, hook, run_id=self.run_id(context))
+            return enrich_postcodes(
+                self.warehouse,
+                hook,
+                run_id=self.run_id(context),
+                breaker=self.breaker(),
+                reference=load_postcode_reference(self.reference_path or str(default_reference_path())),
+                max_non_live_share=self.max_non_live_share,
+            )
         finally:
             hook.close()
 
 
-class EnrichCompaniesOperator(WarehouseOperator):
+class EnrichCompaniesOperator(ApiEnrichmentOperator):
     """
-    Fetch the Companies House profile of each company of the run's valid rows and cache it.
+    Fetch the Companies House profile of each company of the run's valid rows; fall back to the cache.
 
     :param companies_house_conn_id: the Companies House connection (password = API key)
-    :param timeout: seconds per request
-    :param retry_policy: how transient API failures (and 429s) are retried inside the task
     :param pace: spread calls over the quota window, shared with every worker using the same key
-    :param shared_store: where pacing is shared: ``auto`` (Redis when ``redis_conn_id`` exists), ``redis``, ``sql``
-    :param redis_conn_id: the Redis connection for shared state
     """
 
     template_fields: Sequence[str] = (*WarehouseOperator.template_fields, "companies_house_conn_id")
 
-    def __init__(
-        self,
-        *,
-        companies_house_conn_id: str = "companies_house_default",
-        timeout: float = 10.0,
-        retry_policy: RetryPolicy | None = None,
-        pace: bool = True,
-        shared_store: str = "auto",
-        redis_conn_id: str = "breaker_store",
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, companies_house_conn_id: str = "companies_house_default", pace: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.companies_house_conn_id = companies_house_conn_id
-        self.timeout = timeout
-        self.api_retry_policy = retry_policy
         self.pace = pace
-        self.shared_store = shared_store
-        self.redis_conn_id = redis_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         from resilient_etl.hooks.companies_house import CompaniesHouseHook
         from resilient_etl.resilience.storage import pacing_store
 
-        store = (
-            pacing_store(self.shared_store, warehouse=self.warehouse, redis_conn_id=self.redis_conn_id) if self.pace else None
-        )
+        store = pacing_store(self.shared_store, warehouse=self.warehouse, redis_conn_id=self.redis_conn_id) if self.pace else None
         self.log.info("Quota pacing: %s", type(store).__name__ if store else "off")
         hook = CompaniesHouseHook(
             self.companies_house_conn_id, timeout=self.timeout, retry_policy=self.api_retry_policy, pacing_store=store
         )
         try:
-            return enrich_companies(self.warehouse, hook, run_id=self.run_id(context))
+            return enrich_companies(
+                self.warehouse, hook, run_id=self.run_id(context), breaker=self.breaker(), max_non_live_share=self.max_non_live_share
+            )
         finally:
             hook.close()

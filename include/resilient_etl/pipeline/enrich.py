@@ -1,8 +1,14 @@
 """
-Enrich: look the run's distinct postcodes and company numbers up and cache the answers.
+Enrich: look the run's distinct postcodes and company numbers up, live when the API answers, else
+from fallbacks, and record per key how it was answered in ``run_enrichment``.
 
-Answers are written to ``postcode_cache``/``company_cache`` batch by batch, each in its own
-transaction, so a retried task skips what this run already looked up instead of calling the API again.
+Fallback order: postcodes -> earlier live answers (``postcode_cache``) -> the bundled reference
+extract -> ``pending``; companies -> earlier answers (``company_cache``, stale allowed, its age kept)
+-> ``pending``. An open breaker or a transient failure that outlived its retries switches a batch to
+the fallback; it does not fail the task. Too large a non-live share does (a classified failure).
+
+Answers are committed batch by batch, so a retried task only looks up keys that have no live answer
+for this run yet.
 """
 
 from __future__ import annotations
@@ -10,87 +16,204 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, and_, select
+from sqlalchemy import Table, and_, func, select
 
-from resilient_etl.schema import company_cache, postcode_cache, staged_rows
+from resilient_etl.errors import ApiError, BreakerOpenError, FallbackThresholdError
+from resilient_etl.normalise import normalise_postcode
+from resilient_etl.resilience.retry import is_transient
+from resilient_etl.schema import company_cache, postcode_cache, run_enrichment, staged_rows
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.companies_house import CompaniesHouseHook
     from resilient_etl.hooks.postcodes import PostcodesIoHook
     from resilient_etl.hooks.warehouse import WarehouseHook
+    from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
 log = logging.getLogger(__name__)
 COMPANY_COMMIT_EVERY = 25
+SOURCES = ("live", "cached", "fallback", "pending")
 
 
-def _missing_keys(warehouse: WarehouseHook, *, run_id: str, cache: Table, staged_col: str, key_col: str) -> tuple[list[str], int]:
-    """Return (keys of the run's valid rows this run has not cached yet, how many it already has)."""
-    s = staged_rows
-    key = s.c[staged_col]
-    cached = cache.c[key_col]
+def keys_to_enrich(warehouse: WarehouseHook, *, run_id: str, kind: str) -> tuple[list[str], int]:
+    """Return (the run's keys with no live answer yet, how many already have one)."""
+    s, e = staged_rows, run_enrichment
+    key = s.c.postcode if kind == "postcode" else s.c.company_number
     with warehouse.begin() as conn:
         rows = conn.execute(
-            select(key, cached)
+            select(key, e.c.source)
             .distinct()
-            .select_from(s.outerjoin(cache, and_(cached == key, cache.c.run_id == run_id)))
+            .select_from(s.outerjoin(e, and_(e.c.run_id == run_id, e.c.kind == kind, e.c.lookup_key == key)))
             .where(s.c.run_id == run_id, s.c.status == "valid")
         ).all()
-    missing = sorted(r[0] for r in rows if r[1] is None)
-    return missing, len(rows) - len(missing)
+    todo = sorted(r[0] for r in rows if r[1] != "live")
+    return todo, len(rows) - len(todo)
 
 
-def _cache_rows(warehouse: WarehouseHook, cache: Table, key_col: str, results: dict[str, Any], run_id: str) -> None:
+def _save(warehouse: WarehouseHook, *, run_id: str, kind: str, answers: dict[str, tuple[str, Any, dt.datetime | None]],
+          cache: Table | None = None, cache_key: str = "") -> None:
+    """Write answers ``{key: (source, result or None, as_of)}``; live ones also refresh the cache."""
     now = dt.datetime.now(dt.UTC)
     rows = [
-        {key_col: k, "found": v is not None, "result": json.dumps(v) if v is not None else None, "fetched_at": now, "run_id": run_id}
-        for k, v in results.items()
+        {
+            "run_id": run_id, "kind": kind, "lookup_key": k, "source": source,
+            "found": None if source == "pending" else result is not None,
+            "result": json.dumps(result) if result is not None else None,
+            "as_of": as_of,
+        }
+        for k, (source, result, as_of) in answers.items()
+    ]
+    live = [
+        {cache_key: k, "found": result is not None, "result": json.dumps(result) if result is not None else None, "fetched_at": now, "run_id": run_id}
+        for k, (source, result, _) in answers.items()
+        if source == "live"
     ]
     with warehouse.begin() as conn:
-        warehouse.upsert(conn, cache, rows, [key_col])
+        warehouse.upsert(conn, run_enrichment, rows, ["run_id", "kind", "lookup_key"])
+        if cache is not None and live:
+            warehouse.upsert(conn, cache, live, [cache_key])
 
 
-def enrich_postcodes(warehouse: WarehouseHook, hook: PostcodesIoHook, *, run_id: str) -> dict[str, Any]:
+def _cached(warehouse: WarehouseHook, cache: Table, key_col: str, keys: Iterable[str]) -> dict[str, tuple[Any, dt.datetime]]:
+    keys = list(keys)
+    if not keys:
+        return {}
+    c = cache.c
+    with warehouse.begin() as conn:
+        rows = conn.execute(select(c[key_col], c.found, c.result, c.fetched_at).where(c[key_col].in_(keys))).all()
+    return {r[0]: (json.loads(r.result) if r.found else None, r.fetched_at) for r in rows}
+
+
+def _guarded(breaker: SharedCircuitBreaker | None, fn: Callable[..., Any], *args: Any) -> Any:
+    return breaker.call(fn, *args) if breaker is not None else fn(*args)
+
+
+def _is_fallback_trigger(exc: BaseException) -> bool:
+    """An open breaker, or a transient API failure that outlived its retries; never a permanent error."""
+    return isinstance(exc, BreakerOpenError) or (isinstance(exc, ApiError) and is_transient(exc))
+
+
+def enrich_postcodes(
+    warehouse: WarehouseHook,
+    hook: PostcodesIoHook,
+    *,
+    run_id: str,
+    breaker: SharedCircuitBreaker | None = None,
+    reference: dict[str, dict[str, Any]] | None = None,
+    max_non_live_share: float = 1.0,
+) -> dict[str, Any]:
     """
     Bulk-look-up the postcodes of the run's valid rows (``hook.bulk_size`` per request).
 
     :param warehouse: the warehouse hook
     :param hook: the postcodes.io hook
     :param run_id: the Airflow run id
+    :param breaker: the postcodes.io circuit breaker (None: call unguarded)
+    :param reference: the bundled reference extract ``{postcode: fields}`` (None: no such fallback)
+    :param max_non_live_share: fail when more of the run's postcodes than this are not live
+    :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
-    missing, resumed = _missing_keys(warehouse, run_id=run_id, cache=postcode_cache, staged_col="postcode", key_col="postcode")
-    found = 0
-    for start in range(0, len(missing), hook.bulk_size):
-        batch = missing[start : start + hook.bulk_size]
-        results = hook.bulk_lookup_batch(batch)
-        found += sum(1 for v in results.values() if v is not None)
-        _cache_rows(warehouse, postcode_cache, "postcode", results, run_id)
-    log.info("Postcodes: %s looked up (%s found), %s already cached by this run", len(missing), found, resumed)
-    return {"looked_up": len(missing), "found": found, "not_found": len(missing) - found, "already_cached": resumed}
+    todo, done = keys_to_enrich(warehouse, run_id=run_id, kind="postcode")
+    reasons: Counter[str] = Counter()
+    for start in range(0, len(todo), hook.bulk_size):
+        batch = todo[start : start + hook.bulk_size]
+        try:
+            results = _guarded(breaker, hook.bulk_lookup_batch, batch)
+            answers = {k: ("live", v, dt.datetime.now(dt.UTC)) for k, v in results.items()}
+        except Exception as exc:
+            if not _is_fallback_trigger(exc):
+                raise
+            reasons[type(exc).__name__] += 1
+            answers = _postcode_fallback(warehouse, batch, reference or {})
+        _save(warehouse, run_id=run_id, kind="postcode", answers=answers, cache=postcode_cache, cache_key="postcode")
+    return _finish(warehouse, run_id=run_id, kind="postcode", looked_up=len(todo), resumed=done, reasons=reasons, threshold=max_non_live_share)
 
 
-def enrich_companies(warehouse: WarehouseHook, hook: CompaniesHouseHook, *, run_id: str) -> dict[str, Any]:
+def _postcode_fallback(warehouse: WarehouseHook, batch: list[str], reference: dict[str, dict[str, Any]]) -> dict[str, tuple[str, Any, Any]]:
+    cached = _cached(warehouse, postcode_cache, "postcode", batch)
+    answers: dict[str, tuple[str, Any, Any]] = {}
+    for key in batch:
+        if key in cached:
+            answers[key] = ("cached", cached[key][0], cached[key][1])
+        elif normalise_postcode(key) in reference:
+            answers[key] = ("fallback", reference[normalise_postcode(key)], None)
+        else:
+            answers[key] = ("pending", None, None)
+    return answers
+
+
+def enrich_companies(
+    warehouse: WarehouseHook,
+    hook: CompaniesHouseHook,
+    *,
+    run_id: str,
+    breaker: SharedCircuitBreaker | None = None,
+    max_non_live_share: float = 1.0,
+) -> dict[str, Any]:
     """
     Fetch the company profile of each distinct company number of the run's valid rows.
 
     :param warehouse: the warehouse hook
     :param hook: the Companies House hook
     :param run_id: the Airflow run id
+    :param breaker: the Companies House circuit breaker (None: call unguarded)
+    :param max_non_live_share: fail when more of the run's companies than this are not live
+    :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
-    missing, resumed = _missing_keys(
-        warehouse, run_id=run_id, cache=company_cache, staged_col="company_number", key_col="company_number"
-    )
-    found = 0
-    pending: dict[str, Any] = {}
-    for number in missing:
-        profile = hook.get_company(number)
-        found += profile is not None
-        pending[number] = profile
-        if len(pending) >= COMPANY_COMMIT_EVERY:
-            _cache_rows(warehouse, company_cache, "company_number", pending, run_id)
-            pending = {}
-    if pending:
-        _cache_rows(warehouse, company_cache, "company_number", pending, run_id)
-    log.info("Companies: %s looked up (%s found), %s already cached by this run", len(missing), found, resumed)
-    return {"looked_up": len(missing), "found": found, "not_found": len(missing) - found, "already_cached": resumed}
+    todo, done = keys_to_enrich(warehouse, run_id=run_id, kind="company")
+    reasons: Counter[str] = Counter()
+    answers: dict[str, tuple[str, Any, Any]] = {}
+    failed: list[str] = []
+    for number in todo:
+        try:
+            answers[number] = ("live", _guarded(breaker, hook.get_company, number), dt.datetime.now(dt.UTC))
+        except Exception as exc:
+            if not _is_fallback_trigger(exc):
+                raise
+            reasons[type(exc).__name__] += 1
+            failed.append(number)
+        if len(answers) + len(failed) >= COMPANY_COMMIT_EVERY:
+            answers.update(_company_fallback(warehouse, failed))
+            _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
+            answers, failed = {}, []
+    answers.update(_company_fallback(warehouse, failed))
+    if answers:
+        _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
+    return _finish(warehouse, run_id=run_id, kind="company", looked_up=len(todo), resumed=done, reasons=reasons, threshold=max_non_live_share)
+
+
+def _company_fallback(warehouse: WarehouseHook, numbers: list[str]) -> dict[str, tuple[str, Any, Any]]:
+    cached = _cached(warehouse, company_cache, "company_number", numbers)
+    return {n: ("cached", *cached[n]) if n in cached else ("pending", None, None) for n in numbers}
+
+
+def source_counts(warehouse: WarehouseHook, *, run_id: str, kind: str) -> dict[str, int]:
+    """Return how many of the run's keys of ``kind`` were answered from each source."""
+    e = run_enrichment
+    with warehouse.begin() as conn:
+        rows = conn.execute(
+            select(e.c.source, func.count()).where(e.c.run_id == run_id, e.c.kind == kind).group_by(e.c.source)
+        ).all()
+    return {source: 0 for source in SOURCES} | dict(rows)
+
+
+def _finish(warehouse: WarehouseHook, *, run_id: str, kind: str, looked_up: int, resumed: int, reasons: Counter[str],
+            threshold: float) -> dict[str, Any]:
+    counts = source_counts(warehouse, run_id=run_id, kind=kind)
+    total = sum(counts.values())
+    non_live = total - counts["live"]
+    share = non_live / total if total else 0.0
+    summary = {
+        "looked_up": looked_up, "already_live": resumed, "by_source": counts, "non_live_share": round(share, 4),
+        "fallback_reasons": dict(reasons),
+    }
+    log.info("%s enrichment: %s", kind, summary)
+    if share > threshold:
+        raise FallbackThresholdError(
+            f"{non_live} of {total} {kind} lookups ({share:.0%}) came from fallbacks, over the {threshold:.0%} allowed",
+            source=kind, non_live_share=share, threshold=threshold,
+        )
+    return summary

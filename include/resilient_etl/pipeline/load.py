@@ -1,6 +1,7 @@
 """
 Load: upsert the run's enriched rows into ``suppliers``; rows whose postcode or company does not exist
-go to quarantine. Each batch (rows, quarantine records and staged statuses) commits as one transaction.
+go to quarantine; rows whose enrichment is pending load as ``pending``. Each batch (rows, quarantine
+records and staged statuses) commits as one transaction.
 """
 
 from __future__ import annotations
@@ -12,29 +13,37 @@ from collections import Counter
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, select
 
 from resilient_etl.enrichment import company_columns, postcode_columns
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_status
-from resilient_etl.schema import company_cache, postcode_cache, staged_rows, suppliers
+from resilient_etl.schema import run_enrichment, staged_rows, suppliers
 
 log = logging.getLogger(__name__)
 
 
-def _decide(row: Any, run_id: str) -> tuple[str, str | None]:
-    """Return (outcome, reason): ``loaded``/``pending`` with an enrichment status, or ``quarantined``."""
+_RANK = {"live": 0, "cached": 1, "fallback": 2, "pending": 3}
+
+
+def decide(row: Any) -> tuple[str, str]:
+    """
+    Return (outcome, detail) for a staged row and its two enrichments (a pure function).
+
+    ``quarantined`` with the reason when the postcode or company does not exist, else ``loaded`` or
+    ``pending`` with the enrichment status: the worse of the two sources (live < cached < fallback <
+    pending). A missing enrichment counts as pending.
+    """
     if row.pc_found is False:
         return "quarantined", "unknown_postcode"
     if row.co_found is False:
         return "quarantined", "unknown_company"
-    if row.pc_found is None or row.co_found is None:
-        return "pending", "pending"
-    return "loaded", "live" if row.pc_run == run_id and row.co_run == run_id else "cached"
+    status = max(row.pc_source or "pending", row.co_source or "pending", key=_RANK.__getitem__)
+    return ("pending" if status == "pending" else "loaded"), status
 
 
-def supplier_record(clean: dict[str, Any], *, postcode: Any, company: Any, status: str, row: Any, run_id: str,
-                    now: dt.datetime) -> dict[str, Any]:
+def supplier_record(clean: dict[str, Any], *, postcode: Any, company: Any, status: str, as_of: dt.datetime | None,
+                    row: Any, run_id: str, now: dt.datetime) -> dict[str, Any]:
     """Return the ``suppliers`` row for a clean record and its enrichment."""
     return {
         "supplier_id": clean["supplier_id"],
@@ -48,6 +57,7 @@ def supplier_record(clean: dict[str, Any], *, postcode: Any, company: Any, statu
         **postcode_columns(postcode),
         **company_columns(company),
         "enrichment_status": status,
+        "enrichment_as_of": as_of,
         "source_file": row.source_file,
         "source_line": row.line_number,
         "run_id": run_id,
@@ -56,14 +66,19 @@ def supplier_record(clean: dict[str, Any], *, postcode: Any, company: Any, statu
 
 
 def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, batch_size: int, counts: Counter[str]) -> int:
-    s, pc, co = staged_rows, postcode_cache, company_cache
+    s = staged_rows
+    pc, co = run_enrichment.alias("pc"), run_enrichment.alias("co")
     rows = conn.execute(
         select(
             s.c.source_file, s.c.line_number, s.c.raw_row, s.c.clean_row,
-            pc.c.found.label("pc_found"), pc.c.result.label("pc_result"), pc.c.run_id.label("pc_run"),
-            co.c.found.label("co_found"), co.c.result.label("co_result"), co.c.run_id.label("co_run"),
+            pc.c.found.label("pc_found"), pc.c.result.label("pc_result"), pc.c.source.label("pc_source"), pc.c.as_of.label("pc_as_of"),
+            co.c.found.label("co_found"), co.c.result.label("co_result"), co.c.source.label("co_source"), co.c.as_of.label("co_as_of"),
         )
-        .select_from(s.outerjoin(pc, pc.c.postcode == s.c.postcode).outerjoin(co, co.c.company_number == s.c.company_number))
+        .select_from(
+            s.outerjoin(pc, and_(pc.c.run_id == run_id, pc.c.kind == "postcode", pc.c.lookup_key == s.c.postcode)).outerjoin(
+                co, and_(co.c.run_id == run_id, co.c.kind == "company", co.c.lookup_key == s.c.company_number)
+            )
+        )
         .where(s.c.run_id == run_id, s.c.status == "valid")
         .order_by(s.c.source_file, s.c.line_number)
         .limit(batch_size)
@@ -71,7 +86,7 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, batc
     now = dt.datetime.now(dt.UTC)
     records, statuses, bad = [], [], []
     for row in rows:
-        outcome, reason = _decide(row, run_id)
+        outcome, reason = decide(row)
         clean = json.loads(row.clean_row)
         if outcome == "quarantined":
             what = f"postcode {clean['postcode']}" if reason == "unknown_postcode" else f"company {clean['company_number']}"
@@ -84,7 +99,9 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, batc
                 clean,
                 postcode=json.loads(row.pc_result) if row.pc_result else None,
                 company=json.loads(row.co_result) if row.co_result else None,
-                status=reason, row=row, run_id=run_id, now=now,
+                status=reason,
+                as_of=min((t for t in (row.pc_as_of, row.co_as_of) if t is not None), default=None),
+                row=row, run_id=run_id, now=now,
             )
         )
         statuses.append({"f": row.source_file, "l": row.line_number, "s": outcome})

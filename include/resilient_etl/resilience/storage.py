@@ -1,19 +1,20 @@
 """
 State shared by every worker process: each Airflow task try is a new process, so anything that must
-be coordinated (quota pacing now, breaker state later) lives in Redis (the ``breaker_store``
-connection) or, by default, in a warehouse table.
+be coordinated (quota pacing, circuit breaker state) lives in Redis (the ``breaker_store``
+connection) or, by default, in warehouse tables.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import case, insert, update
 from sqlalchemy.exc import IntegrityError
 
-from resilient_etl.schema import shared_pacing
+from resilient_etl.schema import breaker_buckets, breaker_state, shared_pacing
 
 if TYPE_CHECKING:
     import redis
@@ -163,3 +164,291 @@ def pacing_store(kind: str, *, warehouse: WarehouseHook, redis_conn_id: str) -> 
     if kind == "redis" or (kind == "auto" and connection_exists(redis_conn_id)):
         return RedisPacingStore(redis_client(redis_conn_id))
     return SqlPacingStore(warehouse)
+
+
+# --------------------------------------------------------------------------------------------------
+# Circuit breaker state
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    """A breaker's shared state as read in one round trip."""
+
+    state: str
+    opened_at: float
+    probe_until: float
+    consecutive_failures: int
+    half_open_successes: int
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """Calls and failures in the sliding window, and the current run of consecutive failures."""
+
+    calls: int
+    failures: int
+    consecutive_failures: int
+
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+_FRESH = BreakerSnapshot(CLOSED, 0.0, 0.0, 0, 0)
+
+
+class BreakerStore(Protocol):
+    """Atomic operations on shared breaker state; every method is one round trip."""
+
+    def read(self, name: str) -> BreakerSnapshot:
+        """Return the breaker's state (closed when never seen)."""
+
+    def record(self, name: str, *, ok: bool, now: float, window: float, bucket: float) -> WindowCounts:
+        """Count one call outcome in the window and return the window's totals."""
+
+    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
+                   opened_at: float | None = None) -> bool:
+        """
+        Move ``expected`` -> ``new`` if the state is still ``expected`` (compare-and-set).
+
+        Opening stamps ``opened_at``; moving to half-open grants the caller the probe lease until
+        ``now + lease``; closing clears the window. ``opened_at`` (when given) must also still match,
+        so two workers that saw the same open period cannot both move it on.
+        """
+
+    def acquire_probe(self, name: str, *, now: float, lease: float) -> bool:
+        """In half-open, take the probe lease if nobody holds it; return whether we got it."""
+
+    def probe_succeeded(self, name: str) -> int:
+        """Count a successful probe, release the lease; return the successes so far."""
+
+
+def _bucket(now: float, size: float) -> int:
+    return int(now // size * size)
+
+
+class SqlBreakerStore:
+    """
+    Breaker state in the warehouse (``breaker_state``, ``breaker_buckets``): works on SQLite,
+    PostgreSQL and SQL Server; every compare-and-set is one conditional UPDATE.
+
+    :param warehouse: the warehouse hook
+    """
+
+    def __init__(self, warehouse: WarehouseHook) -> None:
+        self.warehouse = warehouse
+
+    def _ensure(self, conn: Any, name: str) -> None:
+        from sqlalchemy import select
+
+        t = breaker_state
+        if conn.execute(select(t.c.name).where(t.c.name == name)).first() is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(t).values(
+                            name=name, state=CLOSED, opened_at=0.0, probe_until=0.0, consecutive_failures=0,
+                            half_open_successes=0, updated_at=dt.datetime.now(dt.UTC),
+                        )
+                    )
+            except IntegrityError:
+                pass  # created concurrently
+
+    def read(self, name: str) -> BreakerSnapshot:
+        from sqlalchemy import select
+
+        t = breaker_state
+        with self.warehouse.begin() as conn:
+            row = conn.execute(
+                select(t.c.state, t.c.opened_at, t.c.probe_until, t.c.consecutive_failures, t.c.half_open_successes).where(t.c.name == name)
+            ).first()
+        return BreakerSnapshot(*row) if row else _FRESH
+
+    def record(self, name: str, *, ok: bool, now: float, window: float, bucket: float) -> WindowCounts:
+        from sqlalchemy import delete, func, select
+
+        t, b = breaker_state, breaker_buckets
+        start = _bucket(now, bucket)
+        with self.warehouse.begin() as conn:
+            self._ensure(conn, name)
+            consecutive = conn.execute(
+                update(t)
+                .where(t.c.name == name)
+                .values(consecutive_failures=0 if ok else t.c.consecutive_failures + 1)
+                .returning(t.c.consecutive_failures)
+            ).scalar_one()
+            changed = conn.execute(
+                update(b).where(b.c.name == name, b.c.bucket_start == start).values(calls=b.c.calls + 1, failures=b.c.failures + (0 if ok else 1))
+            ).rowcount
+            if not changed:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(b).values(name=name, bucket_start=start, calls=1, failures=0 if ok else 1))
+                except IntegrityError:
+                    conn.execute(
+                        update(b).where(b.c.name == name, b.c.bucket_start == start).values(calls=b.c.calls + 1, failures=b.c.failures + (0 if ok else 1))
+                    )
+                conn.execute(delete(b).where(b.c.name == name, b.c.bucket_start <= now - window - bucket))
+            calls, failures = conn.execute(
+                select(func.coalesce(func.sum(b.c.calls), 0), func.coalesce(func.sum(b.c.failures), 0)).where(
+                    b.c.name == name, b.c.bucket_start > now - window
+                )
+            ).one()
+        return WindowCounts(int(calls), int(failures), int(consecutive))
+
+    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
+                   opened_at: float | None = None) -> bool:
+        from sqlalchemy import delete
+
+        t = breaker_state
+        values: dict[str, Any] = {"state": new, "updated_at": dt.datetime.now(dt.UTC)}
+        if new == OPEN:
+            values.update(opened_at=now, probe_until=0.0, half_open_successes=0)
+        elif new == HALF_OPEN:
+            values.update(probe_until=now + lease, half_open_successes=0)
+        else:
+            values.update(probe_until=0.0, half_open_successes=0, consecutive_failures=0)
+        with self.warehouse.begin() as conn:
+            self._ensure(conn, name)
+            cond = (t.c.name == name) & (t.c.state == expected)
+            if opened_at is not None:
+                cond &= t.c.opened_at == opened_at
+            won = conn.execute(update(t).where(cond).values(**values)).rowcount == 1
+            if won and new == CLOSED:
+                conn.execute(delete(breaker_buckets).where(breaker_buckets.c.name == name))
+        return won
+
+    def acquire_probe(self, name: str, *, now: float, lease: float) -> bool:
+        t = breaker_state
+        with self.warehouse.begin() as conn:
+            return conn.execute(
+                update(t).where(t.c.name == name, t.c.state == HALF_OPEN, t.c.probe_until <= now).values(probe_until=now + lease)
+            ).rowcount == 1
+
+    def probe_succeeded(self, name: str) -> int:
+        t = breaker_state
+        with self.warehouse.begin() as conn:
+            row = conn.execute(
+                update(t)
+                .where(t.c.name == name, t.c.state == HALF_OPEN)
+                .values(half_open_successes=t.c.half_open_successes + 1, probe_until=0.0)
+                .returning(t.c.half_open_successes)
+            ).first()
+        return int(row[0]) if row else 0
+
+
+_B_READ = """
+local v = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'probe_until', 'consecutive_failures', 'half_open_successes')
+return {v[1] or 'closed', v[2] or '0', v[3] or '0', v[4] or '0', v[5] or '0'}
+"""
+_B_RECORD = """
+local now, window, bucket, ok = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local start = math.floor(now / bucket) * bucket
+local consecutive
+if ok then
+  redis.call('HSET', KEYS[1], 'consecutive_failures', 0)
+  consecutive = 0
+else
+  consecutive = redis.call('HINCRBY', KEYS[1], 'consecutive_failures', 1)
+end
+redis.call('HINCRBY', KEYS[2], tostring(start), 1)
+if not ok then redis.call('HINCRBY', KEYS[3], tostring(start), 1) end
+local calls, failures = 0, 0
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local b = tonumber(all[i])
+  if b > now - window then
+    calls = calls + tonumber(all[i + 1])
+    failures = failures + tonumber(redis.call('HGET', KEYS[3], all[i]) or '0')
+  elseif b <= now - window - bucket then
+    redis.call('HDEL', KEYS[2], all[i])
+    redis.call('HDEL', KEYS[3], all[i])
+  end
+end
+return {calls, failures, consecutive}
+"""
+_B_TRANSITION = """
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if state ~= ARGV[1] then return 0 end
+if ARGV[5] ~= '' and (redis.call('HGET', KEYS[1], 'opened_at') or '0') ~= ARGV[5] then return 0 end
+local new, now, lease = ARGV[2], ARGV[3], tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'state', new, 'half_open_successes', 0)
+if new == 'open' then
+  redis.call('HSET', KEYS[1], 'opened_at', now, 'probe_until', 0)
+elseif new == 'half-open' then
+  redis.call('HSET', KEYS[1], 'probe_until', string.format('%.6f', tonumber(now) + lease))
+else
+  redis.call('HSET', KEYS[1], 'probe_until', 0, 'consecutive_failures', 0)
+  redis.call('DEL', KEYS[2], KEYS[3])
+end
+return 1
+"""
+_B_PROBE = """
+if (redis.call('HGET', KEYS[1], 'state') or 'closed') ~= 'half-open' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'probe_until') or '0') > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'probe_until', string.format('%.6f', tonumber(ARGV[1]) + tonumber(ARGV[2])))
+return 1
+"""
+_B_PROBE_OK = """
+if (redis.call('HGET', KEYS[1], 'state') or 'closed') ~= 'half-open' then return 0 end
+redis.call('HSET', KEYS[1], 'probe_until', 0)
+return redis.call('HINCRBY', KEYS[1], 'half_open_successes', 1)
+"""
+
+
+class RedisBreakerStore:
+    """
+    Breaker state in Redis (the ``breaker_store`` connection); each operation is one Lua script.
+
+    :param client: a redis client
+    :param prefix: key prefix
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str = "resilient_etl:breaker:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._read = client.register_script(_B_READ)
+        self._record = client.register_script(_B_RECORD)
+        self._transition = client.register_script(_B_TRANSITION)
+        self._probe = client.register_script(_B_PROBE)
+        self._probe_ok = client.register_script(_B_PROBE_OK)
+
+    def _keys(self, name: str) -> list[str]:
+        base = self.prefix + name
+        return [base, base + ":calls", base + ":failures"]
+
+    def read(self, name: str) -> BreakerSnapshot:
+        state, opened_at, probe_until, consecutive, successes = self._read(keys=self._keys(name)[:1])
+        return BreakerSnapshot(
+            state.decode() if isinstance(state, bytes) else state, float(opened_at), float(probe_until), int(consecutive), int(successes)
+        )
+
+    def record(self, name: str, *, ok: bool, now: float, window: float, bucket: float) -> WindowCounts:
+        calls, failures, consecutive = self._record(keys=self._keys(name), args=[repr(now), repr(window), repr(bucket), "1" if ok else "0"])
+        return WindowCounts(int(calls), int(failures), int(consecutive))
+
+    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
+                   opened_at: float | None = None) -> bool:
+        expected_opened = "" if opened_at is None else self._fmt(opened_at)
+        return bool(self._transition(keys=self._keys(name), args=[expected, new, self._fmt(now), repr(lease), expected_opened]))
+
+    def acquire_probe(self, name: str, *, now: float, lease: float) -> bool:
+        return bool(self._probe(keys=self._keys(name)[:1], args=[repr(now), repr(lease)]))
+
+    def probe_succeeded(self, name: str) -> int:
+        return int(self._probe_ok(keys=self._keys(name)[:1]))
+
+    @staticmethod
+    def _fmt(value: float) -> str:
+        # opened_at is compared as a string in the CAS: always write and compare one format
+        return f"{value:.6f}"
+
+
+def breaker_store(kind: str, *, warehouse: WarehouseHook, redis_conn_id: str) -> BreakerStore:
+    """
+    Return the configured shared breaker store.
+
+    :param kind: ``redis``, ``sql`` or ``auto`` (Redis when ``redis_conn_id`` exists, else SQL)
+    :param warehouse: the warehouse hook (for the SQL store)
+    :param redis_conn_id: the Redis connection id
+    """
+    if kind == "redis" or (kind == "auto" and connection_exists(redis_conn_id)):
+        return RedisBreakerStore(redis_client(redis_conn_id))
+    return SqlBreakerStore(warehouse)

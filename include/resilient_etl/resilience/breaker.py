@@ -1,0 +1,268 @@
+"""
+Circuit breakers on pybreaker, with state shared by every worker process.
+
+pybreaker supplies the breaker's vocabulary: ``CircuitBreaker`` (name, ``fail_max``, ``reset_timeout``,
+``success_threshold``, excluded exceptions), the ``CircuitBreakerListener`` protocol and
+``CircuitBreakerError``. Two things it does not do are added here:
+
+* a failure-rate rule over a sliding time window with a minimum number of calls, beside its
+  consecutive-failure rule;
+* one probe across all processes in half-open: moving open -> half-open and taking the probe lease
+  are compare-and-set operations in the shared store, so of many workers exactly one calls the
+  recovering API; the others keep using their fallback.
+
+Only transient failures count (timeouts, resets, 5xx, 429): a 404 for an unknown postcode is an
+answer, not a failure, and never opens a breaker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pybreaker
+
+from resilient_etl.errors import BreakerOpenError
+from resilient_etl.resilience.retry import is_transient
+from resilient_etl.resilience.storage import CLOSED, HALF_OPEN, OPEN, BreakerSnapshot, BreakerStore, WindowCounts
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """
+    When a breaker opens and how it heals.
+
+    :param name: the breaker (one per API)
+    :param fail_max: consecutive failures that open it
+    :param failure_rate: share of failed calls in the window that opens it …
+    :param minimum_calls: … once the window holds at least this many calls
+    :param window_seconds: the sliding window
+    :param reset_timeout: seconds open before one probe is let through
+    :param success_threshold: successful probes that close it again
+    """
+
+    name: str
+    fail_max: int = 5
+    failure_rate: float = 0.5
+    minimum_calls: int = 10
+    window_seconds: float = 60.0
+    reset_timeout: float = 30.0
+    success_threshold: int = 1
+
+    @property
+    def bucket_seconds(self) -> float:
+        """Granularity of the window (a tenth of it, at least a second)."""
+        return max(1.0, self.window_seconds / 10)
+
+    @property
+    def probe_lease(self) -> float:
+        """How long a probe may take before another worker may probe instead."""
+        return max(self.reset_timeout, 5.0)
+
+
+def trip_reason(policy: BreakerPolicy, counts: WindowCounts) -> str | None:
+    """
+    Return why the breaker should open after a failure, or None (a pure function).
+
+    :param policy: the breaker's policy
+    :param counts: the window's totals including this failure
+    """
+    if counts.consecutive_failures >= policy.fail_max:
+        return f"{counts.consecutive_failures} consecutive failures (limit {policy.fail_max})"
+    if counts.calls >= policy.minimum_calls and counts.failures / counts.calls >= policy.failure_rate:
+        return (
+            f"failure rate {counts.failures}/{counts.calls} = {counts.failures / counts.calls:.0%} in "
+            f"{policy.window_seconds:.0f}s (limit {policy.failure_rate:.0%}, minimum {policy.minimum_calls} calls)"
+        )
+    return None
+
+
+class _StateView:
+    """The minimal stand-in for a pybreaker state that listeners receive (they read ``.name``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class SharedCircuitBreaker(pybreaker.CircuitBreaker):
+    """
+    A pybreaker ``CircuitBreaker`` whose state lives in a :class:`BreakerStore`.
+
+    :param policy: thresholds and timeouts
+    :param store: the shared store (Redis or SQL)
+    :param listeners: pybreaker listeners, told of every state change this process observes or makes
+    :param clock: unix time source
+    """
+
+    def __init__(
+        self,
+        policy: BreakerPolicy,
+        store: BreakerStore,
+        *,
+        listeners: Sequence[pybreaker.CircuitBreakerListener] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.clock = clock
+        self._seen = CLOSED
+        self._ready = False  # pybreaker's __init__ asks for the state: no store I/O while constructing
+        self.last_counts: WindowCounts | None = None
+        self.last_reason = ""
+        super().__init__(
+            fail_max=policy.fail_max,
+            reset_timeout=policy.reset_timeout,
+            success_threshold=policy.success_threshold,
+            # only transient failures count: a permanent error (or a 404 answer) is the API working
+            exclude=[lambda exc: not is_transient(exc)],
+            listeners=list(listeners),
+            name=policy.name,
+        )
+        self._ready = True
+
+    @property
+    def current_state(self) -> str:
+        """Return the shared state (one store read)."""
+        return self.store.read(self.policy.name).state if self._ready else CLOSED
+
+    def snapshot(self) -> BreakerSnapshot:
+        """Return the shared state with its counters."""
+        return self.store.read(self.policy.name)
+
+    def _changed(self, new: str, reason: str, counts: WindowCounts | None = None) -> None:
+        old, self._seen = self._seen, new
+        if old == new:
+            return
+        c = counts or self.last_counts
+        log.warning(
+            "Circuit breaker %s: %s -> %s (%s; window %s calls, %s failures, %s consecutive)",
+            self.policy.name, old, new, reason,
+            c.calls if c else "-", c.failures if c else "-", c.consecutive_failures if c else "-",
+        )
+        self.last_reason = reason
+        for listener in self.listeners:
+            listener.state_change(self, _StateView(old), _StateView(new))
+
+    def _observe(self, snap: BreakerSnapshot) -> None:
+        if snap.state != self._seen:
+            self._changed(snap.state, "changed by another worker")
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """
+        Call ``func`` through the breaker.
+
+        :raises BreakerOpenError: open (before the reset timeout), or half-open with the probe taken
+        """
+        name, now = self.policy.name, self.clock()
+        snap = self.store.read(name)
+        self._observe(snap)
+        probing = False
+        if snap.state == OPEN:
+            retry_at = snap.opened_at + self.policy.reset_timeout
+            if now < retry_at:
+                raise BreakerOpenError(f"circuit breaker {name} is open", breaker=name, retry_at=retry_at)
+            if not self.store.transition(name, expected=OPEN, new=HALF_OPEN, now=now, lease=self.policy.probe_lease, opened_at=snap.opened_at):
+                raise BreakerOpenError(f"circuit breaker {name}: another worker is probing", breaker=name, retry_at=now + 1)
+            self._changed(HALF_OPEN, f"reset timeout of {self.policy.reset_timeout:.0f}s elapsed: one probe admitted")
+            probing = True
+        elif snap.state == HALF_OPEN:
+            if not self.store.acquire_probe(name, now=now, lease=self.policy.probe_lease):
+                raise BreakerOpenError(f"circuit breaker {name}: another worker is probing", breaker=name, retry_at=snap.probe_until)
+            probing = True
+        for listener in self.listeners:
+            listener.before_call(self, func, *args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            if self.is_system_error(exc):
+                self._on_failure(exc, probing)
+            else:
+                self._on_success(probing)
+            raise
+        self._on_success(probing)
+        return result
+
+    def _on_failure(self, exc: BaseException, probing: bool) -> None:
+        name, now = self.policy.name, self.clock()
+        for listener in self.listeners:
+            listener.failure(self, exc)
+        if probing:
+            if self.store.transition(name, expected=HALF_OPEN, new=OPEN, now=now):
+                self._changed(OPEN, f"probe failed with {type(exc).__name__} (status {getattr(exc, 'status_code', None)})")
+            return
+        counts = self.store.record(name, ok=False, now=now, window=self.policy.window_seconds, bucket=self.policy.bucket_seconds)
+        self.last_counts = counts
+        reason = trip_reason(self.policy, counts)
+        if reason and self.store.transition(name, expected=CLOSED, new=OPEN, now=now):
+            self._changed(OPEN, f"{reason}; last error {type(exc).__name__} (status {getattr(exc, 'status_code', None)})", counts)
+
+    def _on_success(self, probing: bool) -> None:
+        name = self.policy.name
+        for listener in self.listeners:
+            listener.success(self)
+        if probing:
+            successes = self.store.probe_succeeded(name)
+            if successes >= self.policy.success_threshold and self.store.transition(name, expected=HALF_OPEN, new=CLOSED, now=self.clock()):
+                self._changed(CLOSED, f"{successes} successful probe(s)")
+            return
+        self.last_counts = self.store.record(
+            name, ok=True, now=self.clock(), window=self.policy.window_seconds, bucket=self.policy.bucket_seconds
+        )
+
+
+class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
+    """Write every state change to the warehouse table ``breaker_events``."""
+
+    def __init__(self, warehouse: Any) -> None:
+        self.warehouse = warehouse
+
+    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+        from sqlalchemy import insert
+
+        from resilient_etl.schema import breaker_events
+
+        counts = getattr(cb, "last_counts", None)
+        with self.warehouse.begin() as conn:
+            conn.execute(
+                insert(breaker_events).values(
+                    name=cb.name,
+                    from_state=old_state.name if old_state else "unknown",
+                    to_state=new_state.name,
+                    reason=getattr(cb, "last_reason", ""),
+                    calls=counts.calls if counts else None,
+                    failures=counts.failures if counts else None,
+                    consecutive_failures=counts.consecutive_failures if counts else None,
+                    at=dt.datetime.now(dt.UTC),
+                )
+            )
+
+
+def breaker_states(store: BreakerStore, policies: Sequence[BreakerPolicy], *, now: float | None = None) -> list[dict[str, Any]]:
+    """
+    Return every breaker's current state, for health checks and the plugin API.
+
+    :param store: the shared store
+    :param policies: the breakers to report
+    """
+    now = time.time() if now is None else now
+    out = []
+    for policy in policies:
+        snap = store.read(policy.name)
+        entry: dict[str, Any] = {
+            "name": policy.name,
+            "state": snap.state,
+            "consecutive_failures": snap.consecutive_failures,
+        }
+        if snap.state != CLOSED:
+            entry["opened_at"] = dt.datetime.fromtimestamp(snap.opened_at, dt.UTC).isoformat()
+            entry["probe_at"] = dt.datetime.fromtimestamp(snap.opened_at + policy.reset_timeout, dt.UTC).isoformat()
+            entry["seconds_to_probe"] = max(0.0, round(snap.opened_at + policy.reset_timeout - now, 1))
+        out.append(entry)
+    return out

@@ -22,8 +22,11 @@ ROWS = 300
 
 
 @pytest.fixture
-def pipeline_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+def pipeline_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> dict[str, Path]:
     data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    for marker in request.node.iter_markers("config"):
+        for section, values in marker.kwargs.items():
+            data.setdefault(section, {}).update(values)
     dirs = {name: tmp_path / name for name in ("landing", "archive", "rejected")}
     data["paths"] = {k: str(v) for k, v in dirs.items()}
     data["load"]["batch_size"] = 120
@@ -140,3 +143,38 @@ def test_permanent_error_fails_at_once_with_retries_unused(airflow_db, api_conne
     assert failed.try_number == 1 and failed.max_tries >= 1  # retries were available and not used
     assert tis["load"].state == "upstream_failed"
     assert (pipeline_config["landing"] / "suppliers.csv").exists()  # nothing archived
+
+
+@pytest.mark.config(fallback={"max_non_live_share": 1.0}, breakers={"companies_house": {"fail_max": 2}})
+def test_api_outage_runs_on_fallbacks_without_burning_retries(airflow_db, api_connections, sqlite_warehouse, pipeline_config) -> None:
+    import requests
+
+    landing = pipeline_config["landing"]
+    write_sample_csv(landing / "suppliers.csv", rows=40, dirty_share=0)
+    assert _run_dag().state == "success"  # fills the company cache
+    requests.put(f"{api_connections.companies.url}/__sandbox/faults/company", json={"status": 503}, timeout=5).raise_for_status()
+    before = api_connections.companies.registry.snapshot()["requests"].get("company", 0)
+    write_sample_csv(landing / "suppliers.csv", rows=80, dirty_share=0)  # 40 known companies, 40 new
+    dag_run = _run_dag()
+    assert dag_run.state == "success"
+    tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    assert tis["enrich_companies"].try_number == 1  # the open breaker did not cost an Airflow retry
+    calls = api_connections.companies.registry.snapshot()["requests"]["company"] - before
+    assert calls <= 2 * 6  # two failed companies (6 attempts each), then the breaker opened
+    with WarehouseHook().begin() as conn:
+        run = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == dag_run.run_id)).one()
+        statuses = dict(conn.execute(select(suppliers.c.enrichment_status, func.count()).where(suppliers.c.run_id == dag_run.run_id).group_by(suppliers.c.enrichment_status)).all())
+    assert (run.rows_in, run.rows_loaded, run.rows_pending) == (80, 40, 40)
+    assert statuses == {"cached": 40, "pending": 40}
+    assert tis["reenrich_backlog"].state == "success"
+
+
+def test_too_much_fallback_fails_the_run_at_once(airflow_db, api_connections, sqlite_warehouse, pipeline_config) -> None:
+    import requests
+
+    requests.put(f"{api_connections.companies.url}/__sandbox/faults/company", json={"status": 503}, timeout=5).raise_for_status()
+    write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=30, dirty_share=0)
+    dag_run = _run_dag()
+    assert dag_run.state == "failed"
+    ti = {ti.task_id: ti for ti in dag_run.get_task_instances()}["enrich_companies"]
+    assert ti.state == "failed" and ti.try_number == 1  # FallbackThresholdError is permanent: no retry

@@ -1,0 +1,219 @@
+"""Shared circuit breakers under real failures: several OS processes, the sandbox down and up, fallbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from resilient_etl.errors import FallbackThresholdError
+from resilient_etl.hooks.companies_house import CompaniesHouseHook
+from resilient_etl.hooks.postcodes import PostcodesIoHook
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.pipeline.backlog import reenrich_backlog
+from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes, source_counts
+from resilient_etl.pipeline.extract import extract
+from resilient_etl.pipeline.load import load
+from resilient_etl.pipeline.validate import validate_staged
+from resilient_etl.resilience.breaker import BreakerEventRecorder, BreakerPolicy, SharedCircuitBreaker
+from resilient_etl.resilience.retry import RetryPolicy
+from resilient_etl.resilience.storage import RedisBreakerStore, SqlBreakerStore, redis_client
+from resilient_etl.sandbox.data import company_register, live_postcodes, write_sample_csv
+from resilient_etl.schema import breaker_events, run_enrichment, suppliers
+
+ONCE = RetryPolicy(dependency="test", max_attempts=1)
+NUMBER = next(iter(company_register().profiles))
+WORKER = Path(__file__).resolve().parents[1] / "breaker_worker.py"
+
+
+def _fault(app, endpoint: str, **spec) -> None:
+    requests.put(f"{app.url}/__sandbox/faults/{endpoint}", json=spec, timeout=5).raise_for_status()
+
+
+def _calls(app, endpoint: str) -> int:
+    return app.registry.snapshot()["requests"].get(endpoint, 0)
+
+
+@pytest.fixture(params=["sql-postgres", "redis"])
+def shared_store(request, api_connections):
+    """A breaker store every process can reach: PostgreSQL tables or Redis."""
+    if request.param == "redis":
+        request.getfixturevalue("breaker_store")
+        request.getfixturevalue("sqlite_warehouse")
+        WarehouseHook().ensure_schema()
+        return "redis", RedisBreakerStore(redis_client("breaker_store"))
+    request.getfixturevalue("pg_warehouse")
+    WarehouseHook().ensure_schema()
+    return "sql", SqlBreakerStore(WarehouseHook())
+
+
+def _workers(kind: str, n: int, tmp_path: Path) -> list[str]:
+    """Start ``n`` worker processes, wait until all are ready, release them at once; return their outcomes."""
+    logs = [tmp_path / f"worker-{i}.log" for i in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), kind, NUMBER],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=os.environ.copy(),
+        )
+        for log in logs
+    ]
+    deadline = time.monotonic() + 60
+    for p, log in zip(procs, logs):
+        while (line := p.stdout.readline()) and line.strip() != "ready":
+            assert time.monotonic() < deadline
+        assert line.strip() == "ready", log.read_text()[-2000:]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outputs = []
+    for p, log in zip(procs, logs):
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0, log.read_text()[-2000:]
+        outputs.append(out.strip().splitlines()[-1])
+    return sorted(outputs)
+
+
+def _open_long_ago(store, name: str = "companies_house") -> None:
+    assert store.transition(name, expected="closed", new="open", now=time.time() - 100)
+
+
+def test_half_open_admits_exactly_one_probe_across_processes(shared_store, api_connections, tmp_path) -> None:
+    kind, store = shared_store
+    _open_long_ago(store)
+    _fault(api_connections.companies, "company", latency_ms=800)  # the probe is still in flight when the others try
+    before = _calls(api_connections.companies, "company")
+    outcomes = _workers(kind, 6, tmp_path)
+    assert outcomes == ["ok"] + ["refused"] * 5
+    assert _calls(api_connections.companies, "company") - before == 1
+    assert store.read("companies_house").state == "closed"
+
+
+def test_failed_probe_reopens_and_still_only_one_call_reached_the_api(shared_store, api_connections, tmp_path) -> None:
+    kind, store = shared_store
+    _open_long_ago(store)
+    _fault(api_connections.companies, "company", status=503, latency_ms=500)
+    before = _calls(api_connections.companies, "company")
+    outcomes = _workers(kind, 5, tmp_path)
+    assert outcomes == ["failed 503"] + ["refused"] * 4
+    assert _calls(api_connections.companies, "company") - before == 1
+    snap = store.read("companies_house")
+    assert snap.state == "open" and snap.opened_at > time.time() - 30
+
+
+def test_api_down_then_up(api_connections, sqlite_warehouse) -> None:
+    wh = WarehouseHook()
+    wh.ensure_schema()
+    policy = BreakerPolicy(name="postcodes_io", fail_max=3, reset_timeout=1.0)
+    breaker = SharedCircuitBreaker(policy, SqlBreakerStore(wh), listeners=[BreakerEventRecorder(wh)])
+    hook = PostcodesIoHook(retry_policy=ONCE)
+    _fault(api_connections.postcodes, "lookup", status=503)
+    results = []
+    for _ in range(10):
+        try:
+            breaker.call(hook.lookup, "AB10 1AB")
+            results.append("ok")
+        except Exception as exc:  # recording each outcome
+            results.append(type(exc).__name__)
+    assert results == ["ApiServerError"] * 3 + ["BreakerOpenError"] * 7
+    assert _calls(api_connections.postcodes, "lookup") == 3  # the dead API stopped being called
+    requests.delete(f"{api_connections.postcodes.url}/__sandbox/faults", timeout=5)  # the API recovers
+    time.sleep(1.05)
+    assert breaker.call(hook.lookup, "AB10 1AB")["postcode"] == "AB10 1AB"
+    assert breaker.current_state == "closed"
+    with wh.begin() as conn:
+        events = [(e.from_state, e.to_state) for e in conn.execute(select(breaker_events).order_by(breaker_events.c.id))]
+    assert events == [("closed", "open"), ("open", "half-open"), ("half-open", "closed")]
+
+
+def _stage(tmp_path: Path, rows: int = 60) -> tuple[WarehouseHook, str]:
+    wh = WarehouseHook()
+    wh.ensure_schema()
+    write_sample_csv(tmp_path / "landing" / "s.csv", rows=rows, dirty_share=0)
+    run_id = f"run-{time.time_ns()}"
+    extract(wh, landing_dir=tmp_path / "landing", rejected_dir=tmp_path / "rejected", run_id=run_id)
+    validate_staged(wh, run_id=run_id)
+    return wh, run_id
+
+
+def _answers(wh: WarehouseHook, run_id: str, kind: str) -> dict[str, str]:
+    e = run_enrichment
+    with wh.begin() as conn:
+        return dict(conn.execute(select(e.c.lookup_key, e.c.source).where(e.c.run_id == run_id, e.c.kind == kind)).all())
+
+
+def test_postcode_fallback_chain_level_by_level(api_connections, sqlite_warehouse, tmp_path) -> None:
+    wh, first = _stage(tmp_path)
+    enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id=first)  # fills the cache, live
+    cached_keys = set(_answers(wh, first, "postcode"))
+    # a second drop with other postcodes, while postcodes.io is down
+    write_sample_csv(tmp_path / "landing2" / "s.csv", rows=200, dirty_share=0, seed=7)
+    second = "second"
+    extract(wh, landing_dir=tmp_path / "landing2", rejected_dir=tmp_path / "rejected", run_id=second)
+    validate_staged(wh, run_id=second)
+    _fault(api_connections.postcodes, "bulk", status=503)
+    wanted = _keys(wh, second)
+    reference = {k: live_postcodes()[k.replace(" ", "")] for k in sorted(wanted - cached_keys)[:5]}
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="postcodes_io", fail_max=1), SqlBreakerStore(wh))
+    summary = enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id=second, breaker=breaker, reference=reference)
+    got = _answers(wh, second, "postcode")
+    assert {k for k, v in got.items() if v == "cached"} == wanted & cached_keys
+    assert {k for k, v in got.items() if v == "fallback"} == set(reference)
+    assert {k for k, v in got.items() if v == "pending"} == wanted - cached_keys - set(reference)
+    assert summary["fallback_reasons"] == {"ApiServerError": 1, "BreakerOpenError": len(range(0, len(wanted), 100)) - 1}
+    assert _calls(api_connections.postcodes, "bulk") == 2  # one live run, then one failed call: the breaker did the rest
+
+
+def _keys(wh: WarehouseHook, run_id: str) -> set[str]:
+    from resilient_etl.schema import staged_rows
+
+    with wh.begin() as conn:
+        return set(conn.execute(select(staged_rows.c.postcode).distinct().where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")).scalars())
+
+
+def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_connections, sqlite_warehouse, tmp_path) -> None:
+    wh, first = _stage(tmp_path, rows=30)
+    enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id=first)
+    enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id=first)
+    load(wh, run_id=first, batch_size=100)
+    # second run: the same 30 suppliers plus 30 new ones, Companies House down
+    write_sample_csv(tmp_path / "landing2" / "s.csv", rows=60, dirty_share=0)
+    second = "second"
+    extract(wh, landing_dir=tmp_path / "landing2", rejected_dir=tmp_path / "rejected", run_id=second)
+    validate_staged(wh, run_id=second)
+    enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id=second)
+    _fault(api_connections.companies, "company", status=503)
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2), SqlBreakerStore(wh))
+    with pytest.raises(FallbackThresholdError) as info:
+        enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id=second, breaker=breaker, max_non_live_share=0.9)
+    assert info.value.non_live_share == 1.0 and info.value.category.value == "breaker_open"
+    assert source_counts(wh, run_id=second, kind="company") == {"live": 0, "cached": 30, "fallback": 0, "pending": 30}
+    assert _calls(api_connections.companies, "company") == 30 + 2  # first run + two failures before the breaker opened
+    result = load(wh, run_id=second, batch_size=100)
+    assert result["by_outcome"] == {"cached": 30, "pending": 30}
+    with wh.begin() as conn:
+        rows = conn.execute(select(suppliers.c.enrichment_status, suppliers.c.enrichment_as_of, suppliers.c.co_status)).all()
+    cached = [r for r in rows if r.enrichment_status == "cached"]
+    assert len(cached) == 30 and all(r.enrichment_as_of is not None and r.co_status for r in cached)
+    assert sum(r.enrichment_status == "pending" and r.co_status is None for r in rows) == 30
+
+    # the API comes back: the next run's backlog step re-enriches the pending suppliers
+    requests.delete(f"{api_connections.companies.url}/__sandbox/faults", timeout=5)
+    open_breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout=60), SqlBreakerStore(wh))
+    waiting = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(), run_id="third", limit=100, company_breaker=open_breaker)
+    assert waiting["reenriched"] == 0 and "not closed" in waiting["skipped"] and waiting["remaining"] == 30
+    healed = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout=0.01), SqlBreakerStore(wh))
+    time.sleep(0.02)
+    healed.call(lambda: None)  # the probe closes it
+    done = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(), run_id="third", limit=100, company_breaker=healed)
+    assert done == {"reenriched": 30, "quarantined": 0, "remaining": 0}
+    with wh.begin() as conn:
+        statuses = conn.execute(select(suppliers.c.enrichment_status)).scalars().all()
+    assert sorted(set(statuses)) == ["cached", "live"] and statuses.count("live") == 30
+    assert json.dumps(done)

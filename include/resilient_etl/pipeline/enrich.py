@@ -129,6 +129,8 @@ def enrich_postcodes(
             reasons[type(exc).__name__] += 1
             answers = _postcode_fallback(warehouse, batch, reference or {})
         _save(warehouse, run_id=run_id, kind="postcode", answers=answers, cache=postcode_cache, cache_key="postcode")
+    if breaker is not None:
+        breaker.flush()
     return _finish(warehouse, run_id=run_id, kind="postcode", looked_up=len(todo), resumed=done, reasons=reasons, threshold=max_non_live_share)
 
 
@@ -182,6 +184,8 @@ def enrich_companies(
     answers.update(_company_fallback(warehouse, failed))
     if answers:
         _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
+    if breaker is not None:
+        breaker.flush()
     return _finish(warehouse, run_id=run_id, kind="company", looked_up=len(todo), resumed=done, reasons=reasons, threshold=max_non_live_share)
 
 

@@ -46,6 +46,9 @@ class BreakerPolicy:
     :param window_seconds: the sliding window
     :param reset_timeout: seconds open before one probe is let through
     :param success_threshold: successful probes that close it again
+    :param sync_seconds: while closed, how often a worker reads the shared state and flushes its
+        successes; failures are written at once. A worker learns that another one opened the breaker
+        at most this late.
     """
 
     name: str
@@ -55,6 +58,7 @@ class BreakerPolicy:
     window_seconds: float = 60.0
     reset_timeout: float = 30.0
     success_threshold: int = 1
+    sync_seconds: float = 0.5
 
     @property
     def bucket_seconds(self) -> float:
@@ -113,6 +117,9 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         self.store = store
         self.clock = clock
         self._seen = CLOSED
+        self._synced_at = float("-inf")
+        self._open_until = 0.0  # while open, no probe can close it before this: no need to ask the store
+        self._pending_successes = 0
         self._ready = False  # pybreaker's __init__ asks for the state: no store I/O while constructing
         self.last_counts: WindowCounts | None = None
         self.last_reason = ""
@@ -150,9 +157,33 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         for listener in self.listeners:
             listener.state_change(self, _StateView(old), _StateView(new))
 
-    def _observe(self, snap: BreakerSnapshot) -> None:
+    def _observe(self, snap: BreakerSnapshot, now: float) -> None:
+        self._synced_at = now
+        if snap.state == OPEN:
+            self._open_until = snap.opened_at + self.policy.reset_timeout
         if snap.state != self._seen:
             self._changed(snap.state, "changed by another worker")
+
+    def _shared_snapshot(self, now: float) -> BreakerSnapshot | None:
+        """Read the shared state, unless the local view is recent enough to act on (None then)."""
+        if self._seen == CLOSED and now - self._synced_at < self.policy.sync_seconds:
+            return None
+        if self._seen == OPEN and now < self._open_until:
+            return None
+        if self._pending_successes:
+            self.flush(now)
+        snap = self.store.read(self.policy.name)
+        self._observe(snap, now)
+        return snap
+
+    def flush(self, now: float | None = None) -> None:
+        """Write the successes counted locally since the last write to the shared window."""
+        if self._pending_successes:
+            self.last_counts = self.store.record(
+                self.policy.name, successes=self._pending_successes, failed=False, now=self.clock() if now is None else now,
+                window=self.policy.window_seconds, bucket=self.policy.bucket_seconds,
+            )
+            self._pending_successes = 0
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """
@@ -161,16 +192,19 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         :raises BreakerOpenError: open (before the reset timeout), or half-open with the probe taken
         """
         name, now = self.policy.name, self.clock()
-        snap = self.store.read(name)
-        self._observe(snap)
+        snap = self._shared_snapshot(now)
+        if snap is None and self._seen == OPEN:
+            raise BreakerOpenError(f"circuit breaker {name} is open", breaker=name, retry_at=self._open_until)
         probing = False
-        if snap.state == OPEN:
+        if snap is None:
+            pass  # closed, and seen so recently that the call goes ahead
+        elif snap.state == OPEN:
             retry_at = snap.opened_at + self.policy.reset_timeout
             if now < retry_at:
                 raise BreakerOpenError(f"circuit breaker {name} is open", breaker=name, retry_at=retry_at)
             if not self.store.transition(name, expected=OPEN, new=HALF_OPEN, now=now, lease=self.policy.probe_lease, opened_at=snap.opened_at):
                 raise BreakerOpenError(f"circuit breaker {name}: another worker is probing", breaker=name, retry_at=now + 1)
-            self._changed(HALF_OPEN, f"reset timeout of {self.policy.reset_timeout:.0f}s elapsed: one probe admitted")
+            self._changed(HALF_OPEN, f"reset timeout of {self.policy.reset_timeout:g}s elapsed: one probe admitted")
             probing = True
         elif snap.state == HALF_OPEN:
             if not self.store.acquire_probe(name, now=now, lease=self.policy.probe_lease):
@@ -189,32 +223,42 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         self._on_success(probing)
         return result
 
+    def _opened(self, now: float, reason: str, counts: WindowCounts | None = None) -> None:
+        self._open_until = now + self.policy.reset_timeout
+        self._synced_at = now
+        self._changed(OPEN, reason, counts)
+
     def _on_failure(self, exc: BaseException, probing: bool) -> None:
         name, now = self.policy.name, self.clock()
         for listener in self.listeners:
             listener.failure(self, exc)
+        error = f"{type(exc).__name__} (status {getattr(exc, 'status_code', None)})"
         if probing:
             if self.store.transition(name, expected=HALF_OPEN, new=OPEN, now=now):
-                self._changed(OPEN, f"probe failed with {type(exc).__name__} (status {getattr(exc, 'status_code', None)})")
+                self._opened(now, f"probe failed with {error}")
             return
-        counts = self.store.record(name, ok=False, now=now, window=self.policy.window_seconds, bucket=self.policy.bucket_seconds)
+        counts = self.store.record(
+            name, successes=self._pending_successes, failed=True, now=now,
+            window=self.policy.window_seconds, bucket=self.policy.bucket_seconds,
+        )
+        self._pending_successes = 0
+        self._synced_at = float("-inf")  # a failure is a reason to look at the shared state next time
         self.last_counts = counts
         reason = trip_reason(self.policy, counts)
         if reason and self.store.transition(name, expected=CLOSED, new=OPEN, now=now):
-            self._changed(OPEN, f"{reason}; last error {type(exc).__name__} (status {getattr(exc, 'status_code', None)})", counts)
+            self._opened(now, f"{reason}; last error {error}", counts)
 
     def _on_success(self, probing: bool) -> None:
-        name = self.policy.name
+        name, now = self.policy.name, self.clock()
         for listener in self.listeners:
             listener.success(self)
         if probing:
             successes = self.store.probe_succeeded(name)
-            if successes >= self.policy.success_threshold and self.store.transition(name, expected=HALF_OPEN, new=CLOSED, now=self.clock()):
+            if successes >= self.policy.success_threshold and self.store.transition(name, expected=HALF_OPEN, new=CLOSED, now=now):
+                self._synced_at = now
                 self._changed(CLOSED, f"{successes} successful probe(s)")
             return
-        self.last_counts = self.store.record(
-            name, ok=True, now=self.clock(), window=self.policy.window_seconds, bucket=self.policy.bucket_seconds
-        )
+        self._pending_successes += 1
 
 
 class BreakerEventRecorder(pybreaker.CircuitBreakerListener):

@@ -200,8 +200,11 @@ class BreakerStore(Protocol):
     def read(self, name: str) -> BreakerSnapshot:
         """Return the breaker's state (closed when never seen)."""
 
-    def record(self, name: str, *, ok: bool, now: float, window: float, bucket: float) -> WindowCounts:
-        """Count one call outcome in the window and return the window's totals."""
+    def record(self, name: str, *, successes: int, failed: bool, now: float, window: float, bucket: float) -> WindowCounts:
+        """
+        Count ``successes`` calls that succeeded and then, if ``failed``, one that failed; return the
+        window's totals. (Successes are flushed in batches; a failure is recorded at once.)
+        """
 
     def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
                    opened_at: float | None = None) -> bool:
@@ -261,30 +264,25 @@ class SqlBreakerStore:
             ).first()
         return BreakerSnapshot(*row) if row else _FRESH
 
-    def record(self, name: str, *, ok: bool, now: float, window: float, bucket: float) -> WindowCounts:
+    def record(self, name: str, *, successes: int, failed: bool, now: float, window: float, bucket: float) -> WindowCounts:
         from sqlalchemy import delete, func, select
 
         t, b = breaker_state, breaker_buckets
         start = _bucket(now, bucket)
+        calls, failures = successes + int(failed), int(failed)
+        base = 0 if successes else t.c.consecutive_failures
         with self.warehouse.begin() as conn:
             self._ensure(conn, name)
             consecutive = conn.execute(
-                update(t)
-                .where(t.c.name == name)
-                .values(consecutive_failures=0 if ok else t.c.consecutive_failures + 1)
-                .returning(t.c.consecutive_failures)
+                update(t).where(t.c.name == name).values(consecutive_failures=base + failures).returning(t.c.consecutive_failures)
             ).scalar_one()
-            changed = conn.execute(
-                update(b).where(b.c.name == name, b.c.bucket_start == start).values(calls=b.c.calls + 1, failures=b.c.failures + (0 if ok else 1))
-            ).rowcount
-            if not changed:
+            bump = update(b).where(b.c.name == name, b.c.bucket_start == start).values(calls=b.c.calls + calls, failures=b.c.failures + failures)
+            if not conn.execute(bump).rowcount:
                 try:
                     with conn.begin_nested():
-                        conn.execute(insert(b).values(name=name, bucket_start=start, calls=1, failures=0 if ok else 1))
+                        conn.execute(insert(b).values(name=name, bucket_start=start, calls=calls, failures=failures))
                 except IntegrityError:
-                    conn.execute(
-                        update(b).where(b.c.name == name, b.c.bucket_start == start).values(calls=b.c.calls + 1, failures=b.c.failures + (0 if ok else 1))
-                    )
+                    conn.execute(bump)
                 conn.execute(delete(b).where(b.c.name == name, b.c.bucket_start <= now - window - bucket))
             calls, failures = conn.execute(
                 select(func.coalesce(func.sum(b.c.calls), 0), func.coalesce(func.sum(b.c.failures), 0)).where(
@@ -339,17 +337,14 @@ local v = redis.call('HMGET', KEYS[1], 'state', 'opened_at', 'probe_until', 'con
 return {v[1] or 'closed', v[2] or '0', v[3] or '0', v[4] or '0', v[5] or '0'}
 """
 _B_RECORD = """
-local now, window, bucket, ok = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local now, window, bucket = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local successes, failed = tonumber(ARGV[4]), ARGV[5] == '1'
 local start = math.floor(now / bucket) * bucket
-local consecutive
-if ok then
-  redis.call('HSET', KEYS[1], 'consecutive_failures', 0)
-  consecutive = 0
-else
-  consecutive = redis.call('HINCRBY', KEYS[1], 'consecutive_failures', 1)
-end
-redis.call('HINCRBY', KEYS[2], tostring(start), 1)
-if not ok then redis.call('HINCRBY', KEYS[3], tostring(start), 1) end
+if successes > 0 then redis.call('HSET', KEYS[1], 'consecutive_failures', 0) end
+local consecutive = tonumber(redis.call('HGET', KEYS[1], 'consecutive_failures') or '0')
+if failed then consecutive = redis.call('HINCRBY', KEYS[1], 'consecutive_failures', 1) end
+redis.call('HINCRBY', KEYS[2], tostring(start), successes + (failed and 1 or 0))
+if failed then redis.call('HINCRBY', KEYS[3], tostring(start), 1) end
 local calls, failures = 0, 0
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
@@ -420,8 +415,10 @@ class RedisBreakerStore:
             state.decode() if isinstance(state, bytes) else state, float(opened_at), float(probe_until), int(consecutive), int(successes)
         )
 
-    def record(self, name: str, *, ok: bool, now: float, window: float, bucket: float) -> WindowCounts:
-        calls, failures, consecutive = self._record(keys=self._keys(name), args=[repr(now), repr(window), repr(bucket), "1" if ok else "0"])
+    def record(self, name: str, *, successes: int, failed: bool, now: float, window: float, bucket: float) -> WindowCounts:
+        calls, failures, consecutive = self._record(
+            keys=self._keys(name), args=[repr(now), repr(window), repr(bucket), str(successes), "1" if failed else "0"]
+        )
         return WindowCounts(int(calls), int(failures), int(consecutive))
 
     def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,

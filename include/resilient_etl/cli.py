@@ -1,4 +1,4 @@
-"""The ``resilient-etl`` command: sandbox, demo, sample, env, config check."""
+"""The ``resilient-etl`` command: sandbox, demo, sample, env, breakers, config check."""
 
 from __future__ import annotations
 
@@ -80,6 +80,21 @@ def _cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_breakers(args: argparse.Namespace) -> int:
+    from resilient_etl.config import get_config
+    from resilient_etl.hooks.warehouse import WarehouseHook
+    from resilient_etl.resilience.breaker import breaker_states
+    from resilient_etl.resilience.storage import breaker_store
+
+    cfg = get_config()
+    warehouse = WarehouseHook(cfg.warehouse.conn_id)
+    warehouse.ensure_schema()
+    store = breaker_store(cfg.shared_state.store, warehouse=warehouse, redis_conn_id=cfg.shared_state.redis_conn_id)
+    states = breaker_states(store, [cfg.breakers.policy("postcodes_io"), cfg.breakers.policy("companies_house")])
+    print(json.dumps(states, indent=2))
+    return 0 if all(s["state"] == "closed" for s in states) else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from resilient_etl.demo import run_demo
 
@@ -117,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--postcodes-port", type=int, default=8701)
     env.add_argument("--companies-port", type=int, default=8702)
     env.set_defaults(func=_cmd_env)
+
+    breakers = sub.add_parser("breakers", help="print every circuit breaker's shared state (exit 1 unless all closed)")
+    breakers.set_defaults(func=_cmd_breakers)
 
     demo = sub.add_parser("demo", help="run company_enrichment end to end on SQLite against the sandboxes")
     demo.add_argument("--project-dir", default=".", help="the repository (default: current directory)")

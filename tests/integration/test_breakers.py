@@ -217,3 +217,15 @@ def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_
         statuses = conn.execute(select(suppliers.c.enrichment_status)).scalars().all()
     assert sorted(set(statuses)) == ["cached", "live"] and statuses.count("live") == 30
     assert json.dumps(done)
+
+
+def test_breakers_command_reports_shared_state(sqlite_warehouse, capsys) -> None:
+    from resilient_etl.cli import main
+
+    WarehouseHook().ensure_schema()
+    assert main(["breakers"]) == 0
+    assert [b["state"] for b in json.loads(capsys.readouterr().out)] == ["closed", "closed"]
+    SqlBreakerStore(WarehouseHook()).transition("companies_house", expected="closed", new="open", now=time.time())
+    assert main(["breakers"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report[1]["name"] == "companies_house" and report[1]["state"] == "open" and report[1]["seconds_to_probe"] > 0

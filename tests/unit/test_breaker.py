@@ -198,3 +198,42 @@ def test_breaker_states_report(warehouse) -> None:
     assert report[0]["name"] == "companies_house" and report[0]["state"] == "open"
     assert report[0]["seconds_to_probe"] == 20.0
     assert report[1] == {"name": "postcodes_io", "state": "closed", "consecutive_failures": 0}
+
+
+def test_a_worker_learns_of_an_open_breaker_within_the_sync_interval(warehouse) -> None:
+    clock = Clock()
+    a, b = _breaker(warehouse, clock), _breaker(warehouse, clock)
+    assert b.call(_ok) == "ok"  # b has just looked: closed
+    for _ in range(3):
+        with pytest.raises(ApiServerError):
+            a.call(_fail)
+    clock.now += POLICY.sync_seconds / 2
+    assert b.call(_ok) == "ok"  # b acts on its recent view for at most sync_seconds …
+    clock.now += POLICY.sync_seconds
+    with pytest.raises(BreakerOpenError):
+        b.call(_ok)  # … then reads the shared state
+
+
+def test_a_failure_makes_the_worker_look_at_once(warehouse) -> None:
+    clock = Clock()
+    a, b = _breaker(warehouse, clock), _breaker(warehouse, clock)
+    b.call(_ok)
+    for _ in range(3):
+        with pytest.raises(ApiServerError):
+            a.call(_fail)
+    with pytest.raises(ApiServerError):
+        b.call(_fail)  # within its sync interval, but this failure sends it to the store next time
+    with pytest.raises(BreakerOpenError):
+        b.call(_ok)
+
+
+def test_successes_reach_the_shared_window_when_flushed(warehouse) -> None:
+    clock = Clock()
+    cb = _breaker(warehouse, clock, BreakerPolicy(name="f", fail_max=100, failure_rate=0.5, minimum_calls=4))
+    for _ in range(5):
+        cb.call(_ok)
+    cb.flush()
+    with pytest.raises(ApiServerError):
+        cb.call(_fail)
+    assert (cb.last_counts.calls, cb.last_counts.failures) == (6, 1)
+    assert cb.current_state == "closed"  # 1/6, not 1/1

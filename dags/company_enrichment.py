@@ -96,7 +96,12 @@ with DAG(
         pace=cfg.apis.companies_house.pace,
         **shared,
     )
-    load = LoadSuppliersOperator(task_id="load", batch_size=cfg.load.batch_size)
+    load = LoadSuppliersOperator(
+        task_id="load",
+        batch_size=cfg.load.batch_size,
+        chunk_size=cfg.load.chunk_size,
+        max_quarantine_share=cfg.load.max_quarantine_share,
+    )
     reconcile = ReconcileRunOperator(
         task_id="reconcile",
         default_landing_dir=cfg.paths.landing,

@@ -202,3 +202,38 @@ class FallbackThresholdError(ResilientEtlError):
         self.source = source
         self.non_live_share = non_live_share
         self.threshold = threshold
+
+
+class DatabaseConnectionLostError(WarehouseUnavailableError):
+    """The warehouse connection broke in the middle of a transaction (server restart, killed backend)."""
+
+
+class DeadlockError(ResilientEtlError):
+    """The database chose this transaction as a deadlock (or serialization) victim; a rerun may pass."""
+
+    category = Category.DEADLOCK
+    transient = True
+
+
+class DiskFullError(ResilientEtlError):
+    """The database (or a folder) ran out of space: retrying cannot help until someone frees it."""
+
+    category = Category.FILESYSTEM
+
+
+class DatabaseError(ResilientEtlError):
+    """Any other database failure of a whole statement (not one row's data); treated as permanent."""
+
+    category = Category.INTEGRITY
+
+
+class QuarantineThresholdError(ResilientEtlError):
+    """Too many rows of a batch were rejected by the database; the batch was rolled back."""
+
+    category = Category.DATA_QUALITY
+
+    def __init__(self, message: str, *, rejected: int, rows: int, threshold: float) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+        self.rows = rows
+        self.threshold = threshold

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -56,6 +57,10 @@ suppliers = Table(
     Column("source_line", Integer, nullable=False),
     Column("run_id", String(250), nullable=False),
     Column("loaded_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("enrichment_status IN ('live', 'cached', 'fallback', 'pending')", name="ck_suppliers_enrichment_status"),
+    CheckConstraint("annual_spend_gbp IS NULL OR annual_spend_gbp >= 0", name="ck_suppliers_spend_not_negative"),
+    # SQLite ignores VARCHAR lengths: enforce the ones enrichment data could overrun everywhere
+    CheckConstraint("length(co_registered_office) <= 500", name="ck_suppliers_registered_office_length"),
 )
 
 quarantine = Table(
@@ -97,6 +102,8 @@ etl_checkpoints = Table(
     Column("map_index", Integer, primary_key=True),
     Column("source_file", String(255), primary_key=True),
     Column("chunk_index", Integer, primary_key=True),
+    Column("first_line", Integer, nullable=False),
+    Column("last_line", Integer, nullable=False),
     Column("rows", Integer, nullable=False),
     Column("committed_at", DateTime(timezone=True), nullable=False),
 )

@@ -12,7 +12,7 @@ def test_every_transient_type_is_listed() -> None:
     names = {t.__name__ for t in transient_error_types()}
     assert names == {
         "ApiConnectionError", "ApiTimeoutError", "ApiServerError", "ApiBadResponseError", "ApiRateLimitError",
-        "WarehouseUnavailableError",
+        "WarehouseUnavailableError", "DatabaseConnectionLostError", "DeadlockError",
     }
 
 
@@ -26,6 +26,9 @@ def test_decisions_per_error() -> None:
         (errors.ConfigError("bad", field="x"), RetryAction.FAIL),
         (errors.BadInputFileError("bad", path="p"), RetryAction.FAIL),
         (errors.ReconciliationError("lost", counts={}), RetryAction.FAIL),
+        (errors.DeadlockError("victim"), RetryAction.RETRY),
+        (errors.DiskFullError("full"), RetryAction.FAIL),
+        (errors.QuarantineThresholdError("bad batch", rejected=9, rows=10, threshold=0.05), RetryAction.FAIL),
         (ValueError("outside the taxonomy"), RetryAction.DEFAULT),
     ]
     for exc, action in cases:

@@ -17,9 +17,17 @@ from sqlalchemy.dialects import mssql as mssql_dialect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from resilient_etl.errors import ConfigError, WarehouseUnavailableError
+from resilient_etl.errors import (
+    ConfigError,
+    DatabaseConnectionLostError,
+    DatabaseError,
+    DeadlockError,
+    DiskFullError,
+    ResilientEtlError,
+    WarehouseUnavailableError,
+)
 from resilient_etl.resilience.retry import Retrier, RetryPolicy
 from resilient_etl.schema import metadata
 
@@ -48,6 +56,40 @@ def url_for_connection(conn_type: str, *, host: str | None, login: str | None = 
             f"warehouse connection type {conn_type!r} is not supported (sqlite, postgres, mssql)", field="conn_type"
         )
     return URL.create(driver, username=login or None, password=password or None, host=host, port=port, database=schema or None)
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
+_MSSQL_DEADLOCK, _MSSQL_DISK_FULL = 1205, (1105, 9002)
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """Return whether a database error is about one row's data (constraint, bad or overlong value)."""
+    return isinstance(exc, (IntegrityError, DataError))
+
+
+def db_error(exc: DBAPIError) -> ResilientEtlError:
+    """
+    Return the typed error for a database failure that is not about a row's data (a pure function).
+
+    Decided by the driver's codes (SQLSTATE, SQLite result code, SQL Server error number) and by
+    SQLAlchemy's disconnect detection, never by the message text.
+
+    :param exc: the SQLAlchemy error
+    """
+    orig = exc.orig
+    sqlstate = getattr(orig, "pgcode", None) or getattr(getattr(orig, "diag", None), "sqlstate", None) or ""
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    mssql_number = orig.args[0] if type(orig).__module__.startswith("pymssql") and orig.args and isinstance(orig.args[0], int) else None
+    detail = f"{type(orig).__name__} (SQLSTATE {sqlstate or '-'})"
+    if sqlstate in ("40P01", "40001") or mssql_number == _MSSQL_DEADLOCK or sqlite_code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return DeadlockError(f"deadlock or lock conflict: {detail}")
+    if sqlstate == "53100" or sqlite_code == _SQLITE_FULL or mssql_number in _MSSQL_DISK_FULL:
+        return DiskFullError(f"database disk full: {detail}")
+    if exc.connection_invalidated or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03"):
+        return DatabaseConnectionLostError(f"warehouse connection lost: {detail}")
+    if isinstance(exc, OperationalError):
+        return WarehouseUnavailableError(f"warehouse operational error: {detail}")
+    return DatabaseError(f"database error: {detail}")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:

@@ -46,6 +46,26 @@ class ApiEnrichmentOperator(WarehouseOperator):
         self.redis_conn_id = redis_conn_id
         self.max_non_live_share = max_non_live_share
 
+    def progress(self, context: Any) -> Any:
+        """
+        Return a callback mirroring enrichment progress into the ``task_state_store``.
+
+        The answers themselves are committed to ``run_enrichment`` batch by batch (that is what a retry
+        resumes from); the store shows how far the task got, in the UI, and across tries.
+        """
+        from resilient_etl.checkpoints import TaskProgress
+
+        marker = TaskProgress(context)
+        if context["params"].get("full_refresh"):
+            marker.clear()
+        elif (earlier := marker.previous()) is not None:
+            self.log.info("An earlier try got to %s of %s lookups; resuming from the committed answers", earlier.get("done"), earlier.get("total"))
+
+        def save(done: int, total: int) -> None:
+            marker.save(done=done, total=total)
+
+        return save
+
     def breaker(self, policy: BreakerPolicy | None = None) -> SharedCircuitBreaker | None:
         """Build the shared circuit breaker for ``policy`` (default: this operator's), with event recording."""
         from resilient_etl.resilience.breaker import BreakerEventRecorder, SharedCircuitBreaker
@@ -90,6 +110,7 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
         hook = PostcodesIoHook(
             self.postcodes_io_conn_id, timeout=self.timeout, bulk_size=self.bulk_size, retry_policy=self.api_retry_policy
         )
+        progress = self.progress(context)
         try:
             return enrich_postcodes(
                 self.warehouse,
@@ -98,6 +119,7 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
                 breaker=self.breaker(),
                 reference=load_postcode_reference(self.reference_path or str(default_reference_path())),
                 max_non_live_share=self.max_non_live_share,
+                on_progress=progress,
             )
         finally:
             hook.close()
@@ -127,9 +149,11 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
         hook = CompaniesHouseHook(
             self.companies_house_conn_id, timeout=self.timeout, retry_policy=self.api_retry_policy, pacing_store=store
         )
+        progress = self.progress(context)
         try:
             return enrich_companies(
-                self.warehouse, hook, run_id=self.run_id(context), breaker=self.breaker(), max_non_live_share=self.max_non_live_share
+                self.warehouse, hook, run_id=self.run_id(context), breaker=self.breaker(),
+                max_non_live_share=self.max_non_live_share, on_progress=progress,
             )
         finally:
             hook.close()

@@ -104,6 +104,7 @@ def enrich_postcodes(
     breaker: SharedCircuitBreaker | None = None,
     reference: dict[str, dict[str, Any]] | None = None,
     max_non_live_share: float = 1.0,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """
     Bulk-look-up the postcodes of the run's valid rows (``hook.bulk_size`` per request).
@@ -114,6 +115,7 @@ def enrich_postcodes(
     :param breaker: the postcodes.io circuit breaker (None: call unguarded)
     :param reference: the bundled reference extract ``{postcode: fields}`` (None: no such fallback)
     :param max_non_live_share: fail when more of the run's postcodes than this are not live
+    :param on_progress: called with (keys done, keys to do) after each committed batch
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
     todo, done = keys_to_enrich(warehouse, run_id=run_id, kind="postcode")
@@ -129,6 +131,8 @@ def enrich_postcodes(
             reasons[type(exc).__name__] += 1
             answers = _postcode_fallback(warehouse, batch, reference or {})
         _save(warehouse, run_id=run_id, kind="postcode", answers=answers, cache=postcode_cache, cache_key="postcode")
+        if on_progress is not None:
+            on_progress(start + len(batch), len(todo))
     if breaker is not None:
         breaker.flush()
     return _finish(warehouse, run_id=run_id, kind="postcode", looked_up=len(todo), resumed=done, reasons=reasons, threshold=max_non_live_share)
@@ -154,6 +158,7 @@ def enrich_companies(
     run_id: str,
     breaker: SharedCircuitBreaker | None = None,
     max_non_live_share: float = 1.0,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """
     Fetch the company profile of each distinct company number of the run's valid rows.
@@ -163,13 +168,14 @@ def enrich_companies(
     :param run_id: the Airflow run id
     :param breaker: the Companies House circuit breaker (None: call unguarded)
     :param max_non_live_share: fail when more of the run's companies than this are not live
+    :param on_progress: called with (keys done, keys to do) after each committed group
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
     todo, done = keys_to_enrich(warehouse, run_id=run_id, kind="company")
     reasons: Counter[str] = Counter()
     answers: dict[str, tuple[str, Any, Any]] = {}
     failed: list[str] = []
-    for number in todo:
+    for done, number in enumerate(todo, start=1):
         try:
             answers[number] = ("live", _guarded(breaker, hook.get_company, number), dt.datetime.now(dt.UTC))
         except Exception as exc:
@@ -181,9 +187,13 @@ def enrich_companies(
             answers.update(_company_fallback(warehouse, failed))
             _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
             answers, failed = {}, []
+            if on_progress is not None:
+                on_progress(done, len(todo))
     answers.update(_company_fallback(warehouse, failed))
     if answers:
         _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
+    if on_progress is not None:
+        on_progress(len(todo), len(todo))
     if breaker is not None:
         breaker.flush()
     return _finish(warehouse, run_id=run_id, kind="company", looked_up=len(todo), resumed=done, reasons=reasons, threshold=max_non_live_share)

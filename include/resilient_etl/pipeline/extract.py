@@ -12,10 +12,11 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from resilient_etl.checkpoints import discard_checkpoints
 from resilient_etl.errors import BadInputFileError
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.pipeline.validate import CSV_COLUMNS, EXTRA_FIELDS_KEY
-from resilient_etl.schema import quarantine, staged_rows
+from resilient_etl.schema import quarantine, run_enrichment, staged_rows
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ def extract(
     Stage every ``*.csv`` in ``landing_dir`` for ``run_id``; reject unreadable files.
 
     A file this run already staged is kept as it is (a cleared run resumes where it stopped) unless
-    ``full_refresh``, which restages it and discards its staged and quarantined rows, so nothing is
-    ever doubled.
+    ``full_refresh``, which restages it and discards its staged and quarantined rows, its load
+    checkpoints and the run's enrichment answers, so the run starts over and nothing is doubled.
 
     :param warehouse: the warehouse hook
     :param landing_dir: where drops land
@@ -90,6 +91,9 @@ def extract(
     now = dt.datetime.now(dt.UTC)
     with warehouse.begin() as conn:
         staged_before = set(conn.execute(select(staged_rows.c.source_file).distinct().where(staged_rows.c.run_id == run_id)).scalars())
+    if full_refresh:
+        with warehouse.begin() as conn:  # enrichment answers too: a full refresh looks everything up again
+            conn.execute(delete(run_enrichment).where(run_enrichment.c.run_id == run_id))
     for path in sorted(p for p in landing_dir.glob("*.csv") if p.is_file()):
         if path.name in staged_before and not full_refresh:
             log.info("%s already staged by this run: resuming (full_refresh restages it)", path.name)
@@ -113,6 +117,7 @@ def extract(
         with warehouse.begin() as conn:
             conn.execute(delete(staged_rows).where(staged_rows.c.run_id == run_id, staged_rows.c.source_file == path.name))
             conn.execute(delete(quarantine).where(quarantine.c.run_id == run_id, quarantine.c.source_file == path.name))
+            discard_checkpoints(conn, run_id=run_id, source_file=path.name)
             if rows:
                 conn.execute(
                     insert(staged_rows),

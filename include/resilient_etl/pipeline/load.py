@@ -1,7 +1,15 @@
 """
-Load: upsert the run's enriched rows into ``suppliers``; rows whose postcode or company does not exist
-go to quarantine; rows whose enrichment is pending load as ``pending``. Each batch (rows, quarantine
-records and staged statuses) commits as one transaction.
+Load: upsert the run's enriched rows into ``suppliers`` in batches.
+
+* Each batch is one transaction on one connection the loader owns; inside it, each chunk runs under
+  a savepoint (``begin_nested``). A chunk that fails on a row's data (constraint, bad or overlong
+  value) is rolled back to its savepoint and bisected: the rows the database rejects go to
+  quarantine with the database's error, the good ones load.
+* A chunk's checkpoint row (``etl_checkpoints``) and its staged rows' new status commit with the
+  chunk's data, so a retried or cleared task resumes after the last committed chunk, exactly once.
+* A critical error (connection lost, deadlock, disk full) rolls the whole batch back (no reader ever
+  sees half of it) and is raised typed; transient ones are retried with the database policy first.
+* More database-rejected rows in a batch than ``max_quarantine_share`` fails the batch.
 """
 
 from __future__ import annotations
@@ -9,20 +17,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy.exc import DBAPIError
 
+from resilient_etl import chaos
 from resilient_etl.enrichment import company_columns, postcode_columns
-from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.errors import QuarantineThresholdError
+from resilient_etl.hooks.warehouse import db_error, is_row_error
 from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_status
-from resilient_etl.schema import run_enrichment, staged_rows, suppliers
+from resilient_etl.resilience.retry import Retrier, RetryPolicy
+from resilient_etl.schema import etl_checkpoints, run_enrichment, staged_rows, suppliers
+
+if TYPE_CHECKING:
+    from resilient_etl.hooks.warehouse import WarehouseHook
 
 log = logging.getLogger(__name__)
-
-
 _RANK = {"live": 0, "cached": 1, "fallback": 2, "pending": 3}
 
 
@@ -65,10 +79,27 @@ def supplier_record(clean: dict[str, Any], *, postcode: Any, company: Any, statu
     }
 
 
-def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, batch_size: int, counts: Counter[str]) -> int:
+@dataclass
+class _Item:
+    row: Any
+    outcome: str
+    record: dict[str, Any]
+
+
+@dataclass
+class BatchResult:
+    """What one committed batch did."""
+
+    rows: int = 0
+    chunks: int = 0
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    rejected_by_database: int = 0
+
+
+def _select_batch(conn: Connection, *, run_id: str, batch_size: int) -> list[Any]:
     s = staged_rows
     pc, co = run_enrichment.alias("pc"), run_enrichment.alias("co")
-    rows = conn.execute(
+    return conn.execute(
         select(
             s.c.source_file, s.c.line_number, s.c.raw_row, s.c.clean_row,
             pc.c.found.label("pc_found"), pc.c.result.label("pc_result"), pc.c.source.label("pc_source"), pc.c.as_of.label("pc_as_of"),
@@ -83,52 +114,162 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, batc
         .order_by(s.c.source_file, s.c.line_number)
         .limit(batch_size)
     ).all()
-    now = dt.datetime.now(dt.UTC)
-    records, statuses, bad = [], [], []
-    for row in rows:
-        outcome, reason = decide(row)
-        clean = json.loads(row.clean_row)
-        if outcome == "quarantined":
-            what = f"postcode {clean['postcode']}" if reason == "unknown_postcode" else f"company {clean['company_number']}"
-            source = "postcodes.io" if reason == "unknown_postcode" else "Companies House"
-            bad.append(Quarantined(row.source_file, row.line_number, row.raw_row, reason, f"{source} has no live {what}"))
-            counts[reason] += 1
-            continue
-        records.append(
-            supplier_record(
-                clean,
-                postcode=json.loads(row.pc_result) if row.pc_result else None,
-                company=json.loads(row.co_result) if row.co_result else None,
-                status=reason,
-                as_of=min((t for t in (row.pc_as_of, row.co_as_of) if t is not None), default=None),
-                row=row, run_id=run_id, now=now,
-            )
-        )
-        statuses.append({"f": row.source_file, "l": row.line_number, "s": outcome})
-        counts[reason] += 1
-    warehouse.upsert(conn, suppliers, records, ["supplier_id"])
-    set_status(conn, run_id=run_id, updates=statuses)
-    quarantine_rows(conn, run_id=run_id, stage="load", rows=bad)
-    return len(rows)
 
 
-def load(warehouse: WarehouseHook, *, run_id: str, batch_size: int) -> dict[str, Any]:
+def _upsert_isolating(warehouse: WarehouseHook, conn: Connection, items: list[_Item]) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
     """
-    Load the run's valid rows in batches of ``batch_size``, one transaction per batch.
+    Upsert ``items`` under a savepoint; on a row-level error roll back to it and bisect.
 
-    A rerun picks up only rows still ``valid``: committed batches are never loaded twice.
+    :return: (items loaded, [(item rejected, its database error)])
+    """
+    try:
+        with conn.begin_nested():
+            warehouse.upsert(conn, suppliers, [i.record for i in items], ["supplier_id"])
+        return items, []
+    except DBAPIError as exc:
+        if not is_row_error(exc):
+            raise
+        if len(items) == 1:
+            return [], [(items[0], exc)]
+    mid = len(items) // 2
+    left_ok, left_bad = _upsert_isolating(warehouse, conn, items[:mid])
+    right_ok, right_bad = _upsert_isolating(warehouse, conn, items[mid:])
+    return left_ok + right_ok, left_bad + right_bad
+
+
+def _db_detail(exc: DBAPIError) -> str:
+    message = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    return f"rejected by the database: {type(exc.orig).__name__}: {message}"
+
+
+def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_id: str, task_id: str, map_index: int,
+                batch_size: int, chunk_size: int, max_quarantine_share: float) -> BatchResult:
+    rows = _select_batch(conn, run_id=run_id, batch_size=batch_size)
+    result = BatchResult(rows=len(rows))
+    if not rows:
+        return result
+    now = dt.datetime.now(dt.UTC)
+    by_file: dict[str, list[_Item]] = defaultdict(list)
+    unknown: list[Quarantined] = []
+    for row in rows:
+        outcome, detail = decide(row)
+        result.by_outcome[detail] += 1
+        if outcome == "quarantined":
+            clean = json.loads(row.clean_row)
+            what = f"postcode {clean['postcode']}" if detail == "unknown_postcode" else f"company {clean['company_number']}"
+            source = "postcodes.io" if detail == "unknown_postcode" else "Companies House"
+            unknown.append(Quarantined(row.source_file, row.line_number, row.raw_row, detail, f"{source} has no live {what}"))
+            continue
+        as_of = min((t for t in (row.pc_as_of, row.co_as_of) if t is not None), default=None)
+        record = supplier_record(
+            json.loads(row.clean_row),
+            postcode=json.loads(row.pc_result) if row.pc_result else None,
+            company=json.loads(row.co_result) if row.co_result else None,
+            status=detail, as_of=as_of, row=row, run_id=run_id, now=now,
+        )
+        by_file[row.source_file].append(_Item(row, outcome, record))
+    quarantine_rows(conn, run_id=run_id, stage="load", rows=unknown)
+    c = etl_checkpoints.c
+    next_chunk = dict(
+        conn.execute(
+            select(c.source_file, func.max(c.chunk_index) + 1)
+            .where(c.dag_id == dag_id, c.run_id == run_id, c.task_id == task_id, c.map_index == map_index)
+            .group_by(c.source_file)
+        ).all()
+    )
+    for source_file, items in by_file.items():
+        for start in range(0, len(items), chunk_size):
+            chunk = items[start : start + chunk_size]
+            loaded, rejected = _upsert_isolating(warehouse, conn, chunk)
+            set_status(conn, run_id=run_id, updates=[{"f": i.row.source_file, "l": i.row.line_number, "s": i.outcome} for i in loaded])
+            quarantine_rows(
+                conn, run_id=run_id, stage="load",
+                rows=[Quarantined(i.row.source_file, i.row.line_number, i.row.raw_row, "rejected_by_database", _db_detail(e)) for i, e in rejected],
+            )
+            for item, _ in rejected:
+                result.by_outcome[item.record["enrichment_status"]] -= 1
+                result.by_outcome["rejected_by_database"] += 1
+            result.rejected_by_database += len(rejected)
+            index = next_chunk.get(source_file, 0)
+            next_chunk[source_file] = index + 1
+            conn.execute(
+                insert(etl_checkpoints).values(
+                    dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index, source_file=source_file,
+                    chunk_index=index, first_line=chunk[0].row.line_number, last_line=chunk[-1].row.line_number,
+                    rows=len(chunk), committed_at=now,
+                )
+            )
+            result.chunks += 1
+            chaos.inject("load.chunk")
+    share = result.rejected_by_database / len(rows)
+    if share > max_quarantine_share:
+        raise QuarantineThresholdError(
+            f"the database rejected {result.rejected_by_database} of {len(rows)} rows in a batch ({share:.1%}), "
+            f"over the {max_quarantine_share:.1%} allowed: the batch was rolled back",
+            rejected=result.rejected_by_database, rows=len(rows), threshold=max_quarantine_share,
+        )
+    return result
+
+
+def load(
+    warehouse: WarehouseHook,
+    *,
+    run_id: str,
+    batch_size: int,
+    chunk_size: int = 100,
+    max_quarantine_share: float = 1.0,
+    dag_id: str = "company_enrichment",
+    task_id: str = "load",
+    map_index: int = -1,
+    retry_policy: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """
+    Load the run's valid rows, ``batch_size`` per transaction and ``chunk_size`` per savepoint.
+
+    A rerun picks up only rows still ``valid``: committed chunks are never loaded twice.
 
     :param warehouse: the warehouse hook
     :param run_id: the Airflow run id
     :param batch_size: rows per transaction
+    :param chunk_size: rows per savepoint (and per checkpoint)
+    :param max_quarantine_share: fail a batch when the database rejects more of its rows than this
+    :param dag_id: checkpoint identity: the DAG
+    :param task_id: checkpoint identity: the task
+    :param map_index: checkpoint identity: the mapped task index
+    :param retry_policy: how a batch that failed on a transient database error is retried
+    :raises QuarantineThresholdError: a batch had too many rejected rows (it was rolled back)
+    :raises ResilientEtlError: a typed critical database error, after retries when transient
     """
-    counts: Counter[str] = Counter()
+    retrier = Retrier(retry_policy or warehouse.retry_policy, logger=log)
+    identity = {"dag_id": dag_id, "task_id": task_id, "map_index": map_index}
+
+    def one_batch() -> BatchResult:
+        try:
+            with warehouse.begin() as conn:
+                return _load_batch(
+                    warehouse, conn, run_id=run_id, batch_size=batch_size, chunk_size=chunk_size,
+                    max_quarantine_share=max_quarantine_share, **identity,
+                )
+        except DBAPIError as exc:
+            raise db_error(exc) from exc
+
+    total = BatchResult()
     batches = 0
     while True:
-        with warehouse.begin() as conn:
-            done = _load_batch(warehouse, conn, run_id=run_id, batch_size=batch_size, counts=counts)
-        if not done:
+        result = retrier.call(one_batch)
+        if not result.rows:
             break
         batches += 1
-        log.info("Committed load batch %s (%s rows)", batches, done)
-    return {"batches": batches, "by_outcome": dict(counts)}
+        total.rows += result.rows
+        total.chunks += result.chunks
+        total.by_outcome.update(result.by_outcome)
+        total.rejected_by_database += result.rejected_by_database
+        log.info("Committed load batch %s: %s rows in %s chunks %s", batches, result.rows, result.chunks, dict(result.by_outcome))
+        chaos.inject("load.batch")
+    return {
+        "batches": batches,
+        "chunks": total.chunks,
+        "rows": total.rows,
+        "rejected_by_database": total.rejected_by_database,
+        "by_outcome": {k: v for k, v in total.by_outcome.items() if v},
+    }

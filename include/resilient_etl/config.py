@@ -152,6 +152,13 @@ class FallbackConfig(_Strict):
     postcode_reference: Path | None = None  # the reference extract; None: the one shipped with the package
 
 
+class MaintenanceConfig(_Strict):
+    """Housekeeping of the warehouse's working tables (DAG ``warehouse_maintenance``)."""
+
+    schedule: str | None = "@daily"
+    retention_days: int = Field(30, ge=1, le=3650)
+
+
 class ResilienceConfig(_Strict):
     """The whole file."""
 
@@ -163,6 +170,7 @@ class ResilienceConfig(_Strict):
     shared_state: SharedStateConfig = SharedStateConfig()
     breakers: BreakersConfig = BreakersConfig()
     fallback: FallbackConfig = FallbackConfig()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
     dag: DagConfig
 
 

@@ -42,3 +42,29 @@ def test_connection_urls_per_type() -> None:
     assert pg.drivername == "postgresql+psycopg2" and pg.database == "wh"
     assert "s3cr3t" not in str(pg)  # URLs render with the password masked
     assert url_for_connection("mssql", host="sql", login="sa", password="x", port=1433, schema="dw").drivername == "mssql+pymssql"
+
+
+def test_savepoints_compile_for_mssql() -> None:
+    from sqlalchemy.sql.elements import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
+
+    d = mssql.dialect()
+    assert str(SavepointClause("sp_chunk").compile(dialect=d)) == "SAVE TRANSACTION sp_chunk"
+    assert str(RollbackToSavepointClause("sp_chunk").compile(dialect=d)) == "ROLLBACK TRANSACTION sp_chunk"
+    # SQL Server has no RELEASE: the dialect does not emit one when a nested transaction commits
+    emitted: list[str] = []
+
+    class Conn:
+        def exec_driver_sql(self, sql: str) -> None:
+            emitted.append(sql)
+
+    d.do_release_savepoint(Conn(), "sp_chunk")
+    assert emitted == [] and ReleaseSavepointClause  # (PostgreSQL and SQLite emit RELEASE SAVEPOINT)
+
+
+def test_checkpoint_table_and_constraints_for_mssql() -> None:
+    from resilient_etl.schema import etl_checkpoints
+
+    ddl = str(CreateTable(etl_checkpoints).compile(dialect=mssql.dialect()))
+    assert "PRIMARY KEY (dag_id, run_id, task_id, map_index, source_file, chunk_index)" in ddl
+    suppliers_ddl = str(CreateTable(suppliers).compile(dialect=mssql.dialect()))
+    assert "CONSTRAINT ck_suppliers_enrichment_status CHECK (enrichment_status IN ('live', 'cached', 'fallback', 'pending'))" in suppliers_ddl

@@ -1,0 +1,208 @@
+"""Transactions, savepoints and checkpoints under real failures, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy import func, select, text, update
+
+from resilient_etl.checkpoints import committed_chunks
+from resilient_etl.errors import DatabaseConnectionLostError, DeadlockError, QuarantineThresholdError
+from resilient_etl.hooks.companies_house import CompaniesHouseHook
+from resilient_etl.hooks.postcodes import PostcodesIoHook
+from resilient_etl.hooks.warehouse import WarehouseHook, db_error
+from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
+from resilient_etl.pipeline.extract import extract
+from resilient_etl.pipeline.load import load
+from resilient_etl.pipeline.validate import validate_staged
+from resilient_etl.resilience.retry import RetryPolicy
+from resilient_etl.sandbox.data import write_sample_csv
+from resilient_etl.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
+
+ONCE = RetryPolicy(dependency="database", max_attempts=1)
+RUN = "run-tx"
+
+
+def _prepare(tmp_path: Path, rows: int) -> WarehouseHook:
+    wh = WarehouseHook()
+    wh.ensure_schema()
+    write_sample_csv(tmp_path / "landing" / "s.csv", rows=rows, dirty_share=0)
+    extract(wh, landing_dir=tmp_path / "landing", rejected_dir=tmp_path / "rejected", run_id=RUN)
+    validate_staged(wh, run_id=RUN)
+    enrich_postcodes(wh, PostcodesIoHook(), run_id=RUN)
+    enrich_companies(wh, CompaniesHouseHook(), run_id=RUN)
+    return wh
+
+
+def _poison(wh: WarehouseHook, companies: int) -> set[str]:
+    """Give some companies a registered office longer than the column allows (as a buggy API might)."""
+    e = run_enrichment
+    with wh.begin() as conn:
+        rows = conn.execute(select(e.c.lookup_key, e.c.result).where(e.c.run_id == RUN, e.c.kind == "company").order_by(e.c.lookup_key).limit(companies)).all()
+        for key, result in rows:
+            profile = json.loads(result)
+            profile["registered_office_address"] = {"address_line_1": "x" * 600}
+            conn.execute(update(e).where(e.c.run_id == RUN, e.c.kind == "company", e.c.lookup_key == key).values(result=json.dumps(profile)))
+    return {k for k, _ in rows}
+
+
+def _count(wh: WarehouseHook, table) -> int:
+    with wh.begin() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def _statuses(wh: WarehouseHook) -> dict[str, int]:
+    with wh.begin() as conn:
+        return dict(conn.execute(select(staged_rows.c.status, func.count()).group_by(staged_rows.c.status)).all())
+
+
+def test_poison_rows_are_isolated_and_the_rest_loads(api_connections, warehouse_conn, tmp_path) -> None:
+    wh = _prepare(tmp_path, rows=300)
+    poisoned = _poison(wh, companies=3)
+    summary = load(wh, run_id=RUN, batch_size=100, chunk_size=25, max_quarantine_share=0.5)
+    assert summary["rejected_by_database"] == 3
+    assert summary["rows"] == 300 and summary["by_outcome"]["live"] == 297
+    with wh.begin() as conn:
+        q = conn.execute(select(quarantine.c.error_category, quarantine.c.detail, quarantine.c.raw_row).where(quarantine.c.stage == "load")).all()
+        loaded = set(conn.execute(select(suppliers.c.company_number)).scalars())
+        chunks = conn.execute(select(etl_checkpoints.c.rows)).scalars().all()
+    assert len(q) == 3 and all(r.error_category == "rejected_by_database" and "rejected by the database" in r.detail for r in q)
+    assert {json.loads(r.raw_row)["company_number"].zfill(8) for r in q} <= poisoned | {n.zfill(8) for n in poisoned}
+    assert loaded.isdisjoint(poisoned)
+    assert sum(chunks) == 300 and len(chunks) == 12  # one checkpoint per chunk, bad rows included
+    assert _statuses(wh) == {"loaded": 297, "quarantined": 3}
+
+
+def test_too_many_rejections_roll_the_batch_back(api_connections, warehouse_conn, tmp_path) -> None:
+    wh = _prepare(tmp_path, rows=200)
+    _poison(wh, companies=30)
+    with pytest.raises(QuarantineThresholdError) as info:
+        load(wh, run_id=RUN, batch_size=100, chunk_size=20, max_quarantine_share=0.05)
+    assert info.value.rejected > 5 and info.value.rows == 100
+    # nothing of the failed batch is visible: no suppliers, no checkpoints, no status change
+    assert _count(wh, suppliers) == 0 and _count(wh, etl_checkpoints) == 0
+    assert _statuses(wh) == {"valid": 200}
+
+
+def test_rerun_resumes_after_the_last_committed_chunk(api_connections, warehouse_conn, tmp_path, monkeypatch) -> None:
+    wh = _prepare(tmp_path, rows=500)
+    from resilient_etl import chaos
+
+    monkeypatch.setenv(chaos.CHAOS_ENV, json.dumps({"load.batch": {"fail_after": 2}}))
+    chaos.reset()
+    with pytest.raises(chaos.ChaosError):
+        load(wh, run_id=RUN, batch_size=100, chunk_size=50)
+    assert committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load") == (6, 300)  # 3 batches committed
+    assert _count(wh, suppliers) == 300
+    monkeypatch.delenv(chaos.CHAOS_ENV)
+    summary = load(wh, run_id=RUN, batch_size=100, chunk_size=50)
+    assert summary["rows"] == 200  # only what was never committed
+    assert _count(wh, suppliers) == 500 and committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load") == (10, 500)
+
+
+def test_sigkill_mid_file_then_rerun(api_connections, pg_warehouse, tmp_path) -> None:
+    wh = _prepare(tmp_path, rows=2000)
+    env = {**os.environ, "RESILIENT_ETL_CHAOS": json.dumps({"load.chunk": {"delay": 0.1}})}
+    worker = Path(__file__).resolve().parents[1] / "load_worker.py"
+    proc = subprocess.Popen([sys.executable, str(worker), RUN], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load")[1] < 800:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, committed = committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load")
+    assert 800 <= committed < 2000
+    assert _count(wh, suppliers) == committed  # the killed batch left nothing behind
+    summary = load(wh, run_id=RUN, batch_size=200, chunk_size=50)
+    assert summary["rows"] == 2000 - committed  # no row processed twice
+    with wh.begin() as conn:
+        ids = conn.execute(select(suppliers.c.supplier_id)).scalars().all()
+        lines = conn.execute(select(etl_checkpoints.c.first_line, etl_checkpoints.c.last_line).order_by(etl_checkpoints.c.first_line)).all()
+    assert len(ids) == len(set(ids)) == 2000  # no duplicates, no gaps
+    assert lines[0].first_line == 2 and lines[-1].last_line == 2001
+    assert all(b.first_line == a.last_line + 1 for a, b in zip(lines, lines[1:]))  # chunks tile the file
+
+
+def _loader_pid(engine: sqlalchemy.Engine, database: str) -> int | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%' LIMIT 1"),
+            {"d": database},
+        ).scalar()
+
+
+def test_connection_killed_mid_batch_rolls_back_then_recovers(api_connections, pg_warehouse, pg_server, tmp_path, monkeypatch) -> None:
+    wh = _prepare(tmp_path, rows=600)
+    from resilient_etl import chaos
+
+    monkeypatch.setenv(chaos.CHAOS_ENV, json.dumps({"load.chunk": {"delay": 0.3}}))
+    errors: list[BaseException] = []
+
+    def run(policy: RetryPolicy) -> None:
+        try:
+            load(wh, run_id=RUN, batch_size=200, chunk_size=50, retry_policy=policy)
+        except BaseException as exc:  # collected for the assertions below
+            errors.append(exc)
+
+    def kill_once() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            pid = _loader_pid(pg_server, pg_warehouse["schema"])
+            if pid and committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load")[0] >= 4:
+                with pg_server.connect() as conn:
+                    conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                return
+            time.sleep(0.05)
+
+    # without retries: the batch is rolled back and the error is typed
+    killer = threading.Thread(target=kill_once)
+    killer.start()
+    run(ONCE)
+    killer.join()
+    assert len(errors) == 1 and isinstance(errors[0], DatabaseConnectionLostError) and errors[0].transient
+    committed = _count(wh, suppliers)
+    assert committed % 200 == 0 and committed >= 200  # whole batches only: the broken one left nothing
+    # with the database retry policy the loader recovers by itself
+    errors.clear()
+    killer = threading.Thread(target=kill_once)
+    killer.start()
+    run(RetryPolicy(dependency="database", max_attempts=5, initial_wait=0.1, max_wait=0.5))
+    killer.join()
+    assert errors == []
+    assert _count(wh, suppliers) == 600 and _statuses(wh) == {"loaded": 600}
+
+
+def test_a_real_deadlock_is_typed_and_transient(pg_warehouse, pg_server) -> None:
+    wh = WarehouseHook()
+    wh.ensure_schema()
+    with wh.begin() as conn:
+        conn.execute(text("CREATE TABLE lockme (id int primary key, v int)"))
+        conn.execute(text("INSERT INTO lockme VALUES (1, 0), (2, 0)"))
+    barrier = threading.Barrier(2)
+    caught: list[BaseException] = []
+
+    def worker(first: int, second: int) -> None:
+        try:
+            with wh.engine.begin() as conn:
+                conn.execute(text("UPDATE lockme SET v = v + 1 WHERE id = :i"), {"i": first})
+                barrier.wait()
+                conn.execute(text("UPDATE lockme SET v = v + 1 WHERE id = :i"), {"i": second})
+        except sqlalchemy.exc.DBAPIError as exc:
+            caught.append(db_error(exc))
+
+    threads = [threading.Thread(target=worker, args=a) for a in ((1, 2), (2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(caught) == 1 and isinstance(caught[0], DeadlockError) and caught[0].transient

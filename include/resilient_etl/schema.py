@@ -91,6 +91,9 @@ staged_rows = Table(
     # staged -> valid -> loaded | pending ; or quarantined at validate or load
     Column("status", String(12), nullable=False),
     Column("staged_at", DateTime(timezone=True), nullable=False),
+    # each task picks up the rows still in its input status, in file order: without this index every
+    # load batch would scan past the rows already loaded
+    Index("ix_staged_rows_run_status", "run_id", "status", "source_file", "line_number"),
 )
 
 etl_checkpoints = Table(

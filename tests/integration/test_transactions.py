@@ -44,15 +44,31 @@ def _prepare(tmp_path: Path, rows: int) -> WarehouseHook:
 
 
 def _poison(wh: WarehouseHook, companies: int) -> set[str]:
-    """Give some companies a registered office longer than the column allows (as a buggy API might)."""
+    """Give some companies a registered office longer than the column allows (as a buggy API might send)."""
     e = run_enrichment
     with wh.begin() as conn:
         rows = conn.execute(select(e.c.lookup_key, e.c.result).where(e.c.run_id == RUN, e.c.kind == "company").order_by(e.c.lookup_key).limit(companies)).all()
         for key, result in rows:
             profile = json.loads(result)
-            profile["registered_office_address"] = {"address_line_1": "x" * 600}
+            profile["co_registered_office"] = "x" * 600
             conn.execute(update(e).where(e.c.run_id == RUN, e.c.kind == "company", e.c.lookup_key == key).values(result=json.dumps(profile)))
     return {k for k, _ in rows}
+
+
+def _dba_rule(wh: WarehouseHook, companies: set[str]) -> None:
+    """A rule the pipeline does not know about (a DBA added it): the database itself refuses these rows."""
+    listed = ", ".join(f"'{c}'" for c in sorted(companies))
+    with wh.begin() as conn:
+        if conn.dialect.name == "sqlite":  # SQLite cannot add a CHECK to a table: a trigger does the same
+            conn.execute(text(f"CREATE TRIGGER dba_rule BEFORE INSERT ON suppliers WHEN NEW.company_number IN ({listed}) BEGIN SELECT RAISE(ABORT, 'dba rule'); END"))
+        else:
+            conn.execute(text(f"ALTER TABLE suppliers ADD CONSTRAINT dba_rule CHECK (company_number NOT IN ({listed}))"))
+
+
+def _companies(wh: WarehouseHook, skip: int, take: int) -> set[str]:
+    e = run_enrichment
+    with wh.begin() as conn:
+        return set(conn.execute(select(e.c.lookup_key).where(e.c.run_id == RUN, e.c.kind == "company").order_by(e.c.lookup_key).offset(skip).limit(take)).scalars())
 
 
 def _count(wh: WarehouseHook, table) -> int:
@@ -67,19 +83,27 @@ def _statuses(wh: WarehouseHook) -> dict[str, int]:
 
 def test_poison_rows_are_isolated_and_the_rest_loads(api_connections, warehouse_conn, tmp_path) -> None:
     wh = _prepare(tmp_path, rows=300)
-    poisoned = _poison(wh, companies=3)
+    too_wide = _poison(wh, companies=2)  # caught before sending: wider than the column
+    refused = _companies(wh, skip=10, take=3)  # only the database knows: savepoints isolate them
+    _dba_rule(wh, refused)
     summary = load(wh, run_id=RUN, batch_size=100, chunk_size=25, max_quarantine_share=0.5)
-    assert summary["rejected_by_database"] == 3
-    assert summary["rows"] == 300 and summary["by_outcome"]["live"] == 297
+    assert summary["rejected_by_database"] == 5
+    assert summary["rows"] == 300 and summary["by_outcome"]["live"] == 295
+    assert summary["by_outcome"]["rejected_by_schema"] == 2 and summary["by_outcome"]["rejected_by_database"] == 3
     with wh.begin() as conn:
         q = conn.execute(select(quarantine.c.error_category, quarantine.c.detail, quarantine.c.raw_row).where(quarantine.c.stage == "load")).all()
         loaded = set(conn.execute(select(suppliers.c.company_number)).scalars())
         chunks = conn.execute(select(etl_checkpoints.c.rows)).scalars().all()
-    assert len(q) == 3 and all(r.error_category == "rejected_by_database" and "rejected by the database" in r.detail for r in q)
-    assert {json.loads(r.raw_row)["company_number"].zfill(8) for r in q} <= poisoned | {n.zfill(8) for n in poisoned}
-    assert loaded.isdisjoint(poisoned)
-    assert sum(chunks) == 300 and len(chunks) == 12  # one checkpoint per chunk, bad rows included
-    assert _statuses(wh) == {"loaded": 297, "quarantined": 3}
+    by_category = {}
+    for r in q:
+        by_category.setdefault(r.error_category, set()).add(json.loads(r.raw_row)["company_number"])
+    assert {n.zfill(8) if n.isdigit() else n for n in by_category["rejected_by_schema"]} == too_wide
+    assert {n.zfill(8) if n.isdigit() else n for n in by_category["rejected_by_database"]} == refused
+    assert all("rejected by the database" in r.detail for r in q if r.error_category == "rejected_by_database")
+    assert all("co_registered_office has 600 characters; the column allows 500" == r.detail for r in q if r.error_category == "rejected_by_schema")
+    assert loaded.isdisjoint(too_wide | refused)
+    assert sum(chunks) == 298 and len(chunks) == 12  # one checkpoint per chunk; schema rejects never reach a chunk
+    assert _statuses(wh) == {"loaded": 295, "quarantined": 5}
 
 
 def test_too_many_rejections_roll_the_batch_back(api_connections, warehouse_conn, tmp_path) -> None:

@@ -158,7 +158,11 @@ class WarehouseHook(BaseHook):
             url = url_for_connection(
                 conn.conn_type, host=conn.host, login=conn.login, password=conn.password, port=conn.port, schema=conn.schema
             )
-            engine = create_engine(url, pool_pre_ping=True)
+            options: dict[str, Any] = {"pool_pre_ping": True}
+            if url.get_backend_name() == "postgresql":
+                # executemany of UPDATEs and upserts in pages, not one round trip per row
+                options.update(executemany_mode="values_plus_batch", executemany_batch_page_size=1000)
+            engine = create_engine(url, **options)
             if url.get_backend_name() == "sqlite":
                 event.listen(engine, "connect", _sqlite_pragmas)
                 event.listen(engine, "begin", _sqlite_begin)

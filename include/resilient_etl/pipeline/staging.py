@@ -38,7 +38,22 @@ def quarantine_rows(conn: Connection, *, run_id: str, stage: str, rows: Sequence
             for r in rows
         ],
     )
-    set_status(conn, run_id=run_id, updates=[{"f": r.source_file, "l": r.line_number, "s": "quarantined"} for r in rows])
+    set_lines_status(conn, run_id=run_id, lines=[(r.source_file, r.line_number) for r in rows], status="quarantined")
+
+
+def set_lines_status(conn: Connection, *, run_id: str, lines: Sequence[tuple[str, int]], status: str) -> None:
+    """Set one status on many staged rows: one UPDATE per file (with an IN list), not one per row."""
+    by_file: dict[str, list[int]] = {}
+    for source_file, line in lines:
+        by_file.setdefault(source_file, []).append(line)
+    t = staged_rows
+    for source_file, numbers in by_file.items():
+        for start in range(0, len(numbers), 1000):  # stay well under every driver's parameter limit
+            conn.execute(
+                update(t)
+                .where(t.c.run_id == run_id, t.c.source_file == source_file, t.c.line_number.in_(numbers[start : start + 1000]))
+                .values(status=status)
+            )
 
 
 def set_status(conn: Connection, *, run_id: str, updates: Sequence[dict[str, Any]]) -> None:

@@ -207,3 +207,18 @@ def test_clear_and_rerun_resumes_after_the_last_committed_chunk(airflow_db, api_
     assert sum(c.rows for c in chunks) == ROWS and loaded == ROWS  # every row exactly once
     assert all(b.first_line == a.last_line + 1 for a, b in zip(chunks, chunks[1:]))
     assert (run.rows_in, run.rows_loaded) == (ROWS, ROWS)
+
+    # full_refresh on the same run starts over: the file is staged, looked up and loaded again
+    import shutil
+
+    (archived,) = pipeline_config["archive"].glob("*/suppliers.csv")
+    shutil.copy(archived, pipeline_config["landing"] / "suppliers.csv")
+    calls_before = api_connections.companies.registry.snapshot()["requests"]["company"]
+    third = _run_dag(logical_date=when, full_refresh=True)
+    assert third.state == "success" and third.run_id == first.run_id
+    assert api_connections.companies.registry.snapshot()["requests"]["company"] > calls_before  # looked up again
+    with WarehouseHook().begin() as conn:
+        rows_checkpointed = conn.execute(select(func.sum(etl_checkpoints.c.rows))).scalar_one()
+        run = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == third.run_id)).one()
+    assert rows_checkpointed == ROWS  # the old checkpoints were discarded, not added to
+    assert (run.rows_in, run.rows_loaded) == (ROWS, ROWS)

@@ -175,19 +175,21 @@ def _try_upsert(warehouse: WarehouseHook, conn: Connection, items: list[_Item]) 
     return None
 
 
-def _bisect(warehouse: WarehouseHook, conn: Connection, items: list[_Item], error: DBAPIError) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
-    """Isolate the bad rows of ``items``, which failed with ``error``, by halving under savepoints."""
+def _isolate(
+    warehouse: WarehouseHook, conn: Connection, items: list[_Item], error: DBAPIError, *, group_size: int
+) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
+    """Find the bad rows of ``items`` (which failed with ``error``): re-send them in groups, recurse into failing ones."""
     if len(items) == 1:
         return [], [(items[0], error)]
     loaded: list[_Item] = []
     rejected: list[tuple[_Item, DBAPIError]] = []
-    mid = len(items) // 2
-    for half in (items[:mid], items[mid:]):
-        failure = _try_upsert(warehouse, conn, half)
+    for start in range(0, len(items), group_size):
+        group = items[start : start + group_size]
+        failure = _try_upsert(warehouse, conn, group)
         if failure is None:
-            loaded += half
+            loaded += group
         else:
-            ok, bad = _bisect(warehouse, conn, half, failure)
+            ok, bad = _isolate(warehouse, conn, group, failure, group_size=(len(group) + 1) // 2)
             loaded += ok
             rejected += bad
     return loaded, rejected
@@ -197,27 +199,16 @@ def _upsert_isolating(warehouse: WarehouseHook, conn: Connection, items: list[_I
     """
     Upsert a chunk under a savepoint; when the database rejects a row, isolate the bad rows.
 
-    Isolation re-sends the chunk as about sqrt(n) groups, each under its own savepoint, and bisects
+    Isolation re-sends the chunk as about sqrt(n) groups, each under its own savepoint, and halves
     only a failing group: for a chunk of 500 with a few bad rows that is ~23 group statements and
-    ~2 log2(22) ~ 9 small ones per bad row.
+    ~2 log2(22) ~ 9 small ones per bad row, rather than re-sending the chunk at every halving.
 
     :return: (items loaded, [(item rejected, its database error)])
     """
-    if _try_upsert(warehouse, conn, items) is None:
+    error = _try_upsert(warehouse, conn, items)
+    if error is None:
         return items, []
-    size = max(1, math.isqrt(len(items)))
-    loaded: list[_Item] = []
-    rejected: list[tuple[_Item, DBAPIError]] = []
-    for start in range(0, len(items), size):
-        group = items[start : start + size]
-        failure = _try_upsert(warehouse, conn, group)
-        if failure is None:
-            loaded += group
-        else:
-            ok, bad = _bisect(warehouse, conn, group, failure)
-            loaded += ok
-            rejected += bad
-    return loaded, rejected
+    return _isolate(warehouse, conn, items, error, group_size=max(1, math.isqrt(len(items))))
 
 
 # Column widths of ``suppliers``: a value over one is set aside before it is sent (SQLite would not

@@ -153,6 +153,11 @@ def connection_exists(conn_id: str) -> bool:
     return True
 
 
+def uses_redis(kind: str, redis_conn_id: str) -> bool:
+    """Return whether shared state goes to Redis: ``redis``, or ``auto`` when the connection exists."""
+    return kind == "redis" or (kind == "auto" and connection_exists(redis_conn_id))
+
+
 def pacing_store(kind: str, *, warehouse: WarehouseHook, redis_conn_id: str) -> PacingStore:
     """
     Return the configured shared pacing store.
@@ -161,9 +166,7 @@ def pacing_store(kind: str, *, warehouse: WarehouseHook, redis_conn_id: str) -> 
     :param warehouse: the warehouse hook (for the SQL store)
     :param redis_conn_id: the Redis connection id
     """
-    if kind == "redis" or (kind == "auto" and connection_exists(redis_conn_id)):
-        return RedisPacingStore(redis_client(redis_conn_id))
-    return SqlPacingStore(warehouse)
+    return RedisPacingStore(redis_client(redis_conn_id)) if uses_redis(kind, redis_conn_id) else SqlPacingStore(warehouse)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -439,13 +442,5 @@ class RedisBreakerStore:
 
 
 def breaker_store(kind: str, *, warehouse: WarehouseHook, redis_conn_id: str) -> BreakerStore:
-    """
-    Return the configured shared breaker store.
-
-    :param kind: ``redis``, ``sql`` or ``auto`` (Redis when ``redis_conn_id`` exists, else SQL)
-    :param warehouse: the warehouse hook (for the SQL store)
-    :param redis_conn_id: the Redis connection id
-    """
-    if kind == "redis" or (kind == "auto" and connection_exists(redis_conn_id)):
-        return RedisBreakerStore(redis_client(redis_conn_id))
-    return SqlBreakerStore(warehouse)
+    """Return the configured shared breaker store (the same choice as :func:`pacing_store`)."""
+    return RedisBreakerStore(redis_client(redis_conn_id)) if uses_redis(kind, redis_conn_id) else SqlBreakerStore(warehouse)

@@ -18,21 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from resilient_etl.normalise import compact_postcode
+from resilient_etl.pipeline.validate import CSV_COLUMNS
 
 DATA_DIR = Path(__file__).parent / "data"
 DEFAULT_SEED = 20261126
 DEFAULT_COMPANY_COUNT = 1500
 
-CSV_COLUMNS = [
-    "supplier_id",
-    "company_number",
-    "company_name",
-    "address_line_1",
-    "town",
-    "postcode",
-    "annual_spend_gbp",
-    "onboarded_on",
-]
 
 
 def _read_jsonl_gz(name: str) -> list[dict[str, Any]]:

@@ -76,7 +76,13 @@ with DAG(
         rejected_dir=cfg.paths.rejected,
         landing_dir="{{ params.landing_dir or '' }}",
     )
-    validate = ValidateSuppliersOperator(task_id="validate")
+    validate = ValidateSuppliersOperator(
+        task_id="validate",
+        quality=cfg.quality,
+        default_landing_dir=cfg.paths.landing,
+        rejected_dir=cfg.paths.rejected,
+        landing_dir="{{ params.landing_dir or '' }}",
+    )
     enrich_postcodes = EnrichPostcodesOperator(
         task_id="enrich_postcodes",
         postcodes_io_conn_id=cfg.apis.postcodes_io.conn_id,

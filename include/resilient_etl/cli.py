@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -24,7 +25,13 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"INVALID: {exc}", file=sys.stderr)
         return 1
-    print(f"# {path}: valid. Effective values:")
+    from resilient_etl.config import ENVIRONMENT_ENV, OVERRIDE_PREFIX
+
+    layers = [str(path)]
+    if os.environ.get(ENVIRONMENT_ENV):
+        layers.append(f"{path.stem}.{os.environ[ENVIRONMENT_ENV]}{path.suffix} ({ENVIRONMENT_ENV})")
+    layers += sorted(k for k in os.environ if k.startswith(OVERRIDE_PREFIX))
+    print(f"# valid. Layers: {' + '.join(layers)}. Effective values:")
     print(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False), end="")
     return 0
 

@@ -9,16 +9,19 @@ naming the field path and the offending value, so the DAG fails to import with t
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from resilient_etl.errors import ConfigError
 
 CONFIG_ENV = "RESILIENT_ETL_CONFIG"
+ENVIRONMENT_ENV = "RESILIENT_ETL_ENV"  # dev | test | prod: merges config/resilience.<env>.yaml over the base
+OVERRIDE_PREFIX = "RESILIENT_ETL__"  # RESILIENT_ETL__LOAD__BATCH_SIZE=1000 sets load.batch_size
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "resilience.yaml"
 
@@ -152,6 +155,30 @@ class FallbackConfig(_Strict):
     postcode_reference: Path | None = None  # the reference extract; None: the one shipped with the package
 
 
+class Threshold(_Strict):
+    """A data-quality rule's limits, as shares of a file's rows: above ``warn`` warns, above ``fail`` fails."""
+
+    warn: float = Field(ge=0, le=1)
+    fail: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Threshold:
+        if self.warn > self.fail:
+            raise ValueError(f"warn ({self.warn}) must not be above fail ({self.fail})")
+        return self
+
+
+class QualityConfig(_Strict):
+    """Data-quality thresholds per rule (see :mod:`resilient_etl.quality`)."""
+
+    invalid_postcode: Threshold = Threshold(warn=0.01, fail=0.05)
+    invalid_company_number: Threshold = Threshold(warn=0.01, fail=0.05)
+    missing_fields: Threshold = Threshold(warn=0.01, fail=0.05)
+    duplicate_supplier_id: Threshold = Threshold(warn=0.0, fail=0.02)
+    unparseable_values: Threshold = Threshold(warn=0.01, fail=0.05)
+    unknown_columns: Threshold = Threshold(warn=0.0, fail=0.5)  # share of the contract's columns
+
+
 class MaintenanceConfig(_Strict):
     """Housekeeping of the warehouse's working tables (DAG ``warehouse_maintenance``)."""
 
@@ -171,6 +198,7 @@ class ResilienceConfig(_Strict):
     breakers: BreakersConfig = BreakersConfig()
     fallback: FallbackConfig = FallbackConfig()
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    quality: QualityConfig = QualityConfig()
     dag: DagConfig
 
 
@@ -219,35 +247,86 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "<config>") -> Resi
     return cfg.model_copy(update=update)
 
 
-def load_config(path: str | Path | None = None) -> ResilienceConfig:
-    """
-    Read and validate the configuration file.
-
-    :param path: the file; defaults to :func:`config_path`
-    :raises ConfigError: when the file is missing, not YAML, or invalid (the field is named)
-    """
-    file = Path(path) if path else config_path()
+def _read_yaml(file: Path) -> Any:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {file}: {exc.strerror}", field="<file>") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}", field="<file>") from None
-    return parse_config(data, base_dir=file.resolve().parent, source=str(file))
+
+
+def deep_merge(base: Any, overlay: Any) -> Any:
+    """Return ``base`` with ``overlay`` merged in: mappings key by key, anything else replaced."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return {**base, **{k: deep_merge(base.get(k), v) for k, v in overlay.items()}}
+    return overlay
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """
+    Return the overrides given as ``RESILIENT_ETL__SECTION__KEY=value`` variables (a pure function).
+
+    The path is lower-cased; the value is read as YAML (``1000``, ``true``, ``[a, b]``, ``null``).
+    """
+    out: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(OVERRIDE_PREFIX) or len(name) == len(OVERRIDE_PREFIX):
+            continue
+        path = name[len(OVERRIDE_PREFIX) :].lower().split("__")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None) -> ResilienceConfig:
+    """
+    Read and validate the configuration: the file, then its environment overlay, then variables.
+
+    Layers, later ones winning: the file; ``resilience.<env>.yaml`` beside it when
+    ``$RESILIENT_ETL_ENV`` is set (dev, test, prod…); ``RESILIENT_ETL__SECTION__KEY`` variables.
+
+    :param path: the file; defaults to :func:`config_path`
+    :param environ: the environment to read (default: the process's)
+    :raises ConfigError: a file is missing or not YAML, or the merged result is invalid (field named)
+    """
+    environ = os.environ if environ is None else environ
+    file = Path(path) if path else config_path()
+    data = _read_yaml(file)
+    sources = [str(file)]
+    env_name = environ.get(ENVIRONMENT_ENV)
+    if env_name:
+        overlay_file = file.with_name(f"{file.stem}.{env_name}{file.suffix}")
+        if not overlay_file.is_file():
+            raise ConfigError(f"{ENVIRONMENT_ENV}={env_name}: no overlay file {overlay_file}", field=ENVIRONMENT_ENV, value=env_name)
+        data = deep_merge(data, _read_yaml(overlay_file) or {})
+        sources.append(str(overlay_file))
+    overrides = env_overrides(environ)
+    if overrides:
+        data = deep_merge(data, overrides)
+        sources.append(f"{OVERRIDE_PREFIX}* variables")
+    return parse_config(data, base_dir=file.resolve().parent, source=" + ".join(sources))
 
 
 @lru_cache(maxsize=8)
-def _cached(path: str, mtime_ns: int) -> ResilienceConfig:
-    return load_config(path)
+def _cached(path: str, mtime_ns: int, environment: tuple[tuple[str, str], ...]) -> ResilienceConfig:
+    return load_config(path, environ=dict(environment))
 
 
 def get_config() -> ResilienceConfig:
-    """Return the configuration in force, re-read only when the file changes."""
+    """Return the configuration in force, re-read only when the file or the relevant variables change."""
     file = config_path()
     try:
         mtime = file.stat().st_mtime_ns
     except OSError:
         mtime = 0
-    return _cached(str(file), mtime)
+    relevant = tuple(sorted((k, v) for k, v in os.environ.items() if k == ENVIRONMENT_ENV or k.startswith(OVERRIDE_PREFIX)))
+    return _cached(str(file), mtime, relevant)

@@ -237,3 +237,13 @@ class QuarantineThresholdError(ResilientEtlError):
         self.rejected = rejected
         self.rows = rows
         self.threshold = threshold
+
+
+class DataQualityError(ResilientEtlError):
+    """A file broke a data-quality rule beyond its fail threshold: it was not loaded (see rejected/)."""
+
+    category = Category.DATA_QUALITY
+
+    def __init__(self, message: str, *, files: dict[str, list[str]]) -> None:
+        super().__init__(message)
+        self.files = files  # file -> the rules it failed

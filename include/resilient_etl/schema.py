@@ -228,3 +228,20 @@ run_enrichment = Table(
     Column("result", Text),
     Column("as_of", DateTime(timezone=True)),  # when the answer was fetched (its age for cached data)
 )
+
+# Data-quality results per run, file and rule, with the thresholds in force: why a file passed,
+# warned or failed.
+quality_results = Table(
+    "quality_results",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("source_file", String(255), primary_key=True),
+    Column("rule", String(50), primary_key=True),
+    Column("rows_checked", Integer, nullable=False),
+    Column("rows_failed", Integer, nullable=False),
+    Column("share", Float, nullable=False),
+    Column("warn_threshold", Float, nullable=False),
+    Column("fail_threshold", Float, nullable=False),
+    Column("verdict", String(4), nullable=False),  # pass | warn | fail
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+)

@@ -222,3 +222,47 @@ def test_clear_and_rerun_resumes_after_the_last_committed_chunk(airflow_db, api_
         run = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == third.run_id)).one()
     assert rows_checkpointed == ROWS  # the old checkpoints were discarded, not added to
     assert (run.rows_in, run.rows_loaded) == (ROWS, ROWS)
+
+
+def _with_bad_postcodes(path: Path, rows: int, bad: int, seed: int) -> None:
+    import csv
+
+    write_sample_csv(path, rows=rows, dirty_share=0, seed=seed)
+    records = list(csv.DictReader(path.open()))
+    for r in records:
+        r["supplier_id"] = f"{path.stem}-{r['supplier_id']}"  # distinct ids per file
+    for r in records[:bad]:
+        r["postcode"] = "NOT A POSTCODE"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def test_a_file_that_warns_loads_and_a_file_that_fails_is_rejected(airflow_db, api_connections, sqlite_warehouse, pipeline_config) -> None:
+    from resilient_etl.schema import quality_results
+
+    landing, rejected = pipeline_config["landing"], pipeline_config["rejected"]
+    _with_bad_postcodes(landing / "a_warns.csv", rows=100, bad=2, seed=11)  # 2 % > warn 1 %, <= fail 5 %
+    _with_bad_postcodes(landing / "b_fails.csv", rows=100, bad=10, seed=12)  # 10 % > fail 5 %
+    dag_run = _run_dag()
+    assert dag_run.state == "failed"
+    tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    assert tis["load"].state == "success"  # the good file was loaded …
+    assert tis["reconcile"].state == "failed" and tis["reconcile"].try_number == 1  # … and the run fails, classified, not retried
+    report = json.loads((rejected / "b_fails.csv.quality.json").read_text())
+    assert report["verdict"] == "fail"
+    assert report["rules"]["invalid_postcode"]["rows_failed"] == 10 and report["rules"]["invalid_postcode"]["lines"] == list(range(2, 12))
+    assert (rejected / "b_fails.csv").exists() and not (landing / "b_fails.csv").exists()
+    assert list(pipeline_config["archive"].glob("*/a_warns.csv"))
+    with WarehouseHook().begin() as conn:
+        verdicts = dict(conn.execute(select(quality_results.c.source_file, quality_results.c.verdict).where(quality_results.c.rule == "invalid_postcode")).all())
+        thresholds = conn.execute(select(quality_results.c.warn_threshold, quality_results.c.fail_threshold).where(quality_results.c.rule == "invalid_postcode")).first()
+        run = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == dag_run.run_id)).one()
+        loaded_files = set(conn.execute(select(suppliers.c.source_file)).scalars())
+    assert verdicts == {"a_warns.csv": "warn", "b_fails.csv": "fail"}
+    assert tuple(thresholds) == (0.01, 0.05)
+    assert run.status == "quality_failed" and (run.rows_in, run.rows_quarantined) == (100, 2)
+    summary = json.loads(run.summary)
+    assert summary["quality_failed_files"] == {"b_fails.csv": ["invalid_postcode"]} and summary["rows_in_quality_failed_files"] == 100
+    assert loaded_files == {"a_warns.csv"}

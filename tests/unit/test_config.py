@@ -64,3 +64,35 @@ def test_config_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureF
     bad = _write(tmp_path, lambda d: d["load"].__setitem__("chunk_size", -1))
     assert main(["config", "check", str(bad)]) == 1
     assert "load.chunk_size" in capsys.readouterr().err
+
+
+def test_quality_threshold_errors_name_the_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, lambda d: d["quality"].__setitem__("invalid_postcode", {"warn": 0.2, "fail": 0.1}))
+    with pytest.raises(ConfigError, match=r"quality.invalid_postcode: Value error, warn \(0.2\) must not be above fail \(0.1\)"):
+        load_config(path)
+    path = _write(tmp_path, lambda d: d["quality"].__setitem__("invalid_postcode", {"warn": 0.2, "fail": 1.5}))
+    with pytest.raises(ConfigError, match=r"quality.invalid_postcode.fail"):
+        load_config(path)
+
+
+def test_environment_overlay_and_variable_overrides(tmp_path: Path) -> None:
+    base = _write(tmp_path, lambda d: None)
+    (tmp_path / "resilience.staging.yaml").write_text("load:\n  batch_size: 50\nquality:\n  invalid_postcode: {warn: 0.1, fail: 0.3}\n")
+    cfg = load_config(base, environ={"RESILIENT_ETL_ENV": "staging"})
+    assert cfg.load.batch_size == 50 and cfg.load.chunk_size == 100  # merged, not replaced
+    assert cfg.quality.invalid_postcode.fail == 0.3
+    cfg = load_config(base, environ={"RESILIENT_ETL_ENV": "staging", "RESILIENT_ETL__LOAD__BATCH_SIZE": "70", "RESILIENT_ETL__DAG__TAGS": "[a, b]"})
+    assert cfg.load.batch_size == 70 and cfg.dag.tags == ["a", "b"]  # variables win over the overlay
+    with pytest.raises(ConfigError, match="no overlay file") as info:
+        load_config(base, environ={"RESILIENT_ETL_ENV": "qa"})
+    assert info.value.field == "RESILIENT_ETL_ENV"
+    with pytest.raises(ConfigError, match=r"RESILIENT_ETL__\* variables: invalid configuration: load.batch_sise") as info:
+        load_config(base, environ={"RESILIENT_ETL__LOAD__BATCH_SISE": "1"})
+    assert info.value.field == "load.batch_sise"
+
+
+def test_shipped_overlays_are_valid() -> None:
+    for env in ("dev", "test", "prod"):
+        cfg = load_config(DEFAULT_CONFIG_PATH, environ={"RESILIENT_ETL_ENV": env})
+        assert cfg.dag.owner
+    assert load_config(DEFAULT_CONFIG_PATH, environ={"RESILIENT_ETL_ENV": "prod"}).dag.schedule == "@hourly"

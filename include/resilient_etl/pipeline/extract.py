@@ -6,7 +6,6 @@ import csv
 import datetime as dt
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy import delete, insert, select
 from resilient_etl.checkpoints import discard_checkpoints
 from resilient_etl.errors import BadInputFileError
 from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.pipeline.files import reject_file
 from resilient_etl.pipeline.validate import CSV_COLUMNS, EXTRA_FIELDS_KEY
 from resilient_etl.schema import quarantine, run_enrichment, staged_rows
 
@@ -50,23 +50,6 @@ def read_supplier_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
         raise BadInputFileError(f"{path.name}: not UTF-8 (byte {exc.start}: {exc.reason})", path=str(path)) from exc
     except csv.Error as exc:
         raise BadInputFileError(f"{path.name}: broken CSV: {exc}", path=str(path)) from exc
-
-
-def reject_file(path: Path, rejected_dir: Path, reason: str) -> Path:
-    """
-    Move an unreadable file to ``rejected_dir`` with a ``.reason.txt`` beside it; return its new path.
-
-    :param path: the landing file
-    :param rejected_dir: the rejected folder
-    :param reason: why it was rejected
-    """
-    rejected_dir.mkdir(parents=True, exist_ok=True)
-    target = rejected_dir / path.name
-    if target.exists():
-        target = rejected_dir / f"{path.stem}.{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}{path.suffix}"
-    shutil.move(str(path), target)
-    target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
-    return target
 
 
 def extract(

@@ -5,32 +5,40 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
-from resilient_etl.errors import ReconciliationError
+from resilient_etl.errors import DataQualityError, ReconciliationError
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.schema import pipeline_runs, quarantine, staged_rows
+from resilient_etl.pipeline.files import archive_files
+from resilient_etl.schema import pipeline_runs, quality_results, quarantine, staged_rows
 
 log = logging.getLogger(__name__)
 
 
-def count_run(warehouse: WarehouseHook, run_id: str) -> tuple[dict[str, int], list[str], list[dict[str, str]]]:
-    """Return the run's staged-row counts by status, the files it staged and the files it rejected."""
-    s, q = staged_rows, quarantine
+def count_run(warehouse: WarehouseHook, run_id: str) -> tuple[dict[str, int], list[str], list[dict[str, str]], dict[str, list[str]]]:
+    """
+    Return the run's staged-row counts by status, the files it loads, the files extract rejected and
+    the files the quality gate rejected (with the rules they failed).
+    """
+    s, q, r = staged_rows, quarantine, quality_results
     with warehouse.begin() as conn:
         by_status = dict(
             conn.execute(select(s.c.status, func.count()).where(s.c.run_id == run_id).group_by(s.c.status)).all()
         )
-        files = sorted(conn.execute(select(s.c.source_file).distinct().where(s.c.run_id == run_id)).scalars())
-        rejected = [
-            {"file": r.source_file, "reason": r.detail}
-            for r in conn.execute(select(q.c.source_file, q.c.detail).where(q.c.run_id == run_id, q.c.stage == "extract"))
+        files = sorted(
+            conn.execute(select(s.c.source_file).distinct().where(s.c.run_id == run_id, s.c.status != "rejected")).scalars()
+        )
+        unreadable = [
+            {"file": row.source_file, "reason": row.detail}
+            for row in conn.execute(select(q.c.source_file, q.c.detail).where(q.c.run_id == run_id, q.c.stage == "extract"))
         ]
-    return by_status, files, rejected
+        failed_quality: dict[str, list[str]] = {}
+        for row in conn.execute(select(r.c.source_file, r.c.rule).where(r.c.run_id == run_id, r.c.verdict == "fail").order_by(r.c.rule)):
+            failed_quality.setdefault(row.source_file, []).append(row.rule)
+    return by_status, files, unreadable, failed_quality
 
 
 def reconcile(
@@ -50,8 +58,10 @@ def reconcile(
     :param landing_dir: where the run's files are
     :param archive_dir: where they go after a successful run
     :raises ReconciliationError: rows unaccounted for; the run is recorded as failed, files stay put
+    :raises DataQualityError: a file failed the quality gate (the others were loaded and archived)
     """
-    by_status, files, rejected = count_run(warehouse, run_id)
+    by_status, files, rejected, failed_quality = count_run(warehouse, run_id)
+    rows_in_rejected_files = by_status.pop("rejected", 0)
     counts = {
         "rows_in": sum(by_status.values()),
         "rows_loaded": by_status.get("loaded", 0),
@@ -59,8 +69,11 @@ def reconcile(
         "rows_pending": by_status.get("pending", 0),
     }
     unaccounted = counts["rows_in"] - counts["rows_loaded"] - counts["rows_quarantined"] - counts["rows_pending"]
-    status = "success" if unaccounted == 0 else "failed"
-    summary = {"run_id": run_id, "dag_id": dag_id, "files": files, **counts, "status": status, "rejected_files": rejected}
+    status = "failed" if unaccounted else "quality_failed" if failed_quality else "success"
+    summary = {
+        "run_id": run_id, "dag_id": dag_id, "files": files, **counts, "status": status, "rejected_files": rejected,
+        "quality_failed_files": failed_quality, "rows_in_quality_failed_files": rows_in_rejected_files,
+    }
     with warehouse.begin() as conn:
         warehouse.upsert(
             conn,
@@ -83,16 +96,10 @@ def reconcile(
         "Run %s reconciled: %s in = %s loaded + %s quarantined + %s pending",
         run_id, counts["rows_in"], counts["rows_loaded"], counts["rows_quarantined"], counts["rows_pending"],
     )
+    if failed_quality:
+        raise DataQualityError(
+            f"run {run_id}: {len(failed_quality)} file(s) failed the data-quality gate and were not loaded: "
+            + "; ".join(f"{f} ({', '.join(rules)})" for f, rules in failed_quality.items()),
+            files=failed_quality,
+        )
     return summary
-
-
-def archive_files(files: list[str], *, landing_dir: Path, archive_dir: Path, run_id: str) -> list[Path]:
-    """Move the run's files from landing to ``archive_dir/<run id>/``; files already moved are skipped."""
-    target_dir = archive_dir / "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    moved = []
-    for name in files:
-        source = landing_dir / name
-        if source.exists():
-            target_dir.mkdir(parents=True, exist_ok=True)
-            moved.append(Path(shutil.move(str(source), target_dir / name)))
-    return moved

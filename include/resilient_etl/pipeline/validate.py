@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import Counter
+import logging
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from resilient_etl.normalise import normalise_company_number, normalise_postcode
-from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_status
-from resilient_etl.schema import staged_rows
+from resilient_etl.pipeline.files import reject_file
+from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_lines_status, set_status
+from resilient_etl.quality import evaluate, rule_of
+from resilient_etl.schema import quality_results, staged_rows
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook
+
+log = logging.getLogger(__name__)
 
 CSV_COLUMNS = (
     "supplier_id",
@@ -98,15 +104,29 @@ def validate_row(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, list[RowEr
     }, []
 
 
-def validate_staged(warehouse: WarehouseHook, *, run_id: str) -> dict[str, Any]:
+def validate_staged(
+    warehouse: WarehouseHook,
+    *,
+    run_id: str,
+    thresholds: Any = None,
+    landing_dir: Path | None = None,
+    rejected_dir: Path | None = None,
+) -> dict[str, Any]:
     """
-    Validate the run's staged rows: good ones become ``valid``, bad ones go to quarantine with reasons.
+    Validate the run's staged rows file by file, under the data-quality gate.
 
-    A supplier id seen twice in a run keeps its first row (by file, then line); later ones are
-    quarantined as duplicates. Rerunning it revalidates only rows still ``staged``.
+    Good rows become ``valid``; bad ones go to quarantine with every rule they broke. A supplier id
+    seen twice in a run keeps its first row (by file, then line). Each file's quality (per rule: the
+    share of rows that broke it, the thresholds, the verdict) is recorded in ``quality_results``. A
+    file over a ``fail`` threshold is not loaded: its rows become ``rejected`` and the file moves to
+    ``rejected_dir`` with a ``.quality.json`` report of which rows broke which rule. Rerunning it
+    revalidates only rows still ``staged``.
 
     :param warehouse: the warehouse hook
     :param run_id: the Airflow run id
+    :param thresholds: the ``quality`` config; None checks rows but applies no gate
+    :param landing_dir: where a failing file is taken from
+    :param rejected_dir: where a failing file goes
     """
     t = staged_rows
     with warehouse.begin() as conn:
@@ -119,24 +139,74 @@ def validate_staged(warehouse: WarehouseHook, *, run_id: str) -> dict[str, Any]:
             .where(t.c.run_id == run_id, t.c.status == "staged")
             .order_by(t.c.source_file, t.c.line_number)
         ).all()
-        valid, bad = [], []
-        categories: Counter[str] = Counter()
-        for row in pending:
-            clean, errors = validate_row(json.loads(row.raw_row))
-            if clean is not None and clean["supplier_id"] in seen:
-                errors = [RowError("duplicate_supplier_id", "supplier_id", f"supplier_id {clean['supplier_id']!r} already in this run")]
-                clean = None
-            if clean is None:
-                categories[errors[0].category] += 1
-                bad.append(
-                    Quarantined(row.source_file, row.line_number, row.raw_row, errors[0].category, "; ".join(e.detail for e in errors))
-                )
-                continue
-            seen.add(clean["supplier_id"])
-            valid.append(
-                {"f": row.source_file, "l": row.line_number, "s": "valid", "clean": json.dumps(clean),
-                 "pc": clean["postcode"], "cn": clean["company_number"]}
-            )
-        set_status(conn, run_id=run_id, updates=valid)
-        quarantine_rows(conn, run_id=run_id, stage="validate", rows=bad)
-    return {"rows_checked": len(pending), "rows_valid": len(valid), "rows_quarantined": len(bad), "by_category": dict(categories)}
+    by_file: dict[str, list[Any]] = {}
+    for row in pending:
+        by_file.setdefault(row.source_file, []).append(row)
+    summary: dict[str, Any] = {"rows_checked": len(pending), "rows_valid": 0, "rows_quarantined": 0, "by_category": Counter(),
+                               "quality": {}, "warnings": {}, "rejected_files": {}}
+    for source_file, rows in by_file.items():
+        _validate_file(warehouse, run_id=run_id, source_file=source_file, rows=rows, seen=seen, thresholds=thresholds,
+                       landing_dir=landing_dir, rejected_dir=rejected_dir, summary=summary)
+    summary["by_category"] = dict(summary["by_category"])
+    return summary
+
+
+def _validate_file(warehouse: WarehouseHook, *, run_id: str, source_file: str, rows: list[Any], seen: set[str], thresholds: Any,
+                   landing_dir: Path | None, rejected_dir: Path | None, summary: dict[str, Any]) -> None:
+    valid, bad = [], []
+    broken: dict[str, list[int]] = defaultdict(list)
+    file_ids: set[str] = set()
+    categories: Counter[str] = Counter()
+    header: list[str] = []
+    for row in rows:
+        raw = json.loads(row.raw_row)
+        header = header or [k for k in raw if k != EXTRA_FIELDS_KEY]
+        clean, errors = validate_row(raw)
+        if clean is not None and (clean["supplier_id"] in seen or clean["supplier_id"] in file_ids):
+            errors = [RowError("duplicate_supplier_id", "supplier_id", f"supplier_id {clean['supplier_id']!r} already in this run")]
+            clean = None
+        for error in errors:
+            broken[rule_of(error.category, error.field)].append(row.line_number)
+        if clean is None:
+            categories[errors[0].category] += 1
+            bad.append(Quarantined(row.source_file, row.line_number, row.raw_row, errors[0].category, "; ".join(e.detail for e in errors)))
+            continue
+        file_ids.add(clean["supplier_id"])
+        valid.append(
+            {"f": row.source_file, "l": row.line_number, "s": "valid", "clean": json.dumps(clean),
+             "pc": clean["postcode"], "cn": clean["company_number"]}
+        )
+    quality = None
+    if thresholds is not None:
+        quality = evaluate(source_file, rows_checked=len(rows), broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds)
+        summary["quality"][source_file] = quality.verdict
+    failed = quality is not None and quality.verdict == "fail"
+    with warehouse.begin() as conn:
+        if quality is not None:
+            now = dt.datetime.now(dt.UTC)
+            warehouse.upsert(conn, quality_results, [
+                {"run_id": run_id, "source_file": source_file, "rule": r.rule, "rows_checked": r.rows_checked, "rows_failed": r.rows_failed,
+                 "share": r.share, "warn_threshold": r.warn, "fail_threshold": r.fail, "verdict": r.verdict, "checked_at": now}
+                for r in quality.results
+            ], ["run_id", "source_file", "rule"])
+        if failed:
+            set_lines_status(conn, run_id=run_id, lines=[(r.source_file, r.line_number) for r in rows], status="rejected")
+        else:
+            set_status(conn, run_id=run_id, updates=valid)
+            quarantine_rows(conn, run_id=run_id, stage="validate", rows=bad)
+    if failed:
+        assert quality is not None
+        summary["rejected_files"][source_file] = quality.broken("fail")
+        log.error("Data quality: %s FAILED %s; not loaded", source_file, quality.broken("fail"))
+        if landing_dir is not None and rejected_dir is not None and (landing_dir / source_file).exists():
+            report = json.dumps(quality.report(), indent=2)
+            target = reject_file(landing_dir / source_file, rejected_dir, f"data quality: failed {', '.join(quality.broken('fail'))}")
+            target.with_name(target.name + ".quality.json").write_text(report, encoding="utf-8")
+        return
+    seen.update(file_ids)
+    summary["rows_valid"] += len(valid)
+    summary["rows_quarantined"] += len(bad)
+    summary["by_category"].update(categories)
+    if quality is not None and quality.verdict == "warn":
+        summary["warnings"][source_file] = quality.broken("warn")
+        log.warning("Data quality: %s warns on %s; loading it", source_file, quality.broken("warn"))

@@ -33,8 +33,12 @@ standalone: install  ## Airflow UI on :8080 over this project's DAGs (see README
 config-check: install
 	$(BIN)/resilient-etl config check
 
-bench: install
-	$(BIN)/python bench/parse_time.py
+bench: install  ## every benchmark (several minutes; needs PostgreSQL and Redis)
+	cd bench && ../$(BIN)/python parse_time.py
+	cd bench && ../$(BIN)/python ch_pacing.py 1000 100 5
+	cd bench && ../$(BIN)/python transient_faults.py 1000 0.1
+	cd bench && ../$(BIN)/python breaker.py 500
+	cd bench && ../$(BIN)/python load_throughput.py 100000
 
 clean:
 	rm -rf data .airflow

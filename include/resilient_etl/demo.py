@@ -15,7 +15,7 @@ from resilient_etl.localenv import airflow_env, connection_env, run_airflow
 from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl.sandbox.data import write_sample_csv
 from resilient_etl.sandbox.server import Sandbox
-from resilient_etl.schema import pipeline_runs, suppliers
+from resilient_etl.schema import pipeline_runs, quality_results, suppliers
 
 DEMO_CH_LIMIT = 100_000  # pacing spreads calls over the window: the real 600 per 5 min would take 8 min
 
@@ -58,6 +58,10 @@ def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
         test = run_airflow(["dags", "test", "company_enrichment"], env, log_file=data_dir / "logs" / "demo-dag-test.log")
     with warehouse.begin() as conn:
         last = conn.execute(select(pipeline_runs).order_by(pipeline_runs.c.finished_at.desc()).limit(1)).first()
+        quality = conn.execute(
+            select(quality_results.c.source_file, quality_results.c.rule, quality_results.c.rows_failed, quality_results.c.verdict)
+            .where(quality_results.c.run_id == (last.run_id if last else ""), quality_results.c.verdict != "pass")
+        ).all()
         total = conn.execute(select(func.count()).select_from(suppliers)).scalar_one()
         distinct = conn.execute(select(func.count(suppliers.c.supplier_id.distinct()))).scalar_one()
     if test.returncode != 0 or last is None or last.status != "success":
@@ -72,6 +76,8 @@ def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
     print(f"  quarantined      {last.rows_quarantined}")
     print(f"  pending          {last.rows_pending}")
     print(f"  rejected files   {len(summary.get('rejected_files', []))}")
+    for q in quality:
+        print(f"  data quality     {q.source_file}: {q.rule} {q.verdict} ({q.rows_failed} rows)")
     print(f"warehouse {warehouse_db}: {total} suppliers ({distinct} distinct ids)")
     print(f"done in {time.monotonic() - started:.1f}s")
     return 0 if total == distinct else 1

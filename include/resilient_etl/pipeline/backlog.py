@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from resilient_etl.enrichment import company_columns, postcode_columns
+from resilient_etl.errors import ApiError, BreakerOpenError
 from resilient_etl.pipeline.enrich import _guarded, _is_fallback_trigger
 from resilient_etl.resilience.storage import CLOSED
 from resilient_etl.schema import quarantine, suppliers
@@ -68,7 +69,7 @@ def reenrich_backlog(
     try:
         pcs = _guarded(postcode_breaker, postcodes.bulk_lookup, {r.postcode for r in rows})
         profiles = {n: _guarded(company_breaker, companies.get_company, n) for n in sorted({r.company_number for r in rows})}
-    except Exception as exc:
+    except (BreakerOpenError, ApiError) as exc:
         if not _is_fallback_trigger(exc):
             raise
         log.warning("Backlog re-enrichment stopped: %s; it resumes in a later run", type(exc).__name__)

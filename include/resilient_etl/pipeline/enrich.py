@@ -133,7 +133,7 @@ def enrich_postcodes(
         try:
             results = _guarded(breaker, hook.bulk_lookup_batch, batch)
             answers = {k: ("live", v, dt.datetime.now(dt.UTC)) for k, v in results.items()}
-        except Exception as exc:
+        except (BreakerOpenError, ApiError) as exc:
             if not _is_fallback_trigger(exc):
                 raise
             reasons[type(exc).__name__] += 1
@@ -186,7 +186,7 @@ def enrich_companies(
     for done, number in enumerate(todo, start=1):
         try:
             answers[number] = ("live", _guarded(breaker, hook.get_company, number), dt.datetime.now(dt.UTC))
-        except Exception as exc:
+        except (BreakerOpenError, ApiError) as exc:
             if not _is_fallback_trigger(exc):
                 raise
             reasons[type(exc).__name__] += 1

@@ -143,7 +143,8 @@ def redis_url() -> str:
     """The real Redis server (fails under CI when it is down)."""
     import redis
 
-    url = os.environ.get("RESILIENT_ETL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    # a database of its own per test session, so two sessions on one machine do not flush each other
+    url = os.environ.get("RESILIENT_ETL_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{1 + os.getpid() % 13}")
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.exceptions.ConnectionError as exc:

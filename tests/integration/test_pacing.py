@@ -53,7 +53,7 @@ def _assert_paced(sb: Sandbox, elapsed: float, sent: int) -> None:
     assert sb.limiter.rejected == 0  # no worker ever met a 429 (every call would have raised: one attempt only)
     windows = math.ceil(sent / LIMIT)
     # the quota is used, not wasted: the calls fit in the windows they need
-    assert elapsed <= windows * WINDOW + 0.5
+    assert elapsed <= windows * WINDOW + 1.5  # slack for a loaded machine; waste would cost whole windows
     assert elapsed >= (windows - 1) * (WINDOW - 1)  # and never faster than the quota allows
 
 

@@ -85,9 +85,15 @@ staged_rows = Table(
     Column("source_file", String(255), primary_key=True),
     Column("line_number", Integer, primary_key=True),
     Column("raw_row", Text, nullable=False),
-    Column("clean_row", Text),
-    Column("postcode", String(8)),
+    # the validated, normalised values (typed), so the load is one INSERT ... SELECT in the database
+    Column("supplier_id", String(64)),
     Column("company_number", String(8)),
+    Column("company_name", String(255)),
+    Column("address_line_1", String(255)),
+    Column("town", String(100)),
+    Column("postcode", String(8)),
+    Column("annual_spend_gbp", Numeric(14, 2)),
+    Column("onboarded_on", Date),
     # staged -> valid -> loaded | pending ; or quarantined at validate or load
     Column("status", String(12), nullable=False),
     Column("staged_at", DateTime(timezone=True), nullable=False),
@@ -225,8 +231,9 @@ run_enrichment = Table(
     Column("lookup_key", String(8), primary_key=True),
     Column("source", String(10), nullable=False),
     Column("found", Boolean),
-    Column("result", Text),
     Column("as_of", DateTime(timezone=True)),  # when the answer was fetched (its age for cached data)
+    # the supplier columns derived from the answer (pc_* for postcodes, co_* for companies)
+    *(Column(c.name, c.type) for c in suppliers.columns if c.name.startswith(("pc_", "co_"))),
 )
 
 # Data-quality results per run, file and rule, with the thresholds in force: why a file passed,

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from airflow.sdk.bases.hook import BaseHook
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, text
 from sqlalchemy.dialects import mssql as mssql_dialect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -231,6 +231,33 @@ class WarehouseHook(BaseHook):
         )
         conn.execute(stmt, list(rows))
         return len(rows)
+
+    def upsert_from_select(
+        self, conn: Connection, table: Table, columns: Sequence[str], source: Select, key_columns: Sequence[str]
+    ) -> None:
+        """
+        Insert the rows of ``source`` into ``table`` inside the database, updating rows whose key exists.
+
+        ``INSERT … SELECT … ON CONFLICT`` on PostgreSQL and SQLite (no row leaves the server). On SQL
+        Server the rows are read and sent back through the MERGE of :meth:`upsert`.
+
+        :param conn: the connection (inside the caller's transaction)
+        :param table: the target table
+        :param columns: the target columns, in the order ``source`` selects them
+        :param source: the SELECT producing the rows
+        :param key_columns: the columns that identify a row
+        """
+        name = conn.dialect.name
+        if name == "mssql":
+            self.upsert(conn, table, [dict(zip(columns, r)) for r in conn.execute(source)], key_columns)
+            return
+        insert = pg_insert if name == "postgresql" else sqlite_insert
+        stmt = insert(table).from_select(list(columns), source)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(key_columns),
+            set_={c: stmt.excluded[c] for c in columns if c not in key_columns},
+        )
+        conn.execute(stmt)
 
     def test_connection(self) -> tuple[bool, str]:
         """Run ``SELECT 1`` on the warehouse."""

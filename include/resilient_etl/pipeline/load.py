@@ -2,34 +2,31 @@
 Load: upsert the run's enriched rows into ``suppliers`` in batches.
 
 * Each batch is one transaction on one connection the loader owns; inside it, each chunk runs under
-  a savepoint (``begin_nested``). A chunk that fails on a row's data (constraint, bad or overlong
-  value) is rolled back to its savepoint and its bad rows are isolated (groups, then single rows,
-  each under a savepoint): the rows the database rejects go to quarantine with the database's
-  error, the good ones load.
+  a savepoint (``begin_nested``) as one ``INSERT … SELECT … ON CONFLICT`` from the staged rows and
+  their enrichment: the rows never leave the database. A chunk that fails on a row's data
+  (constraint, bad or overlong value) is rolled back to its savepoint and its bad rows are isolated
+  (the same statement over groups, then halves, of its lines, each under a savepoint): the rows the
+  database rejects go to quarantine with the database's error, the good ones load.
 * A chunk's checkpoint row (``etl_checkpoints``) and its staged rows' new status commit with the
   chunk's data, so a retried or cleared task resumes after the last committed chunk, exactly once.
 * A critical error (connection lost, deadlock, disk full) rolls the whole batch back (no reader ever
   sees half of it) and is raised typed; transient ones are retried with the database policy first.
-* A value wider than its column is set aside before it is sent (``rejected_by_schema``).
 * More rejected rows in a batch than ``max_quarantine_share`` fails the batch.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, String, func, insert, select
+from sqlalchemy import Connection, DateTime, Select, String, and_, case, func, insert, literal, select
 from sqlalchemy.exc import DBAPIError
 
 from resilient_etl import chaos
-from resilient_etl.enrichment import company_columns, postcode_columns
 from resilient_etl.errors import QuarantineThresholdError
 from resilient_etl.hooks.warehouse import db_error, is_row_error
 from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_lines_status
@@ -59,42 +56,11 @@ def decide(row: Any) -> tuple[str, str]:
     return ("pending" if status == "pending" else "loaded"), status
 
 
-def supplier_record(clean: dict[str, Any], *, postcode: dict[str, Any] | None, company: dict[str, Any] | None, status: str,
-                    as_of: dt.datetime | None, row: Any, run_id: str, now: dt.datetime) -> dict[str, Any]:
-    """
-    Return the ``suppliers`` row for a clean record and its enrichment columns.
-
-    :param postcode: the ``pc_*`` columns (``run_enrichment.result``), None when pending
-    :param company: the ``co_*`` columns (``run_enrichment.result``), None when pending
-    """
-    company = dict(company or company_columns(None))
-    if isinstance(company.get("co_incorporated_on"), str):
-        company["co_incorporated_on"] = dt.date.fromisoformat(company["co_incorporated_on"])
-    return {
-        "supplier_id": clean["supplier_id"],
-        "company_number": clean["company_number"],
-        "company_name": clean["company_name"],
-        "address_line_1": clean["address_line_1"],
-        "town": clean["town"],
-        "postcode": clean["postcode"],
-        "annual_spend_gbp": Decimal(clean["annual_spend_gbp"]) if clean["annual_spend_gbp"] is not None else None,
-        "onboarded_on": dt.date.fromisoformat(clean["onboarded_on"]) if clean["onboarded_on"] else None,
-        **(postcode or postcode_columns(None)),
-        **company,
-        "enrichment_status": status,
-        "enrichment_as_of": as_of,
-        "source_file": row.source_file,
-        "source_line": row.line_number,
-        "run_id": run_id,
-        "loaded_at": now,
-    }
-
-
 @dataclass
 class _Item:
     row: Any
-    outcome: str
-    record: dict[str, Any]
+    outcome: str  # loaded | pending
+    status: str  # the enrichment status written to suppliers
 
 
 @dataclass
@@ -114,18 +80,15 @@ class _Row:
     source_file: str
     line_number: int
     raw_row: str
-    clean_row: str
+    postcode: str
+    company_number: str
     pc_found: bool | None
-    pc_result: str | None
     pc_source: str | None
-    pc_as_of: dt.datetime | None
     co_found: bool | None
-    co_result: str | None
     co_source: str | None
-    co_as_of: dt.datetime | None
 
 
-_NO_ANSWER = (None, None, None, None)
+_NO_ANSWER = (None, None)
 
 
 def _answers(conn: Connection, *, run_id: str, kind: str, keys: set[str]) -> dict[str, tuple[Any, ...]]:
@@ -136,7 +99,7 @@ def _answers(conn: Connection, *, run_id: str, kind: str, keys: set[str]) -> dic
         out.update(
             (r[0], tuple(r[1:]))
             for r in conn.execute(
-                select(e.lookup_key, e.found, e.result, e.source, e.as_of).where(
+                select(e.lookup_key, e.found, e.source).where(
                     e.run_id == run_id, e.kind == kind, e.lookup_key.in_(ordered[start : start + 1000])
                 )
             )
@@ -145,10 +108,10 @@ def _answers(conn: Connection, *, run_id: str, kind: str, keys: set[str]) -> dic
 
 
 def _select_batch(conn: Connection, *, run_id: str, batch_size: int) -> list[_Row]:
-    """Return the next ``batch_size`` valid rows in file order, with their enrichment answers."""
+    """Return the next ``batch_size`` valid rows in file order, with how their keys were answered."""
     s = staged_rows.c
     staged = conn.execute(
-        select(s.source_file, s.line_number, s.raw_row, s.clean_row, s.postcode, s.company_number)
+        select(s.source_file, s.line_number, s.raw_row, s.postcode, s.company_number)
         .where(s.run_id == run_id, s.status == "valid")
         .order_by(s.source_file, s.line_number)
         .limit(batch_size)
@@ -158,16 +121,57 @@ def _select_batch(conn: Connection, *, run_id: str, batch_size: int) -> list[_Ro
     postcodes = _answers(conn, run_id=run_id, kind="postcode", keys={r.postcode for r in staged})
     companies = _answers(conn, run_id=run_id, kind="company", keys={r.company_number for r in staged})
     return [
-        _Row(r.source_file, r.line_number, r.raw_row, r.clean_row, *postcodes.get(r.postcode, _NO_ANSWER), *companies.get(r.company_number, _NO_ANSWER))
+        _Row(r.source_file, r.line_number, r.raw_row, r.postcode, r.company_number,
+             *postcodes.get(r.postcode, _NO_ANSWER), *companies.get(r.company_number, _NO_ANSWER))
         for r in staged
     ]
 
 
-def _try_upsert(warehouse: WarehouseHook, conn: Connection, items: list[_Item]) -> DBAPIError | None:
-    """Upsert ``items`` under a savepoint; return the row-level error that rolled it back, if any."""
+_STAGED = ("supplier_id", "company_number", "company_name", "address_line_1", "town", "postcode", "annual_spend_gbp", "onboarded_on")
+_ENRICHED = tuple(c.name for c in suppliers.columns if c.name.startswith(("pc_", "co_")))
+_COLUMNS = (*_STAGED, *_ENRICHED, "enrichment_status", "enrichment_as_of", "source_file", "source_line", "run_id", "loaded_at")
+
+
+def _rows_select(*, run_id: str, source_file: str, lines: list[int], status: str, now: dt.datetime) -> Select:
+    """The SELECT producing ``suppliers`` rows for some staged lines: staged values + both enrichments."""
+    s = staged_rows
+    pc, co = run_enrichment.alias("pc"), run_enrichment.alias("co")
+    as_of = case(
+        (pc.c.as_of.is_(None), co.c.as_of),
+        (co.c.as_of.is_(None), pc.c.as_of),
+        (pc.c.as_of < co.c.as_of, pc.c.as_of),
+        else_=co.c.as_of,
+    )
+    return (
+        select(
+            *(s.c[c] for c in _STAGED),
+            *((pc if c.startswith("pc_") else co).c[c] for c in _ENRICHED),
+            literal(status, String).label("enrichment_status"),
+            as_of.label("enrichment_as_of"),
+            s.c.source_file,
+            s.c.line_number,
+            literal(run_id, String).label("run_id"),
+            literal(now, DateTime(timezone=True)).label("loaded_at"),
+        )
+        .select_from(
+            s.outerjoin(pc, and_(pc.c.run_id == run_id, pc.c.kind == "postcode", pc.c.lookup_key == s.c.postcode)).outerjoin(
+                co, and_(co.c.run_id == run_id, co.c.kind == "company", co.c.lookup_key == s.c.company_number)
+            )
+        )
+        .where(s.c.run_id == run_id, s.c.source_file == source_file, s.c.line_number.in_(lines))
+    )
+
+
+def _try_upsert(warehouse: WarehouseHook, conn: Connection, items: list[_Item], *, run_id: str, now: dt.datetime) -> DBAPIError | None:
+    """Load ``items`` (one file) under a savepoint; return the row-level error that rolled it back, if any."""
+    by_status: dict[str, list[int]] = defaultdict(list)
+    for item in items:
+        by_status[item.status].append(item.row.line_number)
     try:
         with conn.begin_nested():
-            warehouse.upsert(conn, suppliers, [i.record for i in items], ["supplier_id"])
+            for status, lines in by_status.items():
+                source = _rows_select(run_id=run_id, source_file=items[0].row.source_file, lines=lines, status=status, now=now)
+                warehouse.upsert_from_select(conn, suppliers, _COLUMNS, source, ["supplier_id"])
     except DBAPIError as exc:
         if not is_row_error(exc):
             raise
@@ -176,7 +180,7 @@ def _try_upsert(warehouse: WarehouseHook, conn: Connection, items: list[_Item]) 
 
 
 def _isolate(
-    warehouse: WarehouseHook, conn: Connection, items: list[_Item], error: DBAPIError, *, group_size: int
+    warehouse: WarehouseHook, conn: Connection, items: list[_Item], error: DBAPIError, *, group_size: int, run_id: str, now: dt.datetime
 ) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
     """Find the bad rows of ``items`` (which failed with ``error``): re-send them in groups, recurse into failing ones."""
     if len(items) == 1:
@@ -185,44 +189,32 @@ def _isolate(
     rejected: list[tuple[_Item, DBAPIError]] = []
     for start in range(0, len(items), group_size):
         group = items[start : start + group_size]
-        failure = _try_upsert(warehouse, conn, group)
+        failure = _try_upsert(warehouse, conn, group, run_id=run_id, now=now)
         if failure is None:
             loaded += group
         else:
-            ok, bad = _isolate(warehouse, conn, group, failure, group_size=(len(group) + 1) // 2)
+            ok, bad = _isolate(warehouse, conn, group, failure, group_size=(len(group) + 1) // 2, run_id=run_id, now=now)
             loaded += ok
             rejected += bad
     return loaded, rejected
 
 
-def _upsert_isolating(warehouse: WarehouseHook, conn: Connection, items: list[_Item]) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
+def _upsert_isolating(
+    warehouse: WarehouseHook, conn: Connection, items: list[_Item], *, run_id: str, now: dt.datetime
+) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
     """
     Upsert a chunk under a savepoint; when the database rejects a row, isolate the bad rows.
 
-    Isolation re-sends the chunk as about sqrt(n) groups, each under its own savepoint, and halves
-    only a failing group: for a chunk of 500 with a few bad rows that is ~23 group statements and
-    ~2 log2(22) ~ 9 small ones per bad row, rather than re-sending the chunk at every halving.
+    Isolation runs the statement again over about sqrt(n) groups of the chunk's lines, each under its
+    own savepoint, and halves only a failing group: for a chunk of 500 with a few bad rows that is ~23
+    group statements and ~2 log2(22) ~ 9 small ones per bad row.
 
     :return: (items loaded, [(item rejected, its database error)])
     """
-    error = _try_upsert(warehouse, conn, items)
+    error = _try_upsert(warehouse, conn, items, run_id=run_id, now=now)
     if error is None:
         return items, []
-    return _isolate(warehouse, conn, items, error, group_size=max(1, math.isqrt(len(items))))
-
-
-# Column widths of ``suppliers``: a value over one is set aside before it is sent (SQLite would not
-# even refuse it); what the pipeline cannot know (a constraint a DBA added) the savepoints isolate.
-_WIDTHS = {c.name: c.type.length for c in suppliers.columns if isinstance(c.type, String) and c.type.length}
-
-
-def schema_violation(record: dict[str, Any]) -> str | None:
-    """Return why a record cannot fit the ``suppliers`` columns, or None (a pure function)."""
-    for name, width in _WIDTHS.items():
-        value = record.get(name)
-        if isinstance(value, str) and len(value) > width:
-            return f"{name} has {len(value)} characters; the column allows {width}"
-    return None
+    return _isolate(warehouse, conn, items, error, group_size=max(1, math.isqrt(len(items))), run_id=run_id, now=now)
 
 
 def _db_detail(exc: DBAPIError) -> str:
@@ -243,25 +235,11 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_
         outcome, detail = decide(row)
         result.by_outcome[detail] += 1
         if outcome == "quarantined":
-            clean = json.loads(row.clean_row)
-            what = f"postcode {clean['postcode']}" if detail == "unknown_postcode" else f"company {clean['company_number']}"
+            what = f"postcode {row.postcode}" if detail == "unknown_postcode" else f"company {row.company_number}"
             source = "postcodes.io" if detail == "unknown_postcode" else "Companies House"
             unknown.append(Quarantined(row.source_file, row.line_number, row.raw_row, detail, f"{source} has no live {what}"))
             continue
-        as_of = min((t for t in (row.pc_as_of, row.co_as_of) if t is not None), default=None)
-        record = supplier_record(
-            json.loads(row.clean_row),
-            postcode=json.loads(row.pc_result) if row.pc_result else None,
-            company=json.loads(row.co_result) if row.co_result else None,
-            status=detail, as_of=as_of, row=row, run_id=run_id, now=now,
-        )
-        if (violation := schema_violation(record)) is not None:
-            unknown.append(Quarantined(row.source_file, row.line_number, row.raw_row, "rejected_by_schema", violation))
-            result.by_outcome[detail] -= 1
-            result.by_outcome["rejected_by_schema"] += 1
-            result.rejected_by_database += 1
-            continue
-        by_file[row.source_file].append(_Item(row, outcome, record))
+        by_file[row.source_file].append(_Item(row, outcome, detail))
     quarantine_rows(conn, run_id=run_id, stage="load", rows=unknown)
     c = etl_checkpoints.c
     next_chunk = dict(
@@ -274,7 +252,7 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_
     for source_file, items in by_file.items():
         for start in range(0, len(items), chunk_size):
             chunk = items[start : start + chunk_size]
-            loaded, rejected = _upsert_isolating(warehouse, conn, chunk)
+            loaded, rejected = _upsert_isolating(warehouse, conn, chunk, run_id=run_id, now=now)
             for outcome in ("loaded", "pending"):
                 lines = [(i.row.source_file, i.row.line_number) for i in loaded if i.outcome == outcome]
                 if lines:
@@ -284,7 +262,7 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_
                 rows=[Quarantined(i.row.source_file, i.row.line_number, i.row.raw_row, "rejected_by_database", _db_detail(e)) for i, e in rejected],
             )
             for item, _ in rejected:
-                result.by_outcome[item.record["enrichment_status"]] -= 1
+                result.by_outcome[item.status] -= 1
                 result.by_outcome["rejected_by_database"] += 1
             result.rejected_by_database += len(rejected)
             index = next_chunk.get(source_file, 0)
@@ -301,7 +279,7 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_
     share = result.rejected_by_database / len(rows)
     if share > max_quarantine_share:
         raise QuarantineThresholdError(
-            f"{result.rejected_by_database} of {len(rows)} rows in a batch were rejected by the database or its schema ({share:.1%}), "
+            f"the database rejected {result.rejected_by_database} of {len(rows)} rows in a batch ({share:.1%}), "
             f"over the {max_quarantine_share:.1%} allowed: the batch was rolled back",
             rejected=result.rejected_by_database, rows=len(rows), threshold=max_quarantine_share,
         )

@@ -60,12 +60,14 @@ def set_status(conn: Connection, *, run_id: str, updates: Sequence[dict[str, Any
     """
     Set staged rows' status (and clean data) in one executemany.
 
-    :param updates: dicts with ``f`` (file), ``l`` (line), ``s`` (status) and optionally ``clean`` and
-        ``pc``/``cn`` (normalised postcode and company number)
+    :param updates: dicts with ``f`` (file), ``l`` (line), ``s`` (status) and optionally ``clean``: the
+        validated record, whose values are written to the staged row's typed columns
     """
     if not updates:
         return
-    with_clean = [u for u in updates if "clean" in u]
+    with_clean = [
+        {"f": u["f"], "l": u["l"], "s": u["s"], **{f"v_{k}": v for k, v in u["clean"].items()}} for u in updates if "clean" in u
+    ]
     plain = [u for u in updates if "clean" not in u]
     where = (
         (staged_rows.c.run_id == run_id)
@@ -75,9 +77,8 @@ def set_status(conn: Connection, *, run_id: str, updates: Sequence[dict[str, Any
     if plain:
         conn.execute(update(staged_rows).where(where).values(status=bindparam("s")), list(plain))
     if with_clean:
+        columns = [k[2:] for k in with_clean[0] if k.startswith("v_")]
         conn.execute(
-            update(staged_rows)
-            .where(where)
-            .values(status=bindparam("s"), clean_row=bindparam("clean"), postcode=bindparam("pc"), company_number=bindparam("cn")),
-            list(with_clean),
+            update(staged_rows).where(where).values(status=bindparam("s"), **{c: bindparam(f"v_{c}") for c in columns}),
+            with_clean,
         )

@@ -104,6 +104,15 @@ def validate_row(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, list[RowEr
     }, []
 
 
+def typed(clean: dict[str, Any]) -> dict[str, Any]:
+    """Return a clean record with its amount and date as Python values (for the typed staged columns)."""
+    return {
+        **clean,
+        "annual_spend_gbp": Decimal(clean["annual_spend_gbp"]) if clean["annual_spend_gbp"] is not None else None,
+        "onboarded_on": dt.date.fromisoformat(clean["onboarded_on"]) if clean["onboarded_on"] else None,
+    }
+
+
 def validate_staged(
     warehouse: WarehouseHook,
     *,
@@ -130,10 +139,7 @@ def validate_staged(
     """
     t = staged_rows
     with warehouse.begin() as conn:
-        seen = {
-            json.loads(r.clean_row)["supplier_id"]
-            for r in conn.execute(select(t.c.clean_row).where(t.c.run_id == run_id, t.c.clean_row.is_not(None)))
-        }
+        seen = set(conn.execute(select(t.c.supplier_id).where(t.c.run_id == run_id, t.c.supplier_id.is_not(None))).scalars())
         pending = conn.execute(
             select(t.c.source_file, t.c.line_number, t.c.raw_row)
             .where(t.c.run_id == run_id, t.c.status == "staged")
@@ -172,10 +178,7 @@ def _validate_file(warehouse: WarehouseHook, *, run_id: str, source_file: str, r
             bad.append(Quarantined(row.source_file, row.line_number, row.raw_row, errors[0].category, "; ".join(e.detail for e in errors)))
             continue
         file_ids.add(clean["supplier_id"])
-        valid.append(
-            {"f": row.source_file, "l": row.line_number, "s": "valid", "clean": json.dumps(clean),
-             "pc": clean["postcode"], "cn": clean["company_number"]}
-        )
+        valid.append({"f": row.source_file, "l": row.line_number, "s": "valid", "clean": typed(clean)})
     quality = None
     if thresholds is not None:
         quality = evaluate(source_file, rows_checked=len(rows), broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds)

@@ -68,3 +68,16 @@ def test_checkpoint_table_and_constraints_for_mssql() -> None:
     assert "PRIMARY KEY (dag_id, run_id, task_id, map_index, source_file, chunk_index)" in ddl
     suppliers_ddl = str(CreateTable(suppliers).compile(dialect=mssql.dialect()))
     assert "CONSTRAINT ck_suppliers_enrichment_status CHECK (enrichment_status IN ('live', 'cached', 'fallback', 'pending'))" in suppliers_ddl
+
+
+def test_load_select_compiles_for_mssql() -> None:
+    import datetime as dt
+
+    from resilient_etl.pipeline.load import _COLUMNS, _rows_select
+
+    sql = str(_rows_select(run_id="r", source_file="f.csv", lines=[2, 3], status="live", now=dt.datetime(2026, 1, 1)).compile(dialect=mssql.dialect()))
+    assert "FROM staged_rows LEFT OUTER JOIN run_enrichment AS pc ON pc.run_id = " in sql
+    assert "LEFT OUTER JOIN run_enrichment AS co ON co.run_id = " in sql
+    assert "CASE WHEN (pc.as_of IS NULL) THEN co.as_of" in sql
+    assert "staged_rows.line_number IN (__[POSTCOMPILE_line_number_1])" in sql
+    assert len(_COLUMNS) == len(suppliers.columns)  # every column of suppliers is written

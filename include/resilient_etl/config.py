@@ -117,7 +117,7 @@ class SharedStateConfig(_Strict):
 
 
 class BreakerConfig(_Strict):
-    """One API's circuit breaker (see :class:`resilient_etl.resilience.breaker.BreakerPolicy`)."""
+    """One API's circuit breaker (see :class:`resilient_etl.resilience.breaker_policy.BreakerPolicy`)."""
 
     fail_max: int = Field(5, ge=1, le=1000)
     failure_rate_threshold: float = Field(0.5, gt=0, le=1)
@@ -133,7 +133,7 @@ class BreakersConfig(_Strict):
 
     def policy(self, name: str) -> Any:
         """Return the :class:`BreakerPolicy` for ``postcodes_io`` or ``companies_house``."""
-        from resilient_etl.resilience.breaker import BreakerPolicy
+        from resilient_etl.resilience.breaker_policy import BreakerPolicy
 
         c: BreakerConfig = getattr(self, name)
         return BreakerPolicy(

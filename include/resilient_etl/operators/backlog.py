@@ -8,7 +8,7 @@ from resilient_etl.operators.enrich import ApiEnrichmentOperator
 from resilient_etl.pipeline.backlog import reenrich_backlog
 
 if TYPE_CHECKING:
-    from resilient_etl.resilience.breaker import BreakerPolicy
+    from resilient_etl.resilience.breaker_policy import BreakerPolicy
 
 
 class ReenrichBacklogOperator(ApiEnrichmentOperator):

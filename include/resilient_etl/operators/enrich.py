@@ -11,7 +11,8 @@ from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.resilience.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from resilient_etl.resilience.breaker import BreakerPolicy, SharedCircuitBreaker
+    from resilient_etl.resilience.breaker import SharedCircuitBreaker
+    from resilient_etl.resilience.breaker_policy import BreakerPolicy
 
 
 class ApiEnrichmentOperator(WarehouseOperator):

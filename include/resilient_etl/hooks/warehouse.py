@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from airflow.sdk.bases.hook import BaseHook
@@ -131,6 +132,17 @@ def mssql_merge_sql(table: Table, key_columns: Sequence[str], columns: Sequence[
     )
 
 
+@lru_cache(maxsize=32)
+def _upsert_from_select_statement(dialect: str, table: Table, columns: tuple[str, ...], source: Select, key_columns: tuple[str, ...]) -> Any:
+    # one statement object per source: SQLAlchemy then reuses its compiled form on every execution
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(table).from_select(list(columns), source)
+    return stmt.on_conflict_do_update(
+        index_elements=list(key_columns),
+        set_={c: stmt.excluded[c] for c in columns if c not in key_columns},
+    )
+
+
 class WarehouseHook(BaseHook):
     """
     Interact with the warehouse through SQLAlchemy: schema, transactions, savepoints, upserts.
@@ -233,7 +245,13 @@ class WarehouseHook(BaseHook):
         return len(rows)
 
     def upsert_from_select(
-        self, conn: Connection, table: Table, columns: Sequence[str], source: Select, key_columns: Sequence[str]
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        source: Select,
+        key_columns: Sequence[str],
+        params: dict[str, Any] | None = None,
     ) -> None:
         """
         Insert the rows of ``source`` into ``table`` inside the database, updating rows whose key exists.
@@ -246,18 +264,13 @@ class WarehouseHook(BaseHook):
         :param columns: the target columns, in the order ``source`` selects them
         :param source: the SELECT producing the rows
         :param key_columns: the columns that identify a row
+        :param params: bind parameters of ``source``
         """
         name = conn.dialect.name
         if name == "mssql":
-            self.upsert(conn, table, [dict(zip(columns, r)) for r in conn.execute(source)], key_columns)
+            self.upsert(conn, table, [dict(zip(columns, r)) for r in conn.execute(source, params or {})], key_columns)
             return
-        insert = pg_insert if name == "postgresql" else sqlite_insert
-        stmt = insert(table).from_select(list(columns), source)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(key_columns),
-            set_={c: stmt.excluded[c] for c in columns if c not in key_columns},
-        )
-        conn.execute(stmt)
+        conn.execute(_upsert_from_select_statement(name, table, tuple(columns), source, tuple(key_columns)), params or {})
 
     def test_connection(self) -> tuple[bool, str]:
         """Run ``SELECT 1`` on the warehouse."""

@@ -19,11 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from functools import lru_cache
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, DateTime, Select, String, and_, case, func, insert, literal, select
+from sqlalchemy import Connection, DateTime, Select, String, and_, bindparam, case, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from resilient_etl import chaos
@@ -132,10 +133,17 @@ _ENRICHED = tuple(c.name for c in suppliers.columns if c.name.startswith(("pc_",
 _COLUMNS = (*_STAGED, *_ENRICHED, "enrichment_status", "enrichment_as_of", "source_file", "source_line", "run_id", "loaded_at")
 
 
-def _rows_select(*, run_id: str, source_file: str, lines: list[int], status: str, now: dt.datetime) -> Select:
-    """The SELECT producing ``suppliers`` rows for some staged lines: staged values + both enrichments."""
+@lru_cache(maxsize=1)
+def rows_select() -> Select:
+    """
+    The SELECT producing ``suppliers`` rows for some staged lines: staged values + both enrichments.
+
+    Built once with bind parameters (``run_id``, ``source_file``, ``lines``, ``status``,
+    ``loaded_at``), so every chunk and every isolation try reuses SQLAlchemy's compiled form.
+    """
     s = staged_rows
     pc, co = run_enrichment.alias("pc"), run_enrichment.alias("co")
+    run_id = bindparam("run_id", type_=String)
     as_of = case(
         (pc.c.as_of.is_(None), co.c.as_of),
         (co.c.as_of.is_(None), pc.c.as_of),
@@ -146,19 +154,19 @@ def _rows_select(*, run_id: str, source_file: str, lines: list[int], status: str
         select(
             *(s.c[c] for c in _STAGED),
             *((pc if c.startswith("pc_") else co).c[c] for c in _ENRICHED),
-            literal(status, String).label("enrichment_status"),
+            bindparam("status", type_=String).label("enrichment_status"),
             as_of.label("enrichment_as_of"),
             s.c.source_file,
             s.c.line_number,
-            literal(run_id, String).label("run_id"),
-            literal(now, DateTime(timezone=True)).label("loaded_at"),
+            run_id.label("run_id"),
+            bindparam("loaded_at", type_=DateTime(timezone=True)).label("loaded_at"),
         )
         .select_from(
             s.outerjoin(pc, and_(pc.c.run_id == run_id, pc.c.kind == "postcode", pc.c.lookup_key == s.c.postcode)).outerjoin(
                 co, and_(co.c.run_id == run_id, co.c.kind == "company", co.c.lookup_key == s.c.company_number)
             )
         )
-        .where(s.c.run_id == run_id, s.c.source_file == source_file, s.c.line_number.in_(lines))
+        .where(s.c.run_id == run_id, s.c.source_file == bindparam("source_file"), s.c.line_number.in_(bindparam("lines", expanding=True)))
     )
 
 
@@ -170,8 +178,8 @@ def _try_upsert(warehouse: WarehouseHook, conn: Connection, items: list[_Item], 
     try:
         with conn.begin_nested():
             for status, lines in by_status.items():
-                source = _rows_select(run_id=run_id, source_file=items[0].row.source_file, lines=lines, status=status, now=now)
-                warehouse.upsert_from_select(conn, suppliers, _COLUMNS, source, ["supplier_id"])
+                params = {"run_id": run_id, "source_file": items[0].row.source_file, "lines": lines, "status": status, "loaded_at": now}
+                warehouse.upsert_from_select(conn, suppliers, _COLUMNS, rows_select(), ["supplier_id"], params)
     except DBAPIError as exc:
         if not is_row_error(exc):
             raise
@@ -182,14 +190,25 @@ def _try_upsert(warehouse: WarehouseHook, conn: Connection, items: list[_Item], 
 def _isolate(
     warehouse: WarehouseHook, conn: Connection, items: list[_Item], error: DBAPIError, *, group_size: int, run_id: str, now: dt.datetime
 ) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
-    """Find the bad rows of ``items`` (which failed with ``error``): re-send them in groups, recurse into failing ones."""
-    if len(items) == 1:
+    """
+    Find the bad rows of ``items`` (which failed with ``error``): re-run the statement over groups of
+    them, recursing into failing groups with halves.
+
+    ``items`` is known to hold a bad row, so when every group before the last succeeded the last one
+    must fail: a last group of several rows is split without being tried (one statement saved per
+    level). A single row is always tried: no row is quarantined without a failure of its own.
+    """
+    if len(items) == 1:  # tried on its own (groups of one are never inferred): the error is its own
         return [], [(items[0], error)]
     loaded: list[_Item] = []
     rejected: list[tuple[_Item, DBAPIError]] = []
-    for start in range(0, len(items), group_size):
+    starts = range(0, len(items), group_size)
+    for index, start in enumerate(starts):
         group = items[start : start + group_size]
-        failure = _try_upsert(warehouse, conn, group, run_id=run_id, now=now)
+        if index == len(starts) - 1 and not rejected and len(group) > 1:
+            failure: DBAPIError | None = error  # the bad row must be here
+        else:
+            failure = _try_upsert(warehouse, conn, group, run_id=run_id, now=now)
         if failure is None:
             loaded += group
         else:

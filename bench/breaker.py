@@ -88,7 +88,7 @@ def _hammer(url: str, seconds: float, reset_timeout: float, ready: Any, go: Any,
     store = RedisBreakerStore(redis.Redis.from_url(REDIS_URL))
     breaker = SharedCircuitBreaker(BreakerPolicy(name="outage", fail_max=3, reset_timeout=reset_timeout), store)
     hook = CompaniesHouseHook(retry_policy=ONCE)
-    hook.session
+    _ = hook.session  # resolve the connection before the start line
     ready.put(1)
     go.wait()
     stop_at = time.time() + seconds

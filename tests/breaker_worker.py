@@ -25,7 +25,7 @@ def main() -> None:
     store = breaker_store(kind, warehouse=WarehouseHook(), redis_conn_id="breaker_store")
     breaker = SharedCircuitBreaker(POLICY, store)
     hook = CompaniesHouseHook(retry_policy=RetryPolicy(dependency="companies_house", max_attempts=1))
-    hook.session  # resolve the connection before the start line
+    _ = hook.session  # resolve the connection before the start line
     store.read(POLICY.name)
     print("ready", flush=True)
     sys.stdin.readline()

@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from conftest import PG_HOST, PG_PORT, PG_USER
+from conftest import PG_HOST, PG_PORT
 from resilient_etl.errors import ApiServerError, WarehouseUnavailableError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook

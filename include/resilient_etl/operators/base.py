@@ -48,3 +48,24 @@ class WarehouseOperator(BaseOperator):
 def folder(override: str | None, default: str | Path) -> Path:
     """Return the override folder when given (a trigger-form param), else the configured one."""
     return Path(override) if override and override.strip() and override != "None" else Path(default)
+
+
+class LandingOperator(WarehouseOperator):
+    """
+    A pipeline operator that reads the landing folder, which a trigger may override for one run.
+
+    :param default_landing_dir: the configured landing folder
+    :param landing_dir: a one-off override (templated, e.g. ``{{ params.landing_dir }}``; empty = configured)
+    """
+
+    template_fields: Sequence[str] = (*WarehouseOperator.template_fields, "landing_dir")
+
+    def __init__(self, *, default_landing_dir: str | Path, landing_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.default_landing_dir = str(default_landing_dir)
+        self.landing_dir = landing_dir
+
+    @property
+    def landing(self) -> Path:
+        """Return the landing folder in force for this run (after templating)."""
+        return folder(self.landing_dir, self.default_landing_dir)

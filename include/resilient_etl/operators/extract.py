@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from resilient_etl.operators.base import WarehouseOperator, folder
+from resilient_etl.operators.base import LandingOperator
 from resilient_etl.pipeline.extract import extract
 
 
-class ExtractSuppliersOperator(WarehouseOperator):
+class ExtractSuppliersOperator(LandingOperator):
     """
     Stage every supplier CSV in the landing folder; move unreadable files to rejected/.
 
-    :param default_landing_dir: the configured landing folder
     :param rejected_dir: the configured rejected folder
-    :param landing_dir: a one-off override of the landing folder (templated; empty = configured)
     """
 
-    template_fields: Sequence[str] = (*WarehouseOperator.template_fields, "landing_dir")
-
-    def __init__(
-        self, *, default_landing_dir: str | Path, rejected_dir: str | Path, landing_dir: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, rejected_dir: str | Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.default_landing_dir = str(default_landing_dir)
         self.rejected_dir = str(rejected_dir)
-        self.landing_dir = landing_dir
 
     def execute(self, context: Any) -> dict[str, Any]:
-        landing = folder(self.landing_dir, self.default_landing_dir)
+        landing = self.landing
         self.log.info("Extracting from %s", landing)
         self.warehouse.ensure_schema()
         summary = extract(

@@ -56,29 +56,19 @@ def set_lines_status(conn: Connection, *, run_id: str, lines: Sequence[tuple[str
             )
 
 
-def set_status(conn: Connection, *, run_id: str, updates: Sequence[dict[str, Any]]) -> None:
+def mark_valid(conn: Connection, *, run_id: str, rows: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
     """
-    Set staged rows' status (and clean data) in one executemany.
+    Mark staged rows ``valid`` and write their validated values to the typed columns (one executemany).
 
-    :param updates: dicts with ``f`` (file), ``l`` (line), ``s`` (status) and optionally ``clean``: the
-        validated record, whose values are written to the staged row's typed columns
+    :param rows: (file, line, clean record) for each row
     """
-    if not updates:
+    if not rows:
         return
-    with_clean = [
-        {"f": u["f"], "l": u["l"], "s": u["s"], **{f"v_{k}": v for k, v in u["clean"].items()}} for u in updates if "clean" in u
-    ]
-    plain = [u for u in updates if "clean" not in u]
-    where = (
-        (staged_rows.c.run_id == run_id)
-        & (staged_rows.c.source_file == bindparam("f"))
-        & (staged_rows.c.line_number == bindparam("l"))
+    t = staged_rows
+    columns = list(rows[0][2])
+    conn.execute(
+        update(t)
+        .where(t.c.run_id == run_id, t.c.source_file == bindparam("f"), t.c.line_number == bindparam("l"))
+        .values(status="valid", **{c: bindparam(f"v_{c}") for c in columns}),
+        [{"f": f, "l": line, **{f"v_{k}": v for k, v in clean.items()}} for f, line, clean in rows],
     )
-    if plain:
-        conn.execute(update(staged_rows).where(where).values(status=bindparam("s")), list(plain))
-    if with_clean:
-        columns = [k[2:] for k in with_clean[0] if k.startswith("v_")]
-        conn.execute(
-            update(staged_rows).where(where).values(status=bindparam("s"), **{c: bindparam(f"v_{c}") for c in columns}),
-            with_clean,
-        )

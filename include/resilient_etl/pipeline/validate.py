@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from resilient_etl.normalise import normalise_company_number, normalise_postcode
 from resilient_etl.pipeline.files import reject_file
-from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_lines_status, set_status
+from resilient_etl.pipeline.staging import Quarantined, mark_valid, quarantine_rows, set_lines_status
 from resilient_etl.quality import evaluate, rule_of
 from resilient_etl.schema import quality_results, staged_rows
 
@@ -178,7 +178,7 @@ def _validate_file(warehouse: WarehouseHook, *, run_id: str, source_file: str, r
             bad.append(Quarantined(row.source_file, row.line_number, row.raw_row, errors[0].category, "; ".join(e.detail for e in errors)))
             continue
         file_ids.add(clean["supplier_id"])
-        valid.append({"f": row.source_file, "l": row.line_number, "s": "valid", "clean": typed(clean)})
+        valid.append((row.source_file, row.line_number, typed(clean)))
     quality = None
     if thresholds is not None:
         quality = evaluate(source_file, rows_checked=len(rows), broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds)
@@ -195,7 +195,7 @@ def _validate_file(warehouse: WarehouseHook, *, run_id: str, source_file: str, r
         if failed:
             set_lines_status(conn, run_id=run_id, lines=[(r.source_file, r.line_number) for r in rows], status="rejected")
         else:
-            set_status(conn, run_id=run_id, updates=valid)
+            mark_valid(conn, run_id=run_id, rows=valid)
             quarantine_rows(conn, run_id=run_id, stage="validate", rows=bad)
     if failed:
         assert quality is not None

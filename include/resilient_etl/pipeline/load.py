@@ -5,8 +5,9 @@ Load: upsert the run's enriched rows into ``suppliers`` in batches.
   a savepoint (``begin_nested``) as one ``INSERT … SELECT … ON CONFLICT`` from the staged rows and
   their enrichment: the rows never leave the database. A chunk that fails on a row's data
   (constraint, bad or overlong value) is rolled back to its savepoint and its bad rows are isolated
-  (the same statement over groups, then halves, of its lines, each under a savepoint): the rows the
-  database rejects go to quarantine with the database's error, the good ones load.
+  (the same statement over groups of its lines sized by generalized binary splitting, then over
+  halves of a failing group, each under a savepoint): the rows the database rejects go to
+  quarantine with the database's error, the good ones load.
 * A chunk's checkpoint row (``etl_checkpoints``) and its staged rows' new status commit with the
   chunk's data, so a retried or cleared task resumes after the last committed chunk, exactly once.
 * A critical error (connection lost, deadlock, disk full) rolls the whole batch back (no reader ever
@@ -19,18 +20,33 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from functools import lru_cache
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, DateTime, Select, String, and_, bindparam, case, func, insert, select
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.exc import DBAPIError
 
 from resilient_etl import chaos
 from resilient_etl.errors import QuarantineThresholdError
 from resilient_etl.hooks.warehouse import db_error, is_row_error
-from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_lines_status
+from resilient_etl.pipeline.staging import (
+    Quarantined,
+    quarantine_rows,
+    set_lines_status,
+)
 from resilient_etl.resilience.retry import Retrier, RetryPolicy
 from resilient_etl.schema import etl_checkpoints, run_enrichment, staged_rows, suppliers
 
@@ -38,6 +54,7 @@ if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook
 
 log = logging.getLogger(__name__)
+MAX_GROUP = 16
 _RANK = {"live": 0, "cached": 1, "fallback": 2, "pending": 3}
 
 
@@ -187,53 +204,92 @@ def _try_upsert(warehouse: WarehouseHook, conn: Connection, items: list[_Item], 
     return None
 
 
-def _isolate(
-    warehouse: WarehouseHook, conn: Connection, items: list[_Item], error: DBAPIError, *, group_size: int, run_id: str, now: dt.datetime
-) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
+def group_size(pool: int, expected_bad: float) -> int:
     """
-    Find the bad rows of ``items`` (which failed with ``error``): re-run the statement over groups of
-    them, recursing into failing groups with halves.
+    Size of the next group to try out of ``pool`` rows expected to hold ``expected_bad`` bad ones.
 
-    ``items`` is known to hold a bad row, so when every group before the last succeeded the last one
-    must fail: a last group of several rows is split without being tried (one statement saved per
-    level). A single row is always tried: no row is quarantined without a failure of its own.
+    Hwang's generalized binary splitting: a group of 2^floor(log2((n - d + 1) / d)) rows, so a clean
+    group loads many rows in one statement and a failing one costs log2 of its size to find its bad
+    row; with no more rows than 2d - 2 left, rows are tried one by one. Capped at ``MAX_GROUP``:
+    the database works through a failing group's rows up to the bad one, so large failing groups cost
+    more than the statements they save (measured: a try costs ~0.8 ms + ~0.06 ms per row).
     """
-    if len(items) == 1:  # tried on its own (groups of one are never inferred): the error is its own
-        return [], [(items[0], error)]
-    loaded: list[_Item] = []
-    rejected: list[tuple[_Item, DBAPIError]] = []
-    starts = range(0, len(items), group_size)
-    for index, start in enumerate(starts):
-        group = items[start : start + group_size]
-        if index == len(starts) - 1 and not rejected and len(group) > 1:
-            failure: DBAPIError | None = error  # the bad row must be here
-        else:
-            failure = _try_upsert(warehouse, conn, group, run_id=run_id, now=now)
-        if failure is None:
-            loaded += group
-        else:
-            ok, bad = _isolate(warehouse, conn, group, failure, group_size=(len(group) + 1) // 2, run_id=run_id, now=now)
-            loaded += ok
-            rejected += bad
-    return loaded, rejected
+    d = max(1, round(expected_bad))
+    if pool <= 2 * d - 2:
+        return 1
+    return min(MAX_GROUP, 2 ** int(math.log2((pool - d + 1) / d)))
 
 
-def _upsert_isolating(
-    warehouse: WarehouseHook, conn: Connection, items: list[_Item], *, run_id: str, now: dt.datetime
-) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
-    """
-    Upsert a chunk under a savepoint; when the database rejects a row, isolate the bad rows.
+@dataclass
+class _Isolation:
+    """Bad-row isolation over one chunk: the loader's tries and the running estimate of bad rows."""
 
-    Isolation runs the statement again over about sqrt(n) groups of the chunk's lines, each under its
-    own savepoint, and halves only a failing group: for a chunk of 500 with a few bad rows that is ~23
-    group statements and ~2 log2(22) ~ 9 small ones per bad row.
+    warehouse: WarehouseHook
+    conn: Connection
+    run_id: str
+    now: dt.datetime
+    seen: int = 0  # rows decided in this batch's failing chunks, for the share estimate
+    bad: int = 0
 
-    :return: (items loaded, [(item rejected, its database error)])
-    """
-    error = _try_upsert(warehouse, conn, items, run_id=run_id, now=now)
-    if error is None:
-        return items, []
-    return _isolate(warehouse, conn, items, error, group_size=max(1, math.isqrt(len(items))), run_id=run_id, now=now)
+    def attempt(self, items: list[_Item]) -> DBAPIError | None:
+        return _try_upsert(self.warehouse, self.conn, items, run_id=self.run_id, now=self.now)
+
+    def upsert(self, items: list[_Item]) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
+        """
+        Upsert a chunk under a savepoint; when the database rejects a row, isolate the bad rows.
+
+        :return: (items loaded, [(item rejected, its database error)])
+        """
+        error = self.attempt(items)
+        if error is None:
+            return items, []
+        return self.run(items, error)
+
+    def run(self, items: list[_Item], error: DBAPIError) -> tuple[list[_Item], list[tuple[_Item, DBAPIError]]]:
+        """
+        Find the bad rows of ``items`` (which failed together with ``error``).
+
+        Groups sized by :func:`group_size` from the share of bad rows seen so far in the batch; a
+        failing group is halved until one bad row is left (a passing first half means the bad row is
+        in the other half, which is not tried as a whole); the rows after it go back to the pool.
+        A single row is always tried on its own: no row is quarantined without a failure of its own.
+        """
+        loaded: list[_Item] = []
+        rejected: list[tuple[_Item, DBAPIError]] = []
+        share = max(self.bad, 1) / (self.seen + len(items))
+        pool = list(items)
+        known: DBAPIError | None = error  # the whole pool is known to fail with this
+        while pool:
+            group, rest = _split(pool, group_size(len(pool), share * len(pool)))
+            failure = known if not rest and len(group) > 1 else self.attempt(group)
+            known = None
+            if failure is None:
+                loaded += group
+                pool = rest
+                continue
+            alone = len(group) == 1
+            while len(group) > 1:  # one bad row of a failing group, by halves
+                half, other = _split(group, len(group) // 2)
+                half_failure = self.attempt(half)
+                if half_failure is None:  # the bad row is in the other half: not tried as a whole
+                    loaded += half
+                    group, alone = other, False
+                else:
+                    group, failure, rest, alone = half, half_failure, other + rest, len(half) == 1
+            if not alone:
+                failure = self.attempt(group)
+            if failure is None:  # it failed only together with other rows, and loaded on its own
+                loaded += group
+            else:
+                rejected.append((group[0], failure))
+                self.bad += 1
+            pool = rest
+        self.seen += len(items)
+        return loaded, rejected
+
+
+def _split(items: list[_Item], size: int) -> tuple[list[_Item], list[_Item]]:
+    return items[:size], items[size:]
 
 
 def _db_detail(exc: DBAPIError) -> str:
@@ -268,10 +324,11 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_
             .group_by(c.source_file)
         ).all()
     )
+    isolation = _Isolation(warehouse, conn, run_id, now)
     for source_file, items in by_file.items():
         for start in range(0, len(items), chunk_size):
             chunk = items[start : start + chunk_size]
-            loaded, rejected = _upsert_isolating(warehouse, conn, chunk, run_id=run_id, now=now)
+            loaded, rejected = isolation.upsert(chunk)
             for outcome in ("loaded", "pending"):
                 lines = [(i.row.source_file, i.row.line_number) for i in loaded if i.outcome == outcome]
                 if lines:

@@ -15,6 +15,10 @@ only when more than `fallback.max_non_live_share` of its lookups are not live.
 **Trigger form**: `full_refresh` restages files this run already staged (a plain clear resumes);
 `landing_dir` reads a one-off folder instead of the configured landing folder.
 
+Failures are classified (`docs/error-classification.md`) and alerted by severity (e-mail, Slack),
+deduplicated into `incidents`; a run late past `deadlines.dag_run` raises deadline alerts, a task
+past `deadlines.tasks` a soft-deadline alert.
+
 Settings come from `config/resilience.yaml` (or `$RESILIENT_ETL_CONFIG`); a bad value fails this
 file's import with the field named.
 """
@@ -26,28 +30,19 @@ import datetime as dt
 from airflow.sdk import DAG, Param
 
 from resilient_etl.config import get_config
+from resilient_etl.dag_defaults import default_args as default_args_from
+from resilient_etl.notifications.alerts import RecoveryNotifier
+from resilient_etl.notifications.deadline import dag_run_deadlines
 from resilient_etl.operators.backlog import ReenrichBacklogOperator
 from resilient_etl.operators.enrich import EnrichCompaniesOperator, EnrichPostcodesOperator
 from resilient_etl.operators.extract import ExtractSuppliersOperator
 from resilient_etl.operators.load import LoadSuppliersOperator
 from resilient_etl.operators.reconcile import ReconcileRunOperator
 from resilient_etl.operators.validate import ValidateSuppliersOperator
-from resilient_etl.resilience.task_policy import task_retry_policy
 
 cfg = get_config()
 
-default_args = {
-    "owner": cfg.dag.owner,
-    "retries": cfg.dag.retries,
-    "retry_delay": dt.timedelta(seconds=cfg.dag.retry_delay_seconds),
-    "retry_exponential_backoff": cfg.dag.retry_exponential_backoff,
-    "max_retry_delay": dt.timedelta(seconds=cfg.dag.max_retry_delay_seconds),
-    "execution_timeout": dt.timedelta(minutes=cfg.dag.execution_timeout_minutes),
-    # Airflow 3.3 retry policy from the error taxonomy: permanent errors fail at once, retries unused.
-    "retry_policy": task_retry_policy(),
-    "warehouse_conn_id": cfg.warehouse.conn_id,
-    "database_retry_policy": cfg.retry.policy("database"),
-}
+default_args = default_args_from(cfg)
 shared = {
     "shared_store": cfg.shared_state.store,
     "redis_conn_id": cfg.shared_state.redis_conn_id,
@@ -63,6 +58,10 @@ with DAG(
     doc_md=__doc__,
     tags=cfg.dag.tags,
     default_args=default_args,
+    # Tiered Deadline Alerts (warn, then page) from the run's queue time; the run's own deadline
+    # incidents resolve when it succeeds.
+    deadline=dag_run_deadlines(cfg.deadlines.dag_run) if cfg.deadlines.dag_run_alerts else None,
+    on_success_callback=RecoveryNotifier(),
     params={
         "full_refresh": Param(False, type="boolean", description="Restage files this run already staged."),
         "landing_dir": Param(

@@ -17,7 +17,7 @@ from airflow.sdk import DAG, Param
 
 from resilient_etl.config import get_config
 from resilient_etl.operators.sql import SavepointSQLOperator
-from resilient_etl.resilience.task_policy import task_retry_policy
+from resilient_etl.dag_defaults import default_args
 
 cfg = get_config()
 
@@ -30,14 +30,7 @@ with DAG(
     doc_md=__doc__,
     tags=[*cfg.dag.tags, "maintenance"],
     render_template_as_native_obj=True,  # the cutoff binds as a timestamp, not a string
-    default_args={
-        "owner": cfg.dag.owner,
-        "retries": cfg.dag.retries,
-        "retry_delay": dt.timedelta(seconds=cfg.dag.retry_delay_seconds),
-        "retry_policy": task_retry_policy(),
-        "warehouse_conn_id": cfg.warehouse.conn_id,
-        "database_retry_policy": cfg.retry.policy("database"),
-    },
+    default_args=default_args(cfg),
     params={"retention_days": Param(cfg.maintenance.retention_days, type="integer", minimum=1)},
 ) as dag:
     SavepointSQLOperator(

@@ -108,6 +108,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.project_dir).resolve(), rows=args.rows)
 
 
+def _cmd_classification(args: argparse.Namespace) -> int:
+    from resilient_etl.config import get_config
+    from resilient_etl.matrix_doc import DOC_PATH, render
+
+    text = render(get_config())
+    if args.write:
+        DOC_PATH.write_text(text, encoding="utf-8")
+        print(f"wrote {DOC_PATH}")
+        return 0
+    if args.check:
+        current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
+        if current != text:
+            print(f"{DOC_PATH} is stale: run `resilient-etl classification --write`", file=sys.stderr)
+            return 1
+        print(f"{DOC_PATH} is up to date")
+        return 0
+    print(text)
+    return 0
+
+
+def _cmd_incidents(args: argparse.Namespace) -> int:
+    from resilient_etl import incidents as store
+    from resilient_etl.notifications.alerts import Alerter
+
+    alerter = Alerter()
+    try:
+        if args.action == "list":
+            with alerter.warehouse.begin() as conn:
+                rows = store.active(conn)
+            for i in rows:
+                print(f"#{i.id}\t{i.status}\t{i.severity}\t{i.category}\t{i.dag_id}.{i.task_id or '*'}\t"
+                      f"x{i.occurrences}\tsince {i.first_seen_at:%Y-%m-%d %H:%M} UTC\tlevel {i.escalation_level}\t{i.detail or ''}")
+            if not rows:
+                print("no open incidents")
+            return 0
+        if args.id is None:
+            print(f"incidents {args.action}: an incident id is required", file=sys.stderr)
+            return 2
+        if args.action == "ack":
+            incident = alerter.acknowledge(args.id)
+        else:
+            incident = alerter.resolve(args.id, args.note)
+    except (LookupError, ValueError) as exc:
+        print(f"incidents {args.action}: {exc}", file=sys.stderr)
+        return 2
+    print(f"incident #{incident.id} {incident.status}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
     parser = argparse.ArgumentParser(prog="resilient-etl", description=__doc__)
@@ -142,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     breakers = sub.add_parser("breakers", help="print every circuit breaker's shared state (exit 1 unless all closed)")
     breakers.set_defaults(func=_cmd_breakers)
+
+    classification = sub.add_parser("classification", help="print (or --write, --check) docs/error-classification.md")
+    mode = classification.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="regenerate the file")
+    mode.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale")
+    classification.set_defaults(func=_cmd_classification)
+
+    incidents = sub.add_parser("incidents", help="list, acknowledge or resolve incidents")
+    incidents.add_argument("action", choices=["list", "ack", "resolve"])
+    incidents.add_argument("id", type=int, nargs="?")
+    incidents.add_argument("--note", help="resolution note, sent with the recovery message")
+    incidents.set_defaults(func=_cmd_incidents)
 
     demo = sub.add_parser("demo", help="run company_enrichment end to end on SQLite against the sandboxes")
     demo.add_argument("--project-dir", default=".", help="the repository (default: current directory)")

@@ -8,6 +8,7 @@ naming the field path and the offending value, so the DAG fails to import with t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from functools import lru_cache
@@ -15,9 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from resilient_etl.errors import ConfigError
+from resilient_etl.errors import Category, ConfigError, Severity
 
 CONFIG_ENV = "RESILIENT_ETL_CONFIG"
 ENVIRONMENT_ENV = "RESILIENT_ETL_ENV"  # dev | test | prod: merges config/resilience.<env>.yaml over the base
@@ -186,6 +187,119 @@ class MaintenanceConfig(_Strict):
     retention_days: int = Field(30, ge=1, le=3650)
 
 
+class MatrixEntryConfig(_Strict):
+    """One category's row of the classification matrix."""
+
+    severity: Severity
+    action: str = Field(min_length=1)  # the recommended action, in the alert
+    cause: str = Field(min_length=1)  # the likely cause, in the alert
+    runbook: str = Field(min_length=1, pattern=r"^[a-z0-9-]+$")  # section anchor in the runbook
+
+
+class _ClassificationBase(_Strict):
+    def entries(self) -> dict[str, MatrixEntryConfig]:
+        """Return the matrix as category value -> entry."""
+        return {c.value: getattr(self, c.value) for c in Category}
+
+
+# One required field per category: a category added to the taxonomy without a row fails the config.
+ClassificationConfig = create_model(
+    "ClassificationConfig",
+    __base__=_ClassificationBase,
+    **{c.value: (MatrixEntryConfig, ...) for c in Category},
+)
+
+
+class Person(_Strict):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    slack: str = Field(min_length=1)  # the handle mentioned in Slack alerts
+
+
+class OnCallConfig(_Strict):
+    """A rotation: each tier's list is walked one person per ``rotation_days`` from ``rotation_start``."""
+
+    rotation_start: dt.date
+    rotation_days: int = Field(7, ge=1, le=366)
+    people: dict[str, Person]
+    primary: list[str] = Field(min_length=1)
+    secondary: list[str] = Field(min_length=1)
+    lead: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_people(self) -> OnCallConfig:
+        for tier in ("primary", "secondary", "lead"):
+            for name in getattr(self, tier):
+                if name not in self.people:
+                    raise ValueError(f"{tier}: {name!r} is not in people")
+        return self
+
+
+class EscalationStep(_Strict):
+    after_minutes: float = Field(ge=0, le=10_080)  # since the incident opened, unacknowledged
+    tier: Literal["primary", "secondary", "lead"]
+
+
+class SeverityRoute(_Strict):
+    """Who hears of a failure of one severity, how, and how it escalates while unacknowledged."""
+
+    channels: list[Literal["email", "slack"]] = []
+    notify_retries: bool = False  # a retry is always logged; notified only when this is true
+    escalation: list[EscalationStep] = []
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeverityRoute:
+        minutes = [s.after_minutes for s in self.escalation]
+        if minutes != sorted(minutes):
+            raise ValueError("escalation steps must be in after_minutes order")
+        return self
+
+
+class RoutesConfig(_Strict):
+    SEV1: SeverityRoute
+    SEV2: SeverityRoute
+    SEV3: SeverityRoute
+    SEV4: SeverityRoute
+
+
+class AlertsConfig(_Strict):
+    """Alert channels and the on-call rotation (see :mod:`resilient_etl.alerting`)."""
+
+    email_conn_id: str = Field("smtp_default", min_length=1)
+    slack_conn_id: str = Field("slack_alerts", min_length=1)
+    from_email: str = Field("resilient-etl@localhost", pattern=r"^[^@\s]+@[^@\s]+$")
+    ui_base_url: str = Field("http://localhost:8080", pattern=r"^https?://")
+    runbook_url: str = Field(min_length=1)  # the runbook document; a category's section is appended as #anchor
+    escalation_schedule: str | None = "*/5 * * * *"  # DAG incident_escalation
+    routes: RoutesConfig
+    oncall: OnCallConfig
+
+
+class DeadlineTier(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    after_minutes: float = Field(gt=0, le=10_080)  # since the run was queued
+    severity: Severity
+
+
+class DeadlinesConfig(_Strict):
+    """Deadline Alerts on company_enrichment runs, and soft per-task deadlines (minutes)."""
+
+    # `airflow dags test` crashes on DAGs with Deadline Alerts (Airflow 3.3.2): the demo and the
+    # dag.test-based tests turn them off; the scheduler wires them everywhere else.
+    dag_run_alerts: bool = True
+    dag_run: list[DeadlineTier] = []
+    tasks: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _valid(self) -> DeadlinesConfig:
+        names = [t.name for t in self.dag_run]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dag_run deadline names must be unique: {names}")
+        for task, minutes in self.tasks.items():
+            if not 0 < minutes <= 10_080:
+                raise ValueError(f"tasks.{task}: {minutes} minutes is outside (0, 10080]")
+        return self
+
+
 class ResilienceConfig(_Strict):
     """The whole file."""
 
@@ -200,6 +314,9 @@ class ResilienceConfig(_Strict):
     maintenance: MaintenanceConfig = MaintenanceConfig()
     quality: QualityConfig = QualityConfig()
     dag: DagConfig
+    classification: ClassificationConfig  # type: ignore[valid-type]
+    alerts: AlertsConfig
+    deadlines: DeadlinesConfig = DeadlinesConfig()
 
 
 def _describe(errors: list[dict[str, Any]]) -> tuple[str, str, Any]:

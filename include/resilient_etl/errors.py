@@ -8,8 +8,11 @@ of a message.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 
 class Category(StrEnum):
@@ -32,6 +35,15 @@ class Category(StrEnum):
     BREAKER_OPEN = "breaker_open"
     DEADLINE_MISSED = "deadline_missed"
     UNKNOWN = "unknown"
+
+
+class Severity(StrEnum):
+    """How urgent a failure is: SEV1 pages now, SEV4 is only recorded."""
+
+    SEV1 = "SEV1"
+    SEV2 = "SEV2"
+    SEV3 = "SEV3"
+    SEV4 = "SEV4"
 
 
 class ResilientEtlError(Exception):
@@ -247,3 +259,129 @@ class DataQualityError(ResilientEtlError):
     def __init__(self, message: str, *, files: dict[str, list[str]]) -> None:
         super().__init__(message)
         self.files = files  # file -> the rules it failed
+
+
+class DeadlineMissedError(ResilientEtlError):
+    """
+    A DAG run or a task is still running past its deadline (raised into alerts, never into the task).
+
+    :param scope: ``dag_run`` or ``task``
+    :param name: the deadline's name (``warn``, ``page``, or the task id for a soft task deadline)
+    :param limit_seconds: the allowed duration
+    """
+
+    category = Category.DEADLINE_MISSED
+
+    def __init__(self, message: str, *, scope: str, name: str, limit_seconds: float) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.name = name
+        self.limit_seconds = limit_seconds
+
+
+class MatrixEntry(Protocol):
+    """One row of the classification matrix (``classification.<category>`` in the config)."""
+
+    severity: Severity
+    action: str
+    cause: str
+    runbook: str
+
+
+@dataclass(frozen=True)
+class Classification:
+    """
+    What a failure is and what to do about it.
+
+    :param category: the failure's category
+    :param severity: SEV1 (page now) … SEV4 (record only)
+    :param transient: whether waiting and retrying can help
+    :param action: the recommended action
+    :param cause: the likely cause
+    :param runbook: the runbook section for the category
+    :param error_type: the exception's class name
+    """
+
+    category: Category
+    severity: Severity
+    transient: bool
+    action: str
+    cause: str
+    runbook: str
+    error_type: str
+
+
+
+def category_of(exc: BaseException) -> tuple[Category, bool]:
+    """
+    Return ``(category, transient)`` for any exception (a pure function of its type and data).
+
+    Typed errors carry both. Errors from outside the taxonomy are mapped by type: SQLAlchemy errors
+    through the warehouse's SQLSTATE typing, connection and timeout errors of the standard library
+    and requests, filesystem errors (a full disk, a missing or read-only folder), invalid configuration. Otherwise the
+    chain of causes is searched; what stays unknown is ``unknown`` and permanent (a safe default:
+    it is escalated, not retried blindly by our policy).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = _direct_category(current)
+        if found is not None:
+            return found
+        current = current.__cause__ or current.__context__
+    return Category.UNKNOWN, False
+
+
+def _direct_category(exc: BaseException) -> tuple[Category, bool] | None:
+    if isinstance(exc, ResilientEtlError):
+        return exc.category, exc.transient
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        from resilient_etl.hooks.warehouse import db_error
+
+        typed = db_error(exc)
+        return typed.category, typed.transient
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return Category.CONFIGURATION, False
+    module = type(exc).__module__
+    names = {c.__name__ for c in type(exc).__mro__}
+    if "AirflowTaskTimeout" in names or isinstance(exc, (TimeoutError, socket.timeout)) or "Timeout" in names:
+        return Category.TIMEOUT, True
+    if "AirflowNotFoundException" in names:  # a connection or variable that does not exist
+        return Category.CONFIGURATION, False
+    if isinstance(exc, ConnectionError) or (module.startswith("requests") and "ConnectionError" in names):
+        return Category.NETWORK, True
+    if isinstance(exc, OSError):
+        return Category.FILESYSTEM, False
+    return None
+
+
+def classify(exc: BaseException, matrix: Mapping[str, MatrixEntry] | None = None) -> Classification:
+    """
+    Classify a failure: category, severity, transient or permanent, recommended action.
+
+    A pure function of the exception and the matrix; the matrix defaults to ``classification`` in
+    the configuration (category -> severity, action, likely cause, runbook section).
+
+    :param exc: the exception
+    :param matrix: the classification matrix (default: the configured one)
+    """
+    if matrix is None:
+        from resilient_etl.config import get_config
+
+        matrix = get_config().classification.entries()
+    category, transient = category_of(exc)
+    entry = matrix[category.value]
+    return Classification(
+        category=category,
+        severity=Severity(entry.severity),
+        transient=transient,
+        action=entry.action,
+        cause=entry.cause,
+        runbook=entry.runbook,
+        error_type=type(exc).__name__,
+    )

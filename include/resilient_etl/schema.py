@@ -164,7 +164,9 @@ incidents = Table(
     Column("escalation_level", Integer, nullable=False, default=0),
     Column("status", String(12), nullable=False),
     Column("occurrences", Integer, nullable=False, default=1),
-    Column("detail", Text),
+    Column("run_id", String(250)),  # the run of the latest occurrence
+    Column("error_type", String(100)),
+    Column("detail", Text),  # the latest error, redacted
     Column("first_seen_at", DateTime(timezone=True), nullable=False),
     Column("last_seen_at", DateTime(timezone=True), nullable=False),
     Column("acknowledged_at", DateTime(timezone=True)),

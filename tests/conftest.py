@@ -31,6 +31,8 @@ os.environ.update(
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
+        # dag.test() crashes on DAGs with Deadline Alerts (Airflow 3.3.2); the scheduler test turns them on.
+        "RESILIENT_ETL__DEADLINES__DAG_RUN_ALERTS": "false",
     }
 )
 os.environ.pop("RESILIENT_ETL_CONFIG", None)
@@ -177,3 +179,16 @@ def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]):
         return caplog.text + "".join(seen)
 
     return text
+
+
+@pytest.fixture
+def alert_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, object]]:
+    """A real SMTP server and a Slack webhook endpoint on loopback, wired as ``smtp_default`` / ``slack_alerts``."""
+    from alert_sinks import SlackSink, SmtpSink
+
+    smtp, slack = SmtpSink().start(), SlackSink().start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(smtp.connection()))
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_ALERTS", json.dumps(slack.connection()))
+    yield smtp, slack
+    smtp.stop()
+    slack.stop()

@@ -419,6 +419,8 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
     file = Path(path) if path else config_path()
     data = _read_yaml(file)
     sources = [str(file)]
+    if not isinstance(data, dict):  # before any overlay could replace it
+        return parse_config(data, base_dir=file.resolve().parent, source=str(file))
     env_name = environ.get(ENVIRONMENT_ENV)
     if env_name:
         overlay_file = file.with_name(f"{file.stem}.{env_name}{file.suffix}")

@@ -1,0 +1,216 @@
+"""
+Alert routing end to end with real receivers: a real SMTP server (aiosmtpd) and a Slack webhook
+endpoint on loopback, incidents in a real warehouse (SQLite and PostgreSQL), a controllable clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select
+
+from resilient_etl import errors
+from resilient_etl.cli import main as cli
+from resilient_etl.config import get_config
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.notifications.alerts import Alerter, SoftDeadlineNotifier, stop_soft_deadline
+from resilient_etl.notifications.deadline import dag_run_deadline_missed
+from resilient_etl.schema import incidents
+
+T0 = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)  # rotation turn 46: primary alice, secondary bob, lead carol
+
+
+class Clock:
+    def __init__(self, now: dt.datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, minutes: float) -> None:
+        self.now += dt.timedelta(minutes=minutes)
+
+
+@pytest.fixture
+def alerter(sqlite_warehouse, alert_sinks):
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    clock = Clock()
+    return Alerter(get_config(), warehouse=hook, clock=clock), clock, alert_sinks[0], alert_sinks[1]
+
+
+def _failure(alerter: Alerter, exc: BaseException, task: str = "load", **kw):
+    return alerter.failure(exc, dag_id="company_enrichment", task_id=task, run_id="manual__1", try_number=3, max_tries=3, **kw)
+
+
+EXAMPLES = {
+    "network": errors.ApiConnectionError("connection reset", service="postcodes_io"),
+    "auth": errors.ApiAuthError("401 from Companies House", service="companies_house", status_code=401),
+    "database_unavailable": errors.DatabaseConnectionLostError("warehouse connection lost: OperationalError (SQLSTATE 57P01)"),
+    "rate_limit": errors.ApiRateLimitError("429", service="companies_house", status_code=429),
+    "data_quality": errors.DataQualityError("file broke invalid_postcode", files={"a.csv": ["invalid_postcode"]}),
+    "unknown": KeyError("surprise"),
+}
+
+
+@pytest.mark.parametrize("category", list(EXAMPLES))
+def test_each_category_is_routed_by_its_severity(alerter, category: str) -> None:
+    a, _, smtp, slack = alerter
+    incident, outcome = _failure(a, EXAMPLES[category])
+    assert outcome == "new" and incident.category == category
+    severity = get_config().classification.entries()[category].severity
+    route = getattr(get_config().alerts.routes, severity)
+    assert bool(smtp.messages) == ("email" in route.channels)
+    assert bool(slack.posts) == ("slack" in route.channels)
+    if smtp.messages:
+        mail = smtp.messages[0]
+        assert mail.to == ["alice@example.com"]  # primary on call this week
+        assert mail.subject.startswith(f"[{severity}] company_enrichment.load failed: {category}")
+        for needle in ("manual__1", "3 of 3", category, type(EXAMPLES[category]).__name__, "Likely cause", f"runbooks.md#"):
+            assert needle in mail.body
+        assert "/dags/company_enrichment/runs/manual__1/tasks/load" in mail.body
+    if slack.posts:
+        text = slack.texts()[0]
+        assert f"*{category}*" in text and "@alice" in text and "try 3 of 3" in text
+        assert slack.posts[0][2] == "/" + slack.TOKEN  # the webhook path, never in the message
+        assert slack.TOKEN not in text
+
+
+def test_a_repeat_updates_the_incident_instead_of_alerting_again(alerter) -> None:
+    a, clock, smtp, slack = alerter
+    exc = errors.ApiAuthError("401", service="companies_house", status_code=401)
+    outcomes = []
+    for _ in range(3):
+        outcomes.append(_failure(a, exc)[1])
+        clock.advance(1)
+    assert outcomes == ["new", "repeat", "repeat"]
+    assert len(smtp.messages) == 1 and len(slack.posts) == 1
+    with a.warehouse.begin() as conn:
+        row = conn.execute(select(incidents)).one()
+    assert row.occurrences == 3 and row.status == "open"
+    # another task, or another category, is another incident
+    assert _failure(a, exc, task="enrich_companies")[1] == "new"
+    assert _failure(a, errors.ApiClientError("400", service="companies_house", status_code=400))[1] == "new"
+    assert len(smtp.messages) == 3
+
+
+def test_escalation_follows_the_timeline_until_acknowledged_then_recovery(alerter, capsys) -> None:
+    a, clock, smtp, slack = alerter
+    incident, _ = _failure(a, errors.DatabaseConnectionLostError("warehouse connection lost"))  # SEV1
+    assert [m.to for m in smtp.messages] == [["alice@example.com"]]
+    clock.advance(10)
+    assert a.escalate() == []
+    clock.advance(6)  # 16 min: secondary
+    assert a.escalate() == [(incident.id, "secondary")]
+    assert smtp.messages[-1].to == ["bob@example.com"] and "escalated to secondary" in smtp.messages[-1].body
+    assert a.escalate() == []  # a step is taken once
+    clock.advance(15)  # 31 min: lead
+    assert a.escalate() == [(incident.id, "lead")]
+    assert smtp.messages[-1].to == ["carol@example.com"]
+
+    second, _ = _failure(a, errors.DiskFullError("database disk full"))  # SEV1, opened at 31 min
+    a.acknowledge(second.id)
+    clock.advance(20)
+    assert a.escalate() == []  # acknowledged: no escalation
+    sent = len(smtp.messages)
+    resolved = a.resolve(incident.id, "server restarted")
+    assert resolved.status == "resolved"
+    assert len(smtp.messages) == sent + 1
+    recovery = smtp.messages[-1]
+    assert recovery.subject.startswith("[RESOLVED]") and "server restarted" in recovery.body
+    assert set(recovery.to) == {"alice@example.com", "bob@example.com", "carol@example.com"}  # everyone who was paged
+    assert ":white_check_mark: RESOLVED" in slack.texts()[-1]
+    with pytest.raises(ValueError, match="already resolved"):
+        a.resolve(incident.id)
+
+
+def test_cli_lists_acknowledges_and_resolves(alerter, capsys) -> None:
+    a, _, smtp, slack = alerter
+    incident, _ = _failure(a, errors.ApiAuthError("401", service="companies_house", status_code=401))
+    assert cli(["incidents", "list"]) == 0
+    assert f"#{incident.id}\topen\tSEV2\tauth\tcompany_enrichment.load" in capsys.readouterr().out
+    assert cli(["incidents", "ack", str(incident.id)]) == 0
+    assert cli(["incidents", "ack", str(incident.id)]) == 2  # not open any more
+    assert "is acknowledged, not open" in capsys.readouterr().err
+    assert cli(["incidents", "resolve", str(incident.id), "--note", "key rotated"]) == 0
+    assert "key rotated" in slack.texts()[-1]
+    assert cli(["incidents", "resolve", "999"]) == 2
+
+
+def test_retries_are_logged_and_notified_only_when_the_route_asks(alerter, logs) -> None:
+    a, _, smtp, slack = alerter
+    a.retry(errors.ApiServerError("503", service="postcodes_io", status_code=503), dag_id="d", task_id="t", run_id="r",
+            try_number=1, max_tries=3)
+    assert smtp.messages == [] and slack.posts == []  # SEV3: notify_retries false
+    assert "Retry of d.t after try 1 of 3: upstream_5xx" in logs()
+    a.retry(errors.WarehouseUnavailableError("down"), dag_id="d", task_id="t", run_id="r", try_number=1, max_tries=3)
+    assert len(smtp.messages) == 1 and "up for retry" in smtp.messages[0].subject  # SEV1 asks for it
+
+
+def test_no_secret_reaches_a_message_or_the_incident(alerter, api_connections) -> None:
+    from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
+
+    a, _, smtp, slack = alerter
+    exc = errors.ApiAuthError(f"refused key {DEFAULT_API_KEY} at https://user:hunter22@api.example/x", service="companies_house")
+    _failure(a, exc)
+    everything = smtp.messages[0].body + smtp.messages[0].subject + "".join(slack.texts())
+    with a.warehouse.begin() as conn:
+        everything += conn.execute(select(incidents.c.detail)).scalar_one()
+    assert DEFAULT_API_KEY not in everything and "hunter22" not in everything
+    assert "***" in everything
+
+
+def test_smtp_down_still_posts_to_slack_and_logs_the_delivery_failure(alerter, logs) -> None:
+    a, _, smtp, slack = alerter
+    smtp.stop()
+    _failure(a, errors.ApiAuthError("401", service="companies_house", status_code=401))
+    assert len(slack.posts) == 1
+    assert "not delivered by email" in logs()
+
+
+def test_a_down_incident_store_still_alerts(alerter, monkeypatch) -> None:
+    a, _, smtp, slack = alerter
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x"}))
+    down = Alerter(get_config(), warehouse=WarehouseHook(retry_policy=get_config().retry.policy("database").__class__(
+        dependency="database", max_attempts=1, initial_wait=0.01, max_wait=0.01, max_elapsed=1)))
+    incident, outcome = down.failure(errors.WarehouseUnavailableError("warehouse down"), dag_id="d", task_id="t", run_id="r")
+    assert (incident, outcome) == (None, "unrecorded")
+    assert len(smtp.messages) == 1 and len(slack.posts) == 1
+
+
+def test_dag_run_deadline_tiers_warn_then_page(alerter) -> None:
+    """The Deadline Alert callback, called as the triggerer calls it (context + kwargs)."""
+    a, _, smtp, slack = alerter
+    context = {"dag_run": {"dag_id": "company_enrichment", "dag_run_id": "scheduled__x", "state": "running"},
+               "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"}}
+    warn = asyncio.run(dag_run_deadline_missed(deadline="warn", severity="SEV3", minutes=45, context=context))
+    assert warn.startswith("incident 1: new")
+    assert smtp.messages == [] and "missed a deadline: deadline_missed" in slack.texts()[0]
+    assert "45 min after it was queued" in slack.texts()[0]
+    page = asyncio.run(dag_run_deadline_missed(deadline="page", severity="SEV1", minutes=90, context=context))
+    assert page.startswith("incident 1: raised")  # same incident, now SEV1: e-mail and Slack
+    assert len(smtp.messages) == 1 and smtp.messages[0].subject.startswith("[SEV1]")
+    assert len(slack.posts) == 2
+
+
+def test_soft_task_deadline_alerts_while_the_task_keeps_running(alerter) -> None:
+    _, _, smtp, slack = alerter
+    ti = SimpleNamespace(dag_id="company_enrichment", task_id="load", run_id="manual__2", map_index=-1, log_url="http://x/log")
+    SoftDeadlineNotifier(minutes={"load": 0.01}).notify({"ti": ti})  # 0.6 s
+    deadline = time.monotonic() + 10
+    while not slack.posts and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert slack.posts, "no soft-deadline alert within 10 s"
+    assert "company_enrichment.load missed a deadline: deadline_missed" in slack.texts()[0]
+    assert "soft deadline of 0.01 min (it keeps running)" in slack.texts()[0]
+    # a task that finishes in time cancels its timer: nothing is sent
+    ti2 = SimpleNamespace(dag_id="company_enrichment", task_id="load", run_id="manual__3", map_index=-1, log_url="")
+    SoftDeadlineNotifier(minutes={"load": 0.01}).notify({"ti": ti2})
+    stop_soft_deadline({"ti": ti2})
+    time.sleep(1.2)
+    assert len(slack.posts) == 1

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from resilient_etl.errors import Classification, Severity
 from resilient_etl.schema import incidents
@@ -119,18 +120,21 @@ def record_failure(
         tier: the incident takes the new severity and alerts again)
     """
     key = dedup_key(dag_id, task_id, classification.category)
-    row = conn.execute(
-        select(incidents).where(incidents.c.dedup_key == key, incidents.c.status.in_(ACTIVE)).order_by(incidents.c.id.desc()).limit(1)
-    ).first()
+    query = select(incidents).where(incidents.c.dedup_key == key, incidents.c.status.in_(ACTIVE)).order_by(incidents.c.id.desc()).limit(1)
+    row = conn.execute(query).first()
     if row is None:
-        new_id = conn.execute(
-            insert(incidents).values(
-                dedup_key=key, dag_id=dag_id, task_id=task_id, category=classification.category, severity=classification.severity,
-                escalation_level=0, status="open", occurrences=1, run_id=run_id, error_type=classification.error_type, detail=detail,
-                first_seen_at=now, last_seen_at=now,
-            )
-        ).inserted_primary_key[0]
-        return get(conn, new_id), "new"
+        try:
+            with conn.begin_nested():
+                new_id = conn.execute(
+                    insert(incidents).values(
+                        dedup_key=key, dag_id=dag_id, task_id=task_id, category=classification.category, severity=classification.severity,
+                        escalation_level=0, status="open", occurrences=1, run_id=run_id, error_type=classification.error_type,
+                        detail=detail, first_seen_at=now, last_seen_at=now,
+                    )
+                ).inserted_primary_key[0]
+            return get(conn, new_id), "new"
+        except IntegrityError:  # another callback opened it a moment ago (unique active key): a repeat
+            row = conn.execute(query).one()
     current = _from_row(row)
     raised = _RANK[classification.severity] < _RANK[current.severity]
     values: dict[str, object] = {

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -172,6 +173,14 @@ incidents = Table(
     Column("acknowledged_at", DateTime(timezone=True)),
     Column("resolved_at", DateTime(timezone=True)),
     Index("ix_incidents_dedup_key", "dedup_key"),
+    # At most one active incident per key, even when two callbacks (a deadline's warn and page tiers
+    # in the triggerer, parallel task failures) record the same failure at the same moment.
+    Index(
+        "ux_incidents_active_key", "dedup_key", unique=True,
+        sqlite_where=text("status IN ('open', 'acknowledged')"),
+        postgresql_where=text("status IN ('open', 'acknowledged')"),
+        mssql_where=text("status IN ('open', 'acknowledged')"),
+    ),
 )
 
 # Quota pacing shared by every worker that uses the same API key (the key itself is never stored:

@@ -214,3 +214,30 @@ def test_soft_task_deadline_alerts_while_the_task_keeps_running(alerter) -> None
     stop_soft_deadline({"ti": ti2})
     time.sleep(1.2)
     assert len(slack.posts) == 1
+
+
+def test_simultaneous_failures_of_one_key_open_one_incident(pg_warehouse) -> None:
+    """Two callbacks recording the same failure at once (deadline tiers in the triggerer): one incident."""
+    import threading
+
+    from resilient_etl import incidents as store
+
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    c = errors.classify(errors.DeadlineMissedError("late", scope="dag_run", name="warn", limit_seconds=1), get_config().classification.entries())
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def record() -> None:
+        with hook.begin() as conn:
+            barrier.wait()
+            outcomes.append(store.record_failure(conn, dag_id="d", task_id=None, run_id="r", classification=c, detail="x", now=T0)[1])
+
+    threads = [threading.Thread(target=record) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["new", "repeat", "repeat", "repeat"]
+    with hook.begin() as conn:
+        assert conn.execute(select(incidents.c.occurrences)).scalars().all() == [4]

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from resilient_etl.config import DEFAULT_CONFIG_PATH
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.sandbox.data import write_sample_csv
-from resilient_etl.schema import pipeline_runs, quarantine, staged_rows, suppliers
+from resilient_etl.schema import incidents, pipeline_runs, quarantine, staged_rows, suppliers
 
 pytestmark = pytest.mark.airflow_run
 ROWS = 300
@@ -131,7 +131,7 @@ def test_transient_api_errors_are_retried_and_no_row_is_lost(airflow_db, api_con
     assert (run.rows_in, run.rows_loaded, run.rows_quarantined) == (ROWS, ROWS, 0)
 
 
-def test_permanent_error_fails_at_once_with_retries_unused(airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch) -> None:
+def test_permanent_error_fails_at_once_with_retries_unused(airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch, alert_sinks) -> None:
     from resilient_etl.localenv import connection_env
 
     env = connection_env(postcodes_url="", companies_url=api_connections.companies.url, api_key="revoked-key", warehouse={})
@@ -145,6 +145,16 @@ def test_permanent_error_fails_at_once_with_retries_unused(airflow_db, api_conne
     assert failed.try_number == 1 and failed.max_tries >= 1  # retries were available and not used
     assert tis["load"].state == "upstream_failed"
     assert (pipeline_config["landing"] / "suppliers.csv").exists()  # nothing archived
+    # the failure callback classified it (auth, SEV2: e-mail + Slack to the primary) and opened an incident
+    smtp, slack = alert_sinks
+    assert [m.subject for m in smtp.messages] == ["[SEV2] company_enrichment.enrich_companies failed: auth"]
+    assert len(slack.posts) == 1 and "*auth*" in slack.texts()[0] and f"run `{dag_run.run_id}`" in slack.texts()[0]
+    assert "try 1 of" in slack.texts()[0] and "revoked-key" not in smtp.messages[0].body + slack.texts()[0]
+    with WarehouseHook().begin() as conn:
+        opened = conn.execute(select(incidents)).all()
+    assert [(i.task_id, i.category, i.severity, i.status) for i in opened] == [("enrich_companies", "auth", "SEV2", "open")]
+    # the upstream tasks succeeded: nothing to recover, nothing sent for them
+    assert len(smtp.messages) == 1
 
 
 @pytest.mark.config(fallback={"max_non_live_share": 1.0}, breakers={"companies_house": {"fail_max": 2}})

@@ -157,6 +157,14 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_health(args: argparse.Namespace) -> int:
+    from resilient_etl.health import EXIT_CODES, check_health
+
+    doc = check_health()
+    print(json.dumps(doc, indent=2))
+    return EXIT_CODES[doc["status"]]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
     parser = argparse.ArgumentParser(prog="resilient-etl", description=__doc__)
@@ -191,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     breakers = sub.add_parser("breakers", help="print every circuit breaker's shared state (exit 1 unless all closed)")
     breakers.set_defaults(func=_cmd_breakers)
+
+    health = sub.add_parser("health", help="check every dependency; print application/health+json (exit 0 pass, 1 warn, 2 fail)")
+    health.set_defaults(func=_cmd_health)
 
     classification = sub.add_parser("classification", help="print (or --write, --check) docs/error-classification.md")
     mode = classification.add_mutually_exclusive_group()

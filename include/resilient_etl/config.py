@@ -300,6 +300,34 @@ class DeadlinesConfig(_Strict):
         return self
 
 
+class Limits(_Strict):
+    """A measurement's thresholds: beyond ``warn`` warns, beyond ``fail`` fails."""
+
+    warn: float = Field(ge=0)
+    fail: float = Field(ge=0)
+
+
+class HealthConfig(_Strict):
+    """Automated health checks (``resilient-etl health``, DAG ``pipeline_health``, ``/resilience/health``)."""
+
+    timeout_seconds: float = Field(5, gt=0, le=120)  # per check; a check that hangs fails at this
+    schedule: str | None = "*/10 * * * *"
+    airflow_api_url: str = Field("http://localhost:8080", pattern=r"^https?://")
+    latency_ms: Limits = Limits(warn=1000, fail=4000)  # above: warn / fail
+    free_space_mb: Limits = Limits(warn=1024, fail=256)  # below: warn / fail
+    rate_limit_headroom: Limits = Limits(warn=0.2, fail=0.05)  # share of the quota left, below: warn / fail
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthConfig:
+        if self.latency_ms.warn > self.latency_ms.fail:
+            raise ValueError("latency_ms: warn must not be above fail")
+        for name in ("free_space_mb", "rate_limit_headroom"):
+            limits = getattr(self, name)
+            if limits.warn < limits.fail:
+                raise ValueError(f"{name}: warn must not be below fail (less is worse)")
+        return self
+
+
 class ResilienceConfig(_Strict):
     """The whole file."""
 
@@ -317,6 +345,7 @@ class ResilienceConfig(_Strict):
     classification: ClassificationConfig  # type: ignore[valid-type]
     alerts: AlertsConfig
     deadlines: DeadlinesConfig = DeadlinesConfig()
+    health: HealthConfig = HealthConfig()
 
 
 def _describe(errors: list[dict[str, Any]]) -> tuple[str, str, Any]:

@@ -279,6 +279,36 @@ class DeadlineMissedError(ResilientEtlError):
         self.limit_seconds = limit_seconds
 
 
+class HealthCheckError(ResilientEtlError):
+    """
+    A health check found a component degraded (raised into alerts by ``pipeline_health``).
+
+    Its category is the component's: a warehouse check failing is ``database_unavailable``, a folder
+    ``filesystem``, an API ``network``.
+
+    :param component: the check's name
+    :param status: ``warn`` or ``fail``
+    """
+
+    transient = True
+    CATEGORIES: ClassVar[dict[str, Category]] = {
+        "warehouse": Category.DATABASE_UNAVAILABLE,
+        "folders": Category.FILESYSTEM,
+        "postcodes_io": Category.NETWORK,
+        "companies_house": Category.NETWORK,
+        "breakers": Category.BREAKER_OPEN,
+        "shared_state": Category.DATABASE_UNAVAILABLE,
+        "smtp": Category.NETWORK,
+        "airflow": Category.NETWORK,
+    }
+
+    def __init__(self, message: str, *, component: str, status: str) -> None:
+        super().__init__(message)
+        self.component = component
+        self.status = status
+        self.category = self.CATEGORIES.get(component, Category.UNKNOWN)  # type: ignore[misc]
+
+
 class MatrixEntry(Protocol):
     """One row of the classification matrix (``classification.<category>`` in the config)."""
 

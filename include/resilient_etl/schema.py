@@ -263,3 +263,14 @@ quality_results = Table(
     Column("verdict", String(4), nullable=False),  # pass | warn | fail
     Column("checked_at", DateTime(timezone=True), nullable=False),
 )
+
+# The latest health of each component (DAG pipeline_health): a change of status alerts or recovers.
+health_status = Table(
+    "health_status",
+    metadata,
+    Column("component", String(100), primary_key=True),
+    Column("status", String(4), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+    Column("output", Text),
+)

@@ -1,0 +1,307 @@
+"""
+Health of every dependency, as one ``application/health+json`` document (IETF draft
+``draft-inadarei-api-health-check``).
+
+:func:`check_health` runs every check in parallel, each in a daemon thread bounded by
+``health.timeout_seconds``: a dependency that hangs reports ``fail`` at its timeout (the thread is
+abandoned, never waited for), an exception inside a check becomes that check's ``fail`` with the
+error, never a crash of the report. The overall status is the worst of the checks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import smtplib
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from resilient_etl.config import Limits, ResilienceConfig
+
+MEDIA_TYPE = "application/health+json"
+PASS, WARN, FAIL = "pass", "warn", "fail"
+_ORDER = {PASS: 0, WARN: 1, FAIL: 2}
+EXIT_CODES = {PASS: 0, WARN: 1, FAIL: 2}
+
+
+@dataclass
+class Observation:
+    """One measurement of one component (an entry of the document's ``checks`` map)."""
+
+    component_id: str
+    component_type: str
+    status: str
+    observed_value: Any = None
+    observed_unit: str | None = None
+    output: str = ""
+    time: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"))
+
+    def as_json(self) -> dict[str, Any]:
+        doc = {"componentId": self.component_id, "componentType": self.component_type, "status": self.status, "time": self.time}
+        if self.observed_value is not None:
+            doc["observedValue"] = self.observed_value
+        if self.observed_unit:
+            doc["observedUnit"] = self.observed_unit
+        if self.output:
+            doc["output"] = self.output
+        return doc
+
+
+def above(value: float, limits: Limits) -> str:
+    """Status of a measurement where more is worse (latency)."""
+    return FAIL if value > limits.fail else WARN if value > limits.warn else PASS
+
+
+def below(value: float, limits: Limits) -> str:
+    """Status of a measurement where less is worse (free space, quota headroom)."""
+    return FAIL if value < limits.fail else WARN if value < limits.warn else PASS
+
+
+def worst(statuses: list[str]) -> str:
+    """Return the worst of ``statuses`` (``pass`` for none)."""
+    return max(statuses, key=_ORDER.__getitem__, default=PASS)
+
+
+# A check returns (check name -> observations): one component may yield several measurements.
+Check = Callable[[], dict[str, list[Observation]]]
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def warehouse_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from sqlalchemy import text
+
+        from resilient_etl.hooks.warehouse import WarehouseHook
+
+        hook = WarehouseHook(cfg.warehouse.conn_id)
+        started = time.perf_counter()
+        with hook.engine.connect() as conn:  # no retries: health reports now, it does not wait
+            conn.execute(text("SELECT 1"))
+        latency = _ms(started)
+        status = above(latency, cfg.health.latency_ms)
+        return {"warehouse:responseTime": [Observation(cfg.warehouse.conn_id, "datastore", status, latency, "ms", f"{hook.dialect}: SELECT 1")]}
+
+    return run
+
+
+def folders_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        access: list[Observation] = []
+        space: list[Observation] = []
+        for name in ("landing", "archive", "rejected"):
+            path = Path(getattr(cfg.paths, name))
+            if not path.is_dir():
+                access.append(Observation(name, "system", FAIL, output=f"{path} does not exist"))
+                continue
+            problems = [] if os.access(path, os.R_OK) else ["not readable"]
+            try:
+                with tempfile.NamedTemporaryFile(dir=path, prefix=".health-"):
+                    pass
+            except OSError as exc:
+                problems.append(f"not writable ({exc.strerror})")
+            access.append(Observation(name, "system", FAIL if problems else PASS, output=f"{path}: {', '.join(problems) or 'readable, writable'}"))
+            free_mb = round(shutil.disk_usage(path).free / 2**20, 1)
+            space.append(Observation(name, "system", below(free_mb, cfg.health.free_space_mb), free_mb, "MiB", str(path)))
+        return {"folders:access": access, "folders:freeSpace": space}
+
+    return run
+
+
+def _api_get(conn_id: str, endpoint: str, timeout: float, *, key_auth: bool) -> tuple[Any, float]:
+    import requests
+    from airflow.sdk.bases.hook import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    base = conn.host if "://" in (conn.host or "") else f"{conn.schema or 'https'}://{conn.host}"
+    auth = (conn.password or conn.login or "", "") if key_auth else None
+    started = time.perf_counter()
+    response = requests.get(f"{base.rstrip('/')}{endpoint}", auth=auth, timeout=timeout)
+    return response, _ms(started)
+
+
+def postcodes_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        conn_id = cfg.apis.postcodes_io.conn_id
+        response, latency = _api_get(conn_id, "/postcodes/SW1A1AA", cfg.health.timeout_seconds, key_auth=False)
+        # 404: the API answered (the sandbox's data set may not hold this postcode)
+        status = above(latency, cfg.health.latency_ms) if response.status_code in (200, 404) else FAIL
+        return {"postcodes_io:responseTime": [Observation(conn_id, "component", status, latency, "ms", f"HTTP {response.status_code}")]}
+
+    return run
+
+
+def companies_house_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        conn_id = cfg.apis.companies_house.conn_id
+        response, latency = _api_get(conn_id, "/company/00000006", cfg.health.timeout_seconds, key_auth=True)
+        ok = response.status_code in (200, 404)  # 404: the API answered, the number is simply unknown
+        out = {"companies_house:responseTime": [
+            Observation(conn_id, "component", above(latency, cfg.health.latency_ms) if ok else FAIL, latency, "ms", f"HTTP {response.status_code}")
+        ]}
+        remain, limit = response.headers.get("X-Ratelimit-Remain"), response.headers.get("X-Ratelimit-Limit")
+        if remain is not None and limit:
+            headroom = round(int(remain) / int(limit), 3)
+            out["companies_house:rateLimitHeadroom"] = [
+                Observation(conn_id, "component", below(headroom, cfg.health.rate_limit_headroom), headroom, "ratio", f"{remain} of {limit} left")
+            ]
+        return out
+
+    return run
+
+
+def breakers_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from resilient_etl.hooks.warehouse import WarehouseHook
+        from resilient_etl.resilience.breaker import breaker_states
+        from resilient_etl.resilience.storage import breaker_store, uses_redis
+
+        warehouse = WarehouseHook(cfg.warehouse.conn_id)
+        if not uses_redis(cfg.shared_state.store, cfg.shared_state.redis_conn_id):
+            warehouse.ensure_schema()  # a warehouse no run has used yet has no breaker tables: closed
+        store = breaker_store(cfg.shared_state.store, warehouse=warehouse, redis_conn_id=cfg.shared_state.redis_conn_id)
+        started = time.perf_counter()
+        states = breaker_states(store, [cfg.breakers.policy("postcodes_io"), cfg.breakers.policy("companies_house")])
+        latency = _ms(started)
+        kind = type(store).__name__
+        # An open breaker is the pipeline coping (fallbacks), not failing: warn, so someone looks.
+        return {
+            "breakers:state": [
+                Observation(s["name"], "component", PASS if s["state"] == "closed" else WARN, s["state"], None,
+                            "" if s["state"] == "closed" else f"probe in {s.get('seconds_to_probe', 0)} s")
+                for s in states
+            ],
+            "shared_state:responseTime": [Observation(cfg.shared_state.store, "datastore", above(latency, cfg.health.latency_ms), latency, "ms", kind)],
+        }
+
+    return run
+
+
+def smtp_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from airflow.sdk.bases.hook import BaseHook
+
+        conn_id = cfg.alerts.email_conn_id
+        conn = BaseHook.get_connection(conn_id)
+        started = time.perf_counter()
+        with smtplib.SMTP(conn.host, conn.port or 25, timeout=cfg.health.timeout_seconds) as client:
+            code, _ = client.noop()
+        latency = _ms(started)
+        status = above(latency, cfg.health.latency_ms) if code == 250 else FAIL
+        return {"smtp:responseTime": [Observation(conn_id, "component", status, latency, "ms", f"NOOP {code}")]}
+
+    return run
+
+
+def airflow_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        import requests
+
+        started = time.perf_counter()
+        response = requests.get(f"{cfg.health.airflow_api_url.rstrip('/')}/api/v2/monitor/health", timeout=cfg.health.timeout_seconds)
+        latency = _ms(started)
+        if response.status_code != 200:
+            return {"airflow:responseTime": [Observation("api-server", "system", FAIL, latency, "ms", f"HTTP {response.status_code}")]}
+        body = response.json()
+        unhealthy = sorted(k for k, v in body.items() if isinstance(v, dict) and v.get("status") not in (None, "healthy"))
+        status = worst([above(latency, cfg.health.latency_ms), WARN if unhealthy else PASS])
+        return {"airflow:responseTime": [Observation("api-server", "system", status, latency, "ms",
+                                                     f"unhealthy: {', '.join(unhealthy)}" if unhealthy else "all components healthy")]}
+
+    return run
+
+
+def default_checks(cfg: ResilienceConfig) -> dict[str, Check]:
+    """Return every component's check, by component name."""
+    return {
+        "warehouse": warehouse_check(cfg),
+        "folders": folders_check(cfg),
+        "postcodes_io": postcodes_check(cfg),
+        "companies_house": companies_house_check(cfg),
+        "breakers": breakers_check(cfg),
+        "smtp": smtp_check(cfg),
+        "airflow": airflow_check(cfg),
+    }
+
+
+def _failed(name: str, output: str) -> dict[str, list[Observation]]:
+    return {f"{name}:status": [Observation(name, "component", FAIL, output=output)]}
+
+
+def run_checks(checks: dict[str, Check], timeout: float) -> dict[str, list[Observation]]:
+    """
+    Run ``checks`` in parallel; a check still running at ``timeout`` seconds, or raising, fails.
+
+    :return: the ``checks`` map of the document (check name -> observations)
+    """
+    results: dict[str, dict[str, list[Observation]]] = {}
+    errors: dict[str, BaseException] = {}
+
+    def runner(name: str, check: Check) -> None:
+        try:
+            results[name] = check()
+        except BaseException as exc:  # boundary: a check's failure is its result, never the report's
+            errors[name] = exc
+
+    threads = {name: threading.Thread(target=runner, args=(name, check), daemon=True, name=f"health-{name}") for name, check in checks.items()}
+    for thread in threads.values():
+        thread.start()
+    deadline = time.monotonic() + timeout
+    out: dict[str, list[Observation]] = {}
+    for name, thread in threads.items():
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            out |= _failed(name, f"no answer within {timeout:g} s (timeout)")
+        elif name in errors:
+            exc = errors[name]
+            out |= _failed(name, _redacted(f"{type(exc).__name__}: {exc}"))
+        else:
+            out |= results[name]
+    return out
+
+
+def _redacted(text: str) -> str:
+    from resilient_etl.notifications.channels import _URL_CREDENTIALS
+
+    return _URL_CREDENTIALS.sub(r"\1***@", text)[:500]
+
+
+def document(checks: dict[str, list[Observation]]) -> dict[str, Any]:
+    """Build the health+json document from the checks map."""
+    try:
+        release = version("resilient-etl")
+    except PackageNotFoundError:
+        release = "unknown"
+    status = worst([o.status for obs in checks.values() for o in obs])
+    return {
+        "status": status,
+        "version": release.split(".")[0],
+        "releaseId": release,
+        "serviceId": "resilient-etl",
+        "description": "supplier onboarding pipeline and its dependencies",
+        "checks": {name: [o.as_json() for o in obs] for name, obs in sorted(checks.items())},
+    }
+
+
+def check_health(cfg: ResilienceConfig | None = None, *, checks: dict[str, Check] | None = None) -> dict[str, Any]:
+    """
+    Check every component and return the ``application/health+json`` document.
+
+    :param cfg: the configuration (default: the one in force)
+    :param checks: the checks to run (default: :func:`default_checks`)
+    """
+    if cfg is None:
+        from resilient_etl.config import get_config
+
+        cfg = get_config()
+    return document(run_checks(checks if checks is not None else default_checks(cfg), cfg.health.timeout_seconds))

@@ -290,7 +290,8 @@ class HealthCheckError(ResilientEtlError):
     :param status: ``warn`` or ``fail``
     """
 
-    transient = True
+    # Never raised into a task, so never retried: it only carries a degraded component to the alerts.
+    transient = False
     CATEGORIES: ClassVar[dict[str, Category]] = {
         "warehouse": Category.DATABASE_UNAVAILABLE,
         "folders": Category.FILESYSTEM,

@@ -25,12 +25,11 @@ file's import with the field named.
 
 from __future__ import annotations
 
-import datetime as dt
 
 from airflow.sdk import DAG, Param
 
 from resilient_etl.config import get_config
-from resilient_etl.dag_defaults import default_args as default_args_from
+from resilient_etl.dag_defaults import dag_arguments
 from resilient_etl.notifications.alerts import RecoveryNotifier
 from resilient_etl.notifications.deadline import dag_run_deadlines
 from resilient_etl.operators.backlog import ReenrichBacklogOperator
@@ -42,7 +41,6 @@ from resilient_etl.operators.validate import ValidateSuppliersOperator
 
 cfg = get_config()
 
-default_args = default_args_from(cfg)
 shared = {
     "shared_store": cfg.shared_state.store,
     "redis_conn_id": cfg.shared_state.redis_conn_id,
@@ -52,12 +50,8 @@ shared = {
 with DAG(
     dag_id="company_enrichment",
     schedule=cfg.dag.schedule,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    max_active_runs=1,  # two runs would stage the same landing files
-    doc_md=__doc__,
-    tags=cfg.dag.tags,
-    default_args=default_args,
+    # one run at a time (dag_arguments): two runs would stage the same landing files
+    **dag_arguments(cfg, doc_md=__doc__),
     # Tiered Deadline Alerts (warn, then page) from the run's queue time; the run's own deadline
     # incidents resolve when it succeeds.
     deadline=dag_run_deadlines(cfg.deadlines.dag_run) if cfg.deadlines.dag_run_alerts else None,

@@ -17,7 +17,7 @@ import datetime as dt
 from airflow.sdk import DAG
 
 from resilient_etl.config import get_config
-from resilient_etl.dag_defaults import default_args
+from resilient_etl.dag_defaults import dag_arguments
 from resilient_etl.operators.health import HealthCheckOperator
 
 cfg = get_config()
@@ -25,11 +25,7 @@ cfg = get_config()
 with DAG(
     dag_id="pipeline_health",
     schedule=cfg.health.schedule,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=[*cfg.dag.tags, "health"],
-    default_args={**default_args(cfg), "retries": 1, "execution_timeout": dt.timedelta(minutes=5)},
+    # a short timeout and one retry: the next scheduled run checks again anyway
+    **dag_arguments(cfg, doc_md=__doc__, tags=["health"], retries=1, execution_timeout=dt.timedelta(minutes=5)),
 ) as dag:
     HealthCheckOperator(task_id="check")

@@ -11,26 +11,20 @@ the others still commit.
 
 from __future__ import annotations
 
-import datetime as dt
 
 from airflow.sdk import DAG, Param
 
 from resilient_etl.config import get_config
 from resilient_etl.operators.sql import SavepointSQLOperator
-from resilient_etl.dag_defaults import default_args
+from resilient_etl.dag_defaults import dag_arguments
 
 cfg = get_config()
 
 with DAG(
     dag_id="warehouse_maintenance",
     schedule=cfg.maintenance.schedule,
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    catchup=False,
-    max_active_runs=1,
-    doc_md=__doc__,
-    tags=[*cfg.dag.tags, "maintenance"],
+    **dag_arguments(cfg, doc_md=__doc__, tags=["maintenance"]),
     render_template_as_native_obj=True,  # the cutoff binds as a timestamp, not a string
-    default_args=default_args(cfg),
     params={"retention_days": Param(cfg.maintenance.retention_days, type="integer", minimum=1)},
 ) as dag:
     SavepointSQLOperator(

@@ -15,6 +15,13 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 
+def free_port() -> int:
+    """Return a TCP port nothing listens on at the moment (for servers that cannot bind port 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @dataclass
 class Received:
     at: float  # time.time() when the server accepted it
@@ -40,9 +47,7 @@ class SmtpSink:
 
     def start(self) -> SmtpSink:
         if not self.port:  # aiosmtpd's readiness check connects to the port: it cannot bind port 0
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
+            self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
         self.controller.start()
         return self

@@ -1,8 +1,9 @@
-"""The ``default_args`` every resilient-etl DAG shares, from the configuration."""
+"""What every resilient-etl DAG shares, from the configuration: DAG arguments and ``default_args``."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from resilient_etl.notifications.alerts import task_callbacks
@@ -10,6 +11,8 @@ from resilient_etl.resilience.task_policy import task_retry_policy
 
 if TYPE_CHECKING:
     from resilient_etl.config import ResilienceConfig
+
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def default_args(cfg: ResilienceConfig) -> dict[str, Any]:
@@ -31,4 +34,24 @@ def default_args(cfg: ResilienceConfig) -> dict[str, Any]:
         **task_callbacks(),
         "warehouse_conn_id": cfg.warehouse.conn_id,
         "database_retry_policy": cfg.retry.policy("database"),
+    }
+
+
+def dag_arguments(cfg: ResilienceConfig, *, doc_md: str | None, tags: Sequence[str] = (), **default_overrides: Any) -> dict[str, Any]:
+    """
+    Return the ``DAG(...)`` arguments every pipeline DAG shares: no catchup, one run at a time, the
+    configured tags plus ``tags``, and :func:`default_args` with ``default_overrides`` applied.
+
+    :param cfg: the configuration in force
+    :param doc_md: the DAG's documentation (its module docstring)
+    :param tags: tags beyond the configured ones
+    :param default_overrides: ``default_args`` entries this DAG sets differently
+    """
+    return {
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "doc_md": doc_md,
+        "tags": [*cfg.dag.tags, *tags],
+        "default_args": {**default_args(cfg), **default_overrides},
     }

@@ -8,7 +8,6 @@ of a message.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -380,7 +379,7 @@ def _direct_category(exc: BaseException) -> tuple[Category, bool] | None:
         return Category.CONFIGURATION, False
     module = type(exc).__module__
     names = {c.__name__ for c in type(exc).__mro__}
-    if "AirflowTaskTimeout" in names or isinstance(exc, (TimeoutError, socket.timeout)) or "Timeout" in names:
+    if "AirflowTaskTimeout" in names or isinstance(exc, TimeoutError) or "Timeout" in names:
         return Category.TIMEOUT, True
     if "AirflowNotFoundException" in names:  # a connection or variable that does not exist
         return Category.CONFIGURATION, False

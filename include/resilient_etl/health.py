@@ -11,6 +11,7 @@ error, never a crash of the report. The overall status is the worst of the check
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 import shutil
 import smtplib
@@ -113,47 +114,46 @@ def folders_check(cfg: ResilienceConfig) -> Check:
             access.append(Observation(name, "system", FAIL if problems else PASS, output=f"{path}: {', '.join(problems) or 'readable, writable'}"))
             free_mb = round(shutil.disk_usage(path).free / 2**20, 1)
             space.append(Observation(name, "system", below(free_mb, cfg.health.free_space_mb), free_mb, "MiB", str(path)))
-        return {"folders:access": access, "folders:freeSpace": space}
+        return {"folders:access": access, **({"folders:freeSpace": space} if space else {})}
 
     return run
 
 
-def _api_get(conn_id: str, endpoint: str, timeout: float, *, key_auth: bool) -> tuple[Any, float]:
-    import requests
-    from airflow.sdk.bases.hook import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    base = conn.host if "://" in (conn.host or "") else f"{conn.schema or 'https'}://{conn.host}"
-    auth = (conn.password or conn.login or "", "") if key_auth else None
+def _api_call(hook: Any, endpoint: str) -> tuple[int, float]:
+    """One request through the pipeline's own hook: no retries, no pacing; an error status raises typed."""
     started = time.perf_counter()
-    response = requests.get(f"{base.rstrip('/')}{endpoint}", auth=auth, timeout=timeout)
-    return response, _ms(started)
+    try:
+        status, _ = hook.request_once("GET", endpoint, allow_status=(404,))  # 404: the API answered
+    finally:
+        hook.close()
+    return status, _ms(started)
 
 
 def postcodes_check(cfg: ResilienceConfig) -> Check:
     def run() -> dict[str, list[Observation]]:
+        from resilient_etl.hooks.postcodes import PostcodesIoHook
+
         conn_id = cfg.apis.postcodes_io.conn_id
-        response, latency = _api_get(conn_id, "/postcodes/SW1A1AA", cfg.health.timeout_seconds, key_auth=False)
-        # 404: the API answered (the sandbox's data set may not hold this postcode)
-        status = above(latency, cfg.health.latency_ms) if response.status_code in (200, 404) else FAIL
-        return {"postcodes_io:responseTime": [Observation(conn_id, "component", status, latency, "ms", f"HTTP {response.status_code}")]}
+        status, latency = _api_call(PostcodesIoHook(conn_id, timeout=cfg.health.timeout_seconds), "/postcodes/SW1A1AA")
+        return {"postcodes_io:responseTime": [Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")]}
 
     return run
 
 
 def companies_house_check(cfg: ResilienceConfig) -> Check:
     def run() -> dict[str, list[Observation]]:
+        from resilient_etl.hooks.companies_house import CompaniesHouseHook
+
         conn_id = cfg.apis.companies_house.conn_id
-        response, latency = _api_get(conn_id, "/company/00000006", cfg.health.timeout_seconds, key_auth=True)
-        ok = response.status_code in (200, 404)  # 404: the API answered, the number is simply unknown
-        out = {"companies_house:responseTime": [
-            Observation(conn_id, "component", above(latency, cfg.health.latency_ms) if ok else FAIL, latency, "ms", f"HTTP {response.status_code}")
-        ]}
-        remain, limit = response.headers.get("X-Ratelimit-Remain"), response.headers.get("X-Ratelimit-Limit")
-        if remain is not None and limit:
-            headroom = round(int(remain) / int(limit), 3)
+        hook = CompaniesHouseHook(conn_id, timeout=cfg.health.timeout_seconds)
+        status, latency = _api_call(hook, "/company/00000006")
+        out = {"companies_house:responseTime": [Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")]}
+        quota = hook.last_rate_limit
+        if quota is not None and quota.remain is not None and quota.limit:
+            headroom = round(quota.remain / quota.limit, 3)
             out["companies_house:rateLimitHeadroom"] = [
-                Observation(conn_id, "component", below(headroom, cfg.health.rate_limit_headroom), headroom, "ratio", f"{remain} of {limit} left")
+                Observation(conn_id, "component", below(headroom, cfg.health.rate_limit_headroom), headroom, "ratio",
+                            f"{quota.remain} of {quota.limit} left")
             ]
         return out
 
@@ -221,8 +221,23 @@ def airflow_check(cfg: ResilienceConfig) -> Check:
     return run
 
 
+# What the checks import, loaded on the calling thread before they start: importing Airflow's
+# modules from several threads at once deadlocks on the module locks or half-configures logging.
+_CHECK_MODULES = (
+    "airflow.sdk.bases.hook",
+    "requests",
+    "resilient_etl.hooks.warehouse",
+    "resilient_etl.hooks.postcodes",
+    "resilient_etl.hooks.companies_house",
+    "resilient_etl.resilience.breaker",
+    "resilient_etl.resilience.storage",
+)
+
+
 def default_checks(cfg: ResilienceConfig) -> dict[str, Check]:
-    """Return every component's check, by component name."""
+    """Return every component's check, by component name (their modules imported here, on this thread)."""
+    for module in _CHECK_MODULES:
+        importlib.import_module(module)
     return {
         "warehouse": warehouse_check(cfg),
         "folders": folders_check(cfg),
@@ -271,9 +286,9 @@ def run_checks(checks: dict[str, Check], timeout: float) -> dict[str, list[Obser
 
 
 def _redacted(text: str) -> str:
-    from resilient_etl.notifications.channels import _URL_CREDENTIALS
+    from resilient_etl.notifications.channels import redact
 
-    return _URL_CREDENTIALS.sub(r"\1***@", text)[:500]
+    return redact(text, [])[:500]  # an error text may carry a URL with credentials
 
 
 def document(checks: dict[str, list[Observation]]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from resilient_etl.config import get_config
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.notifications.alerts import Alerter, SoftDeadlineNotifier, stop_soft_deadline
 from resilient_etl.notifications.deadline import dag_run_deadline_missed
+from resilient_etl.resilience.retry import RetryPolicy
 from resilient_etl.schema import incidents
 
 T0 = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)  # rotation turn 46: primary alice, secondary bob, lead carol
@@ -99,7 +100,7 @@ def test_a_repeat_updates_the_incident_instead_of_alerting_again(alerter) -> Non
     assert len(smtp.messages) == 3
 
 
-def test_escalation_follows_the_timeline_until_acknowledged_then_recovery(alerter, capsys) -> None:
+def test_escalation_follows_the_timeline_until_acknowledged_then_recovery(alerter) -> None:
     a, clock, smtp, slack = alerter
     incident, _ = _failure(a, errors.DatabaseConnectionLostError("warehouse connection lost"))  # SEV1
     assert [m.to for m in smtp.messages] == [["alice@example.com"]]
@@ -176,8 +177,8 @@ def test_smtp_down_still_posts_to_slack_and_logs_the_delivery_failure(alerter, l
 def test_a_down_incident_store_still_alerts(alerter, monkeypatch) -> None:
     a, _, smtp, slack = alerter
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x"}))
-    down = Alerter(get_config(), warehouse=WarehouseHook(retry_policy=get_config().retry.policy("database").__class__(
-        dependency="database", max_attempts=1, initial_wait=0.01, max_wait=0.01, max_elapsed=1)))
+    once = RetryPolicy(dependency="database", max_attempts=1, initial_wait=0.01, max_wait=0.01, max_elapsed=1)
+    down = Alerter(get_config(), warehouse=WarehouseHook(retry_policy=once))
     incident, outcome = down.failure(errors.WarehouseUnavailableError("warehouse down"), dag_id="d", task_id="t", run_id="r")
     assert (incident, outcome) == (None, "unrecorded")
     assert len(smtp.messages) == 1 and len(slack.posts) == 1

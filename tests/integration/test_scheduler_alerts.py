@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from alert_sinks import free_port
 
 from resilient_etl.config import DEFAULT_CONFIG_PATH
 from resilient_etl.localenv import airflow_bin, airflow_env, connection_env
@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.airflow_run
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _utc(stamp: str) -> float:
+    """Unix time of a timestamp read back from SQLite (naive values are UTC)."""
+    when = dt.datetime.fromisoformat(stamp)
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _wait(what: str, check, timeout: float, log: Path) -> None:
@@ -67,7 +67,7 @@ def test_deadline_and_failure_alerts_under_a_real_scheduler(api_connections, ale
     config = tmp_path / "resilience.yaml"
     config.write_text(yaml.safe_dump(data))
     write_sample_csv(dirs["landing"] / "suppliers.csv", rows=40, dirty_share=0)
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RESILIENT_ETL"))},
         **airflow_env(home, project_dir=REPO),
@@ -126,10 +126,10 @@ def test_deadline_and_failure_alerts_under_a_real_scheduler(api_connections, ale
 
     with sqlite3.connect(home / "airflow.db") as db:
         (end,) = db.execute("SELECT end_date FROM task_instance WHERE task_id = 'enrich_companies' AND state = 'failed'").fetchone()
-    failed_at = dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC).timestamp() if "+" not in end else dt.datetime.fromisoformat(end).timestamp()
+    failed_at = _utc(end)
     with sqlite3.connect(tmp_path / "warehouse.db") as wh:
         (opened,) = wh.execute("SELECT first_seen_at FROM incidents WHERE task_id = 'enrich_companies'").fetchone()
-    opened_at = dt.datetime.fromisoformat(opened).replace(tzinfo=dt.UTC).timestamp()
+    opened_at = _utc(opened)
     mail_at = next(m.at for m in smtp.messages if "enrich_companies failed" in m.subject)
     post_at = next(at for at, body, _ in slack.posts if "enrich_companies failed" in body["text"])
     # The failure callback runs in the task's process right after the exception, before Airflow records

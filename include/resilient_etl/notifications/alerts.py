@@ -16,10 +16,12 @@ notifiers below are the Airflow callbacks that feed it:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
@@ -70,16 +72,18 @@ class Alerter:
         """Classify ``exc`` with the configured matrix."""
         return classify(exc, self.config.classification.entries())
 
-    def _secrets(self) -> list[str]:
+    @cached_property
+    def secrets(self) -> list[str]:
+        """The passwords and keys of the pipeline's connections, read once per alerter."""
         c = self.config
         return connection_secrets(
             [c.apis.postcodes_io.conn_id, c.apis.companies_house.conn_id, c.warehouse.conn_id, c.shared_state.redis_conn_id,
              c.alerts.email_conn_id, c.alerts.slack_conn_id]
         )
 
-    def message(self, kind: str, classification: Classification, exc: BaseException | None, *, dag_id: str, task_id: str | None,
+    def message(self, kind: str, classification: Classification, error: str, *, dag_id: str, task_id: str | None,
                 run_id: str | None, log_url: str | None = None, **extra: Any) -> AlertMessage:
-        """Build the message for one alert (pure apart from the config)."""
+        """Build the message for one alert (pure apart from the config); ``error`` is the error's text."""
         what = f"{dag_id}.{task_id}" if task_id else dag_id
         verb = {"failure": "failed", "retry": "up for retry", "escalation": "still failing", "deadline": "missed a deadline",
                 "recovery": "recovered"}[kind]
@@ -89,7 +93,7 @@ class Alerter:
             title=f"{what} {verb}: {classification.category}",
             dag_id=dag_id, task_id=task_id, run_id=run_id,
             category=classification.category, severity=classification.severity, transient=classification.transient,
-            error_type=classification.error_type, error=str(exc) if exc is not None else "",
+            error_type=classification.error_type, error=error,
             cause=classification.cause, action=classification.action,
             log_url=log_url or _ui_url(alerts.ui_base_url, dag_id, run_id, task_id),
             runbook_link=f"{alerts.runbook_url}#{classification.runbook}",
@@ -102,11 +106,11 @@ class Alerter:
         now = self.clock()
         people = [store.on_call(self.config.alerts.oncall, tier, now) for tier in tiers]
         if people:
-            message = _with_recipient(message, people[-1])
+            message = dataclasses.replace(message, recipient=people[-1])
         results = deliver(
             message, channels=route.channels, emails=sorted({p.email for p in people}),
             email_conn_id=self.config.alerts.email_conn_id, slack_conn_id=self.config.alerts.slack_conn_id,
-            from_email=self.config.alerts.from_email, secrets=self._secrets(),
+            from_email=self.config.alerts.from_email, secrets=self.secrets,
         )
         log.info("Alert %r (%s) to %s: %s", message.title, severity, [p.name for p in people] or "nobody", results or "recorded only")
         return results
@@ -128,13 +132,16 @@ class Alerter:
         if severity is not None:
             c = Classification(c.category, severity, c.transient, c.action, c.cause, c.runbook, c.error_type)
         now = self.clock()
-        detail = redact(str(exc), self._secrets())[:4000]
+        detail = redact(str(exc), self.secrets)[:4000]
+        first = [s.tier for s in getattr(self.config.alerts.routes, c.severity).escalation if s.after_minutes <= 0]
         incident: store.Incident | None
         try:
             with self.warehouse.begin() as conn:
                 incident, outcome = store.record_failure(
                     conn, dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now
                 )
+                if outcome != "repeat" and first:  # the first steps are taken by this alert
+                    store.set_escalation_level(conn, incident.id, len(first))
         except Exception as record_error:  # boundary: the store being down must not swallow the alert
             log.error("Incident store unavailable (%s): alerting without dedup", type(record_error).__name__)
             incident, outcome = None, "unrecorded"
@@ -142,15 +149,10 @@ class Alerter:
                     "transient" if c.transient else "permanent", incident.id if incident else "-", outcome)
         if outcome == "repeat":
             return incident, outcome
-        steps = getattr(self.config.alerts.routes, c.severity).escalation
-        first = [s.tier for s in steps if s.after_minutes <= 0]
-        message = self.message(kind, c, exc, dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url,
+        message = self.message(kind, c, detail, dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url,
                                try_number=try_number, max_tries=max_tries,
                                incident_id=incident.id if incident else None, occurrences=incident.occurrences if incident else 1)
         self.send(message, c.severity, first)
-        if incident is not None and first:
-            with self.warehouse.begin() as conn:
-                store.set_escalation_level(conn, incident.id, len(first))
         return incident, outcome
 
     def retry(self, exc: BaseException, *, dag_id: str, task_id: str, run_id: str, try_number: int, max_tries: int,
@@ -162,7 +164,7 @@ class Alerter:
                     c.severity, "transient" if c.transient else "permanent", c.action)
         if route.notify_retries:
             first = [s.tier for s in route.escalation if s.after_minutes <= 0]
-            self.send(self.message("retry", c, exc, dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url,
+            self.send(self.message("retry", c, str(exc), dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url,
                                    try_number=try_number, max_tries=max_tries), c.severity, first)
         return c
 
@@ -184,9 +186,9 @@ class Alerter:
                 continue
             tiers = [steps[i].tier for i in due]
             c = self._recorded(incident)
-            message = self.message("escalation", c, None, dag_id=incident.dag_id, task_id=incident.task_id, run_id=incident.run_id,
-                                   incident_id=incident.id, occurrences=incident.occurrences, escalation=", ".join(tiers))
-            message = _with_error(message, incident.detail)
+            message = self.message("escalation", c, incident.detail or "", dag_id=incident.dag_id, task_id=incident.task_id,
+                                   run_id=incident.run_id, incident_id=incident.id, occurrences=incident.occurrences,
+                                   escalation=", ".join(tiers))
             self.send(message, incident.severity, tiers)
             with self.warehouse.begin() as conn:
                 store.set_escalation_level(conn, incident.id, due[-1] + 1)
@@ -225,24 +227,11 @@ class Alerter:
     def _recovered(self, incident: store.Incident, resolution: str | None) -> None:
         c = self._recorded(incident)
         open_for = (incident.resolved_at or self.clock()) - incident.first_seen_at
-        message = self.message("recovery", c, None, dag_id=incident.dag_id, task_id=incident.task_id, run_id=incident.run_id,
-                               incident_id=incident.id, occurrences=incident.occurrences, resolution=resolution,
-                               open_for=_duration(open_for))
-        message = _with_error(message, incident.detail)
+        message = self.message("recovery", c, incident.detail or "", dag_id=incident.dag_id, task_id=incident.task_id,
+                               run_id=incident.run_id, incident_id=incident.id, occurrences=incident.occurrences,
+                               resolution=resolution, open_for=_duration(open_for))
         steps = getattr(self.config.alerts.routes, incident.severity).escalation
         self.send(message, incident.severity, [s.tier for s in steps[: max(incident.escalation_level, 1)]])
-
-
-def _with_recipient(message: AlertMessage, recipient: store.Recipient) -> AlertMessage:
-    import dataclasses
-
-    return dataclasses.replace(message, recipient=recipient)
-
-
-def _with_error(message: AlertMessage, detail: str | None) -> AlertMessage:
-    import dataclasses
-
-    return dataclasses.replace(message, error=detail or "")
 
 
 def _duration(delta: dt.timedelta) -> str:

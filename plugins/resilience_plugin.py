@@ -1,5 +1,6 @@
 """
-Airflow plugin: ``GET /resilience/health`` on the API server, behind Airflow's authentication.
+Airflow plugin: ``GET /resilience/health`` on the API server, behind Airflow's authentication; the
+run deadline reference and the listener that drops a finished run's pending deadlines (ADR 0007).
 
 Answers the ``application/health+json`` document of :func:`resilient_etl.health.check_health`:
 200 when passing or warning, 503 when failing; 401 without a valid token.
@@ -14,6 +15,8 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+
+from resilient_etl.notifications.deadline import DeadlineCleanup, RunQueuedAt
 
 app = FastAPI(title="resilient-etl", description="Health of the supplier pipeline and its dependencies")
 
@@ -32,3 +35,5 @@ class ResiliencePlugin(AirflowPlugin):
 
     name = "resilient_etl"
     fastapi_apps = [{"app": app, "url_prefix": "/resilience", "name": "resilient-etl"}]
+    deadline_references = [RunQueuedAt]
+    listeners = [DeadlineCleanup()]

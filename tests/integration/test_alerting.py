@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import time
 from types import SimpleNamespace
 
@@ -184,19 +185,36 @@ def test_a_down_incident_store_still_alerts(alerter, monkeypatch) -> None:
     assert len(smtp.messages) == 1 and len(slack.posts) == 1
 
 
-def test_dag_run_deadline_tiers_warn_then_page(alerter) -> None:
+def test_dag_run_deadline_tiers_warn_then_page(alerter, caplog) -> None:
     """The Deadline Alert callback, called as the triggerer calls it (context + kwargs)."""
     a, _, smtp, slack = alerter
     context = {"dag_run": {"dag_id": "company_enrichment", "dag_run_id": "scheduled__x", "state": "running"},
                "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"}}
-    warn = asyncio.run(dag_run_deadline_missed(deadline="warn", severity="SEV3", minutes=45, context=context))
+    with caplog.at_level(logging.WARNING, logger="resilient_etl.notifications.alerts"):
+        warn = asyncio.run(dag_run_deadline_missed(deadline="warn", severity="SEV3", minutes=45, context=context))
     assert warn.startswith("incident 1: new")
+    assert "Deadline company_enrichment run scheduled__x: deadline_missed, SEV3" in caplog.text
     assert smtp.messages == [] and "missed a deadline: deadline_missed" in slack.texts()[0]
     assert "45 min after it was queued" in slack.texts()[0]
     page = asyncio.run(dag_run_deadline_missed(deadline="page", severity="SEV1", minutes=90, context=context))
     assert page.startswith("incident 1: raised")  # same incident, now SEV1: e-mail and Slack
     assert len(smtp.messages) == 1 and smtp.messages[0].subject.startswith("[SEV1]")
     assert len(slack.posts) == 2
+
+
+@pytest.mark.parametrize("state", ["failed", "success"])
+def test_a_deadline_of_a_finished_run_alerts_nobody(alerter, state, caplog) -> None:
+    """The scheduler can still hand over a deadline of a run that has just finished: it is dropped."""
+    a, _, smtp, slack = alerter
+    context = {"dag_run": {"dag_id": "company_enrichment", "dag_run_id": "manual__x", "state": state},
+               "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"}}
+    with caplog.at_level(logging.INFO, logger="resilient_etl.notifications.deadline"):
+        result = asyncio.run(dag_run_deadline_missed(deadline="warn", severity="SEV3", minutes=45, context=context))
+    assert result.startswith("incident -: dropped")
+    assert smtp.messages == [] and slack.posts == []
+    assert f"Deadline 'warn' of company_enrichment run manual__x dropped: the run had already finished ({state})" in caplog.text
+    with a.warehouse.begin() as conn:
+        assert conn.execute(select(incidents)).all() == []
 
 
 def test_soft_task_deadline_alerts_while_the_task_keeps_running(alerter) -> None:

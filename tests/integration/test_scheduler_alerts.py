@@ -57,7 +57,9 @@ def test_deadline_and_failure_alerts_under_a_real_scheduler(api_connections, ale
     data["paths"] = {k: str(v) for k, v in dirs.items()}
     data["deadlines"] = {
         "dag_run_alerts": True,
-        "dag_run": [{"name": "warn", "after_minutes": 0.02, "severity": "SEV3"}, {"name": "page", "after_minutes": 0.1, "severity": "SEV1"}],
+        # "late" is still pending when the run fails: the plugin's listener must drop it.
+        "dag_run": [{"name": "warn", "after_minutes": 0.02, "severity": "SEV3"}, {"name": "page", "after_minutes": 0.1, "severity": "SEV1"},
+                    {"name": "late", "after_minutes": 30, "severity": "SEV2"}],
         "tasks": {},
     }
     data["apis"]["postcodes_io"]["timeout_seconds"] = 60
@@ -108,6 +110,17 @@ def test_deadline_and_failure_alerts_under_a_real_scheduler(api_connections, ale
         trigger = airflow("dags", "trigger", "company_enrichment")
         assert trigger.returncode == 0, trigger.stderr[-3000:]
         _wait("failure e-mail and both deadline alerts", lambda: len(smtp.messages) >= 2 and len(slack.posts) >= 3, 150, log)
+
+        def run_state() -> str | None:
+            with sqlite3.connect(home / "airflow.db") as db:
+                row = db.execute("SELECT state FROM dag_run WHERE dag_id = 'company_enrichment'").fetchone()
+            return row[0] if row else None
+
+        _wait("the run to fail", lambda: run_state() == "failed", 60, log)
+        with sqlite3.connect(home / "airflow.db") as db:
+            deadlines = db.execute("SELECT missed FROM deadline d JOIN dag_run r ON r.id = d.dagrun_id").fetchall()
+        assert sorted(m for (m,) in deadlines) == [1, 1], "the fired tiers stay, the pending one is dropped"
+        assert "pending deadline(s) dropped" in log.read_text(errors="replace")
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # SIGTERM would orphan the scheduler's workers
         try:

@@ -42,6 +42,11 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _subject(dag_id: str, task_id: str | None, run_id: str | None) -> str:
+    """Name what failed for a log line: ``dag.task`` for a task, ``dag run <run_id>`` for a whole run."""
+    return f"{dag_id}.{task_id}" if task_id else f"{dag_id} run {run_id or '?'}"
+
+
 class Alerter:
     """
     Turn failures into incidents and messages, following the configured matrix and routes.
@@ -145,8 +150,8 @@ class Alerter:
         except Exception as record_error:  # boundary: the store being down must not swallow the alert
             log.error("Incident store unavailable (%s): alerting without dedup", type(record_error).__name__)
             incident, outcome = None, "unrecorded"
-        log.warning("%s %s.%s: %s, %s (%s) -> incident %s: %s", kind.capitalize(), dag_id, task_id, c.category, c.severity,
-                    "transient" if c.transient else "permanent", incident.id if incident else "-", outcome)
+        log.warning("%s %s: %s, %s (%s) -> incident %s: %s", kind.capitalize(), _subject(dag_id, task_id, run_id), c.category,
+                    c.severity, "transient" if c.transient else "permanent", incident.id if incident else "-", outcome)
         if outcome == "repeat":
             return incident, outcome
         message = self.message(kind, c, detail, dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url,

@@ -1,0 +1,116 @@
+"""A real ``airflow api-server`` on a free loopback port, with a REST client holding an admin token."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alert_sinks import free_port
+
+from resilient_etl.localenv import airflow_bin, airflow_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ApiServer:
+    """A running API server: its URL, the environment it runs with and an admin token."""
+
+    url: str
+    env: dict[str, str]
+    token: str
+    log: Path
+
+    def request(self, method: str, path: str, body: Any = None, *, token: str | None = "admin") -> tuple[int, Any]:
+        """Send one REST call; return the status and the decoded JSON body (or the raw text)."""
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {self.token if token == 'admin' else token}"
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                raw = r.read()
+                status = r.status
+        except urllib.error.HTTPError as e:
+            raw, status = e.read(), e.code
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def airflow(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """Run an ``airflow`` CLI command against the same metadata DB."""
+        return subprocess.run([airflow_bin(), *args], env=self.env, capture_output=True, text=True, check=False, timeout=timeout)
+
+
+def airflow_process_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
+    """Return a clean environment for Airflow processes over this project's DAGs and plugins."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RESILIENT_ETL"))},
+        **airflow_env(home, project_dir=REPO),
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **extra,
+    }
+
+
+@contextmanager
+def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = True) -> Iterator[ApiServer]:
+    """
+    Migrate a metadata DB in ``home``, parse the DAGs into it and serve the API until the block ends.
+
+    :param home: an empty AIRFLOW_HOME
+    :param extra_env: connections, config file and other settings for every process
+    :param reserialize: parse the DAG folder first (what the dag-processor would do)
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
+    port = free_port()
+    env = airflow_process_env(home, {"AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
+                                     "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", **extra_env})
+    for step in (["db", "migrate"], *([["dags", "reserialize"]] if reserialize else [])):
+        done = subprocess.run([airflow_bin(), *step], env=env, capture_output=True, text=True, check=False, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(step)} failed:\n{done.stderr[-4000:]}")
+    log = home / "api-server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([airflow_bin(), "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("API server did not start:\n" + log.read_text(errors="replace")[-4000:])
+            time.sleep(0.5)
+        req = urllib.request.Request(f"{url}/auth/token", data=json.dumps({"username": "admin", "password": "admin"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            token = json.loads(r.read())["access_token"]
+        yield ApiServer(url=url, env=env, token=token, log=log)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

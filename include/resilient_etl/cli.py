@@ -88,18 +88,40 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_breakers(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import getpass
+    import logging
+    import time
+
     from resilient_etl.config import get_config
+    from resilient_etl.errors import utc_clock
     from resilient_etl.hooks.warehouse import WarehouseHook
-    from resilient_etl.resilience.breaker import breaker_states
-    from resilient_etl.resilience.storage import breaker_store
+    from resilient_etl.resilience.breaker import BreakerEventRecorder, breaker_states, force_state
+    from resilient_etl.resilience.storage import CLOSED, OPEN, breaker_store
 
     cfg = get_config()
     warehouse = WarehouseHook(cfg.warehouse.conn_id)
     warehouse.ensure_schema()
     store = breaker_store(cfg.shared_state.store, warehouse=warehouse, redis_conn_id=cfg.shared_state.redis_conn_id)
-    states = breaker_states(store, [cfg.breakers.policy("postcodes_io"), cfg.breakers.policy("companies_house")])
-    print(json.dumps(states, indent=2))
-    return 0 if all(s["state"] == "closed" for s in states) else 1
+    policies = {name: cfg.breakers.policy(name) for name in ("postcodes_io", "companies_house")}
+    action = getattr(args, "breaker_action", None)
+    if action is None:
+        states = breaker_states(store, list(policies.values()))
+        print(json.dumps(states, indent=2))
+        return 0 if all(s["state"] == "closed" for s in states) else 1
+    if args.name not in policies:
+        print(f"resilient-etl breakers {action}: no breaker {args.name!r} (breakers: {', '.join(policies)})", file=sys.stderr)
+        return 2
+    new = CLOSED if action == "reset" else OPEN
+    now = time.time()
+    hold = args.minutes * 60 if action == "open" else 0.0
+    old = force_state(store, policies[args.name], new, now=now, hold_seconds=hold)
+    who = args.by or getpass.getuser()
+    reason = f"manual {action} by {who}" + (f" until {utc_clock(now + hold)}" if action == "open" else "") + (f": {args.reason}" if args.reason else "")
+    BreakerEventRecorder(warehouse).record(args.name, old, new, reason)
+    logging.getLogger("resilient_etl.resilience.breaker").warning("Circuit breaker %s: %s -> %s (%s)", args.name, old, new, reason)
+    print(f"circuit breaker {args.name}: {old} -> {new} ({reason}) at {dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec='seconds')}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -197,8 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--companies-port", type=int, default=8702)
     env.set_defaults(func=_cmd_env)
 
-    breakers = sub.add_parser("breakers", help="print every circuit breaker's shared state (exit 1 unless all closed)")
+    breakers = sub.add_parser("breakers", help="print every circuit breaker's shared state (exit 1 unless all closed); reset or open one")
     breakers.set_defaults(func=_cmd_breakers)
+    breakers_sub = breakers.add_subparsers(dest="breaker_action")
+    for verb, text in (("reset", "force a breaker closed now (the API is known to be back); recorded in breaker_events"),
+                       ("open", "force a breaker open for maintenance: calls use the fallbacks until --minutes pass")):
+        forced = breakers_sub.add_parser(verb, help=text)
+        forced.add_argument("name", help="postcodes_io or companies_house")
+        forced.add_argument("--reason", default="", help="why, kept with the change")
+        forced.add_argument("--by", default=None, help="who (default: the login name)")
+        if verb == "open":
+            forced.add_argument("--minutes", type=float, default=60.0, help="until the first probe (default 60)")
 
     health = sub.add_parser("health", help="check every dependency; print application/health+json (exit 0 pass, 1 warn, 2 fail)")
     health.set_defaults(func=_cmd_health)

@@ -8,6 +8,7 @@ of a message.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -49,7 +50,7 @@ class ResilientEtlError(Exception):
     """Base of every typed error raised by resilient_etl."""
 
     category: ClassVar[Category] = Category.UNKNOWN
-    transient: ClassVar[bool] = False
+    transient: bool = False  # a class default; a few errors decide per instance (an open breaker with a known probe time)
 
 
 class ConfigError(ResilientEtlError):
@@ -184,35 +185,56 @@ class InvalidIdentifierError(ResilientEtlError, ValueError):
         self.value = value
 
 
+def utc_clock(unix_time: float) -> str:
+    """Format a unix time as the wall-clock time an operator reads in a message: ``20:08:04 UTC``."""
+    return dt.datetime.fromtimestamp(unix_time, dt.UTC).strftime("%H:%M:%S UTC")
+
+
 class BreakerOpenError(ResilientEtlError):
     """
     A circuit breaker refused the call: the dependency is failing (or another worker is probing it).
 
-    Not transient for the retry layer: waiting a backoff interval cannot help, the caller switches to
-    its fallback instead.
+    The in-task retry layer does not retry it (waiting a backoff interval cannot help; the caller
+    switches to its fallback). For Airflow it is transient once the breaker's next probe is known:
+    the task retries after that time, not before.
 
     :param breaker: the breaker's name
-    :param retry_at: unix time from which a probe may be admitted, when known
+    :param retry_at: unix time from which a probe may be admitted, when known (the message says it)
     """
 
     category = Category.BREAKER_OPEN
 
     def __init__(self, message: str, *, breaker: str, retry_at: float | None = None) -> None:
-        super().__init__(message)
+        super().__init__(f"{message} until {utc_clock(retry_at)}" if retry_at is not None else message)
         self.breaker = breaker
         self.retry_at = retry_at
+        self.transient = retry_at is not None
 
 
 class FallbackThresholdError(ResilientEtlError):
-    """Too much of a run was enriched from fallbacks instead of the live API (a breaker stayed open)."""
+    """
+    Too much of a run was enriched from fallbacks instead of the live API (a breaker stayed open).
+
+    Transient when an open breaker caused it (``retry_at`` is its next probe): a retry after the
+    probe can find the API back. Without a breaker to wait for it is permanent.
+
+    :param breaker: the open breaker that sent lookups to the fallbacks, when one did
+    :param retry_at: unix time of that breaker's next probe
+    """
 
     category = Category.BREAKER_OPEN
 
-    def __init__(self, message: str, *, source: str, non_live_share: float, threshold: float) -> None:
+    def __init__(self, message: str, *, source: str, non_live_share: float, threshold: float,
+                 breaker: str | None = None, retry_at: float | None = None) -> None:
+        if breaker is not None and retry_at is not None:
+            message = f"{message}; breaker {breaker} is open until {utc_clock(retry_at)}"
         super().__init__(message)
         self.source = source
         self.non_live_share = non_live_share
         self.threshold = threshold
+        self.breaker = breaker
+        self.retry_at = retry_at
+        self.transient = retry_at is not None
 
 
 class DatabaseConnectionLostError(WarehouseUnavailableError):

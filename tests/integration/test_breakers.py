@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from resilient_etl.errors import FallbackThresholdError
+from resilient_etl.errors import BreakerOpenError, FallbackThresholdError, utc_clock
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
@@ -193,6 +193,10 @@ def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_
     with pytest.raises(FallbackThresholdError) as info:
         enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id=second, breaker=breaker, max_non_live_share=0.9)
     assert info.value.non_live_share == 1.0 and info.value.category.value == "breaker_open"
+    # caused by the open breaker: transient, and it says when the breaker probes next
+    assert info.value.transient and info.value.breaker == "companies_house"
+    assert info.value.retry_at == pytest.approx(time.time() + breaker.policy.reset_timeout, abs=5)
+    assert f"breaker companies_house is open until {utc_clock(info.value.retry_at)}" in str(info.value)
     assert source_counts(wh, run_id=second, kind="company") == {"live": 0, "cached": 30, "fallback": 0, "pending": 30}
     assert _calls(api_connections.companies, "company") == 30 + 2  # first run + two failures before the breaker opened
     result = load(wh, run_id=second, batch_size=100)
@@ -229,3 +233,63 @@ def test_breakers_command_reports_shared_state(sqlite_warehouse, capsys) -> None
     assert main(["breakers"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report[1]["name"] == "companies_house" and report[1]["state"] == "open" and report[1]["seconds_to_probe"] > 0
+
+
+def test_breakers_reset_and_open_are_manual_recorded_changes(sqlite_warehouse, capsys) -> None:
+    from resilient_etl.cli import main
+    from resilient_etl.config import get_config
+
+    wh = WarehouseHook()
+    wh.ensure_schema()
+    store = SqlBreakerStore(wh)
+    assert store.transition("companies_house", expected="closed", new="open", now=time.time())
+    assert main(["breakers", "reset", "companies_house", "--reason", "API back", "--by", "alice"]) == 0
+    assert "circuit breaker companies_house: open -> closed (manual reset by alice: API back)" in capsys.readouterr().out
+    assert store.read("companies_house").state == "closed"
+    # healed and reset: the very next call goes to the API, with no wait for a probe
+    breaker = SharedCircuitBreaker(get_config().breakers.policy("companies_house"), store)
+    assert breaker.call(lambda: "answered") == "answered"
+
+    assert main(["breakers", "open", "companies_house", "--minutes", "5", "--reason", "key rotation", "--by", "bob"]) == 0
+    capsys.readouterr()
+    assert main(["breakers"]) == 1
+    (_, ch) = json.loads(capsys.readouterr().out)
+    assert ch["state"] == "open" and 295 <= ch["seconds_to_probe"] <= 300
+    with pytest.raises(BreakerOpenError, match=r"circuit breaker companies_house is open until \d\d:\d\d:\d\d UTC"):
+        SharedCircuitBreaker(get_config().breakers.policy("companies_house"), store).call(lambda: "not called")
+    with wh.begin() as conn:
+        events = conn.execute(select(breaker_events.c.from_state, breaker_events.c.to_state, breaker_events.c.reason)).all()
+    assert [(e.from_state, e.to_state) for e in events] == [("open", "closed"), ("closed", "open")]
+    assert events[0].reason == "manual reset by alice: API back"
+    assert events[1].reason.startswith("manual open by bob until ") and events[1].reason.endswith(": key rotation")
+    assert main(["breakers", "reset", "nope"]) == 2
+
+
+def test_a_resumed_try_reports_what_it_really_kept_and_looks_up(api_connections, sqlite_warehouse, tmp_path, logs) -> None:
+    from sqlalchemy import update
+
+    wh, run_id = _stage(tmp_path, rows=30)
+    first = enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id=run_id)
+    total = first["looked_up"]
+    assert first["already_live"] == 0 and total > 10
+    # an earlier try left 10 of its answers from a fallback: only those are looked up again
+    with wh.begin() as conn:
+        keys = conn.execute(select(run_enrichment.c.lookup_key).where(run_enrichment.c.kind == "company").limit(10)).scalars().all()
+        conn.execute(update(run_enrichment).where(run_enrichment.c.lookup_key.in_(keys)).values(source="pending"))
+    before = _calls(api_connections.companies, "company")
+    second = enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id=run_id)
+    assert (second["looked_up"], second["already_live"]) == (10, total - 10)
+    assert _calls(api_connections.companies, "company") - before == 10
+    assert f"company lookups: {total - 10} already answered live by an earlier try, 10 to look up" in logs()
+
+
+def test_a_breaker_found_open_in_the_store_says_so(sqlite_warehouse, logs) -> None:
+    wh = WarehouseHook()
+    wh.ensure_schema()
+    store = SqlBreakerStore(wh)
+    store.transition("companies_house", expected="closed", new="open", now=time.time())
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", reset_timeout=60), store)
+    with pytest.raises(BreakerOpenError):
+        breaker.call(lambda: None)
+    assert "closed -> open (found open in the shared store, opened at " in logs()
+    assert "another worker" not in logs()

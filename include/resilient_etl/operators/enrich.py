@@ -60,7 +60,8 @@ class ApiEnrichmentOperator(WarehouseOperator):
         if context["params"].get("full_refresh"):
             marker.clear()
         elif (earlier := marker.previous()) is not None:
-            self.log.info("An earlier try got to %s of %s lookups; resuming from the committed answers", earlier.get("done"), earlier.get("total"))
+            # What is really looked up again (the keys without a live answer) is logged by the pipeline.
+            self.log.info("An earlier try got to %s of %s lookups", earlier.get("done"), earlier.get("total"))
 
         def save(done: int, total: int) -> None:
             marker.save(done=done, total=total)

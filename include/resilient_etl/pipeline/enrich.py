@@ -56,6 +56,15 @@ def keys_to_enrich(warehouse: WarehouseHook, *, run_id: str, kind: str) -> tuple
     return todo, len(rows) - len(todo)
 
 
+def _todo(warehouse: WarehouseHook, *, run_id: str, kind: str) -> tuple[list[str], int]:
+    """Return :func:`keys_to_enrich` and log what an earlier try left: only live answers are kept."""
+    todo, resumed = keys_to_enrich(warehouse, run_id=run_id, kind=kind)
+    if resumed:
+        log.info("%s lookups: %s already answered live by an earlier try, %s to look up (fallback and pending answers are tried again)",
+                 kind, resumed, len(todo))
+    return todo, resumed
+
+
 def _save(warehouse: WarehouseHook, *, run_id: str, kind: str, answers: dict[str, tuple[str, Any, dt.datetime | None]],
           cache: Table | None = None, cache_key: str = "") -> None:
     """
@@ -128,8 +137,9 @@ def enrich_postcodes(
     :param on_progress: called with (keys done, keys to do) after each committed batch
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
-    todo, done = keys_to_enrich(warehouse, run_id=run_id, kind="postcode")
+    todo, resumed = _todo(warehouse, run_id=run_id, kind="postcode")
     reasons: Counter[str] = Counter()
+    refused: BreakerOpenError | None = None
     for start in range(0, len(todo), hook.bulk_size):
         batch = todo[start : start + hook.bulk_size]
         try:
@@ -139,13 +149,15 @@ def enrich_postcodes(
             if not _is_fallback_trigger(exc):
                 raise
             reasons[type(exc).__name__] += 1
+            refused = exc if isinstance(exc, BreakerOpenError) else refused
             answers = _postcode_fallback(warehouse, batch, reference or {})
         _save(warehouse, run_id=run_id, kind="postcode", answers=answers, cache=postcode_cache, cache_key="postcode")
         if on_progress is not None:
             on_progress(start + len(batch), len(todo))
     if breaker is not None:
         breaker.flush()
-    return _finish(warehouse, run_id=run_id, kind="postcode", looked_up=len(todo), resumed=done, reasons=reasons, threshold=max_non_live_share)
+    return _finish(warehouse, run_id=run_id, kind="postcode", looked_up=len(todo), resumed=resumed, reasons=reasons,
+                   threshold=max_non_live_share, refused=refused)
 
 
 def _postcode_fallback(warehouse: WarehouseHook, batch: list[str], reference: dict[str, dict[str, Any]]) -> dict[str, tuple[str, Any, Any]]:
@@ -181,8 +193,9 @@ def enrich_companies(
     :param on_progress: called with (keys done, keys to do) after each committed group
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
-    todo, done = keys_to_enrich(warehouse, run_id=run_id, kind="company")
+    todo, resumed = _todo(warehouse, run_id=run_id, kind="company")
     reasons: Counter[str] = Counter()
+    refused: BreakerOpenError | None = None
     answers: dict[str, tuple[str, Any, Any]] = {}
     failed: list[str] = []
     for done, number in enumerate(todo, start=1):
@@ -192,6 +205,7 @@ def enrich_companies(
             if not _is_fallback_trigger(exc):
                 raise
             reasons[type(exc).__name__] += 1
+            refused = exc if isinstance(exc, BreakerOpenError) else refused
             failed.append(number)
         if len(answers) + len(failed) >= COMPANY_COMMIT_EVERY:
             answers.update(_company_fallback(warehouse, failed))
@@ -206,7 +220,8 @@ def enrich_companies(
         on_progress(len(todo), len(todo))
     if breaker is not None:
         breaker.flush()
-    return _finish(warehouse, run_id=run_id, kind="company", looked_up=len(todo), resumed=done, reasons=reasons, threshold=max_non_live_share)
+    return _finish(warehouse, run_id=run_id, kind="company", looked_up=len(todo), resumed=resumed, reasons=reasons,
+                   threshold=max_non_live_share, refused=refused)
 
 
 def _company_fallback(warehouse: WarehouseHook, numbers: list[str]) -> dict[str, tuple[str, Any, Any]]:
@@ -225,7 +240,12 @@ def source_counts(warehouse: WarehouseHook, *, run_id: str, kind: str) -> dict[s
 
 
 def _finish(warehouse: WarehouseHook, *, run_id: str, kind: str, looked_up: int, resumed: int, reasons: Counter[str],
-            threshold: float) -> dict[str, Any]:
+            threshold: float, refused: BreakerOpenError | None) -> dict[str, Any]:
+    """
+    Summarise the run's answers of ``kind``; fail when too many are not live.
+
+    :param refused: the last refusal of an open breaker: the error then says when it probes next
+    """
     counts = source_counts(warehouse, run_id=run_id, kind=kind)
     total = sum(counts.values())
     non_live = total - counts["live"]
@@ -239,5 +259,6 @@ def _finish(warehouse: WarehouseHook, *, run_id: str, kind: str, looked_up: int,
         raise FallbackThresholdError(
             f"{non_live} of {total} {kind} lookups ({share:.0%}) came from fallbacks, over the {threshold:.0%} allowed",
             source=kind, non_live_share=share, threshold=threshold,
+            breaker=refused.breaker if refused else None, retry_at=refused.retry_at if refused else None,
         )
     return summary

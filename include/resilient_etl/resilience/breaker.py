@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pybreaker
 
-from resilient_etl.errors import BreakerOpenError
+from resilient_etl.errors import BreakerOpenError, utc_clock
 from resilient_etl.resilience.breaker_policy import BreakerPolicy, trip_reason
 from resilient_etl.resilience.retry import is_transient
 from resilient_etl.resilience.storage import CLOSED, HALF_OPEN, OPEN, BreakerSnapshot, BreakerStore, WindowCounts
@@ -108,7 +108,9 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         if snap.state == OPEN:
             self._open_until = snap.opened_at + self.policy.reset_timeout
         if snap.state != self._seen:
-            self._changed(snap.state, "changed by another worker")
+            # Another process, or an earlier try of this task, changed it: the store cannot tell which.
+            opened = f", opened at {utc_clock(snap.opened_at)}" if snap.state != CLOSED and snap.opened_at else ""
+            self._changed(snap.state, f"found {snap.state} in the shared store{opened}")
 
     def _shared_snapshot(self, now: float) -> BreakerSnapshot | None:
         """Read the shared state, unless the local view is recent enough to act on (None then)."""
@@ -214,24 +216,48 @@ class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
         self.warehouse = warehouse
 
     def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+        self.record(cb.name, old_state.name if old_state else "unknown", new_state.name, getattr(cb, "last_reason", ""),
+                    getattr(cb, "last_counts", None))
+
+    def record(self, name: str, old: str, new: str, reason: str, counts: WindowCounts | None = None) -> None:
+        """Write one state change (also a manual one, with who and why in ``reason``)."""
         from sqlalchemy import insert
 
         from resilient_etl.schema import breaker_events
 
-        counts = getattr(cb, "last_counts", None)
         with self.warehouse.begin() as conn:
             conn.execute(
                 insert(breaker_events).values(
-                    name=cb.name,
-                    from_state=old_state.name if old_state else "unknown",
-                    to_state=new_state.name,
-                    reason=getattr(cb, "last_reason", ""),
+                    name=name, from_state=old, to_state=new, reason=reason,
                     calls=counts.calls if counts else None,
                     failures=counts.failures if counts else None,
                     consecutive_failures=counts.consecutive_failures if counts else None,
                     at=dt.datetime.now(dt.UTC),
                 )
             )
+
+
+def force_state(store: BreakerStore, policy: BreakerPolicy, new: str, *, now: float, hold_seconds: float = 0.0) -> str:
+    """
+    Force a breaker closed (a manual reset) or open (maintenance); return the state it had.
+
+    A forced-open breaker admits its first probe after ``hold_seconds`` (its recorded opening is set
+    so that the reset timeout ends then), so maintenance is not ended early by a probe.
+
+    :param store: the shared store
+    :param policy: the breaker
+    :param new: ``closed`` or ``open``
+    :param now: unix time
+    :param hold_seconds: for ``open``: how long until the first probe
+    """
+    if new not in (CLOSED, OPEN):
+        raise ValueError(f"a breaker can be forced closed or open, not {new!r}")
+    at = now if new == CLOSED else now + hold_seconds - policy.reset_timeout
+    for _ in range(10):  # compare-and-set against whatever state the workers leave it in
+        old = store.read(policy.name).state
+        if store.transition(policy.name, expected=old, new=new, now=at):
+            return old
+    raise RuntimeError(f"circuit breaker {policy.name} kept changing; it was not forced {new}")
 
 
 def breaker_states(store: BreakerStore, policies: Sequence[BreakerPolicy], *, now: float | None = None) -> list[dict[str, Any]]:

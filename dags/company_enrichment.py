@@ -51,7 +51,7 @@ with DAG(
     dag_id="company_enrichment",
     schedule=cfg.dag.schedule,
     # one run at a time (dag_arguments): two runs would stage the same landing files
-    **dag_arguments(cfg, doc_md=__doc__),
+    **dag_arguments(cfg, doc_md=__doc__, tags=["suppliers", "enrichment", "etl"]),
     # Tiered Deadline Alerts (warn, then page) from the run's queue time; the run's own deadline
     # incidents resolve when it succeeds.
     deadline=dag_run_deadlines(cfg.deadlines.dag_run) if cfg.deadlines.dag_run_alerts else None,

@@ -27,6 +27,6 @@ with DAG(
     dag_id="incident_escalation",
     schedule=cfg.alerts.escalation_schedule,
     # a short timeout and one retry: the next scheduled run tries again anyway
-    **dag_arguments(cfg, doc_md=__doc__, tags=["alerting"], retries=1, execution_timeout=dt.timedelta(minutes=5)),
+    **dag_arguments(cfg, doc_md=__doc__, tags=["alerting", "incidents", "ops"], retries=1, execution_timeout=dt.timedelta(minutes=5)),
 ) as dag:
     EscalateIncidentsOperator(task_id="escalate")

@@ -26,6 +26,6 @@ with DAG(
     dag_id="pipeline_health",
     schedule=cfg.health.schedule,
     # a short timeout and one retry: the next scheduled run checks again anyway
-    **dag_arguments(cfg, doc_md=__doc__, tags=["health"], retries=1, execution_timeout=dt.timedelta(minutes=5)),
+    **dag_arguments(cfg, doc_md=__doc__, tags=["health", "monitoring", "ops"], retries=1, execution_timeout=dt.timedelta(minutes=5)),
 ) as dag:
     HealthCheckOperator(task_id="check")

@@ -23,7 +23,7 @@ cfg = get_config()
 with DAG(
     dag_id="warehouse_maintenance",
     schedule=cfg.maintenance.schedule,
-    **dag_arguments(cfg, doc_md=__doc__, tags=["maintenance"]),
+    **dag_arguments(cfg, doc_md=__doc__, tags=["maintenance", "warehouse", "ops"]),
     render_template_as_native_obj=True,  # the cutoff binds as a timestamp, not a string
     params={"retention_days": Param(cfg.maintenance.retention_days, type="integer", minimum=1)},
 ) as dag:

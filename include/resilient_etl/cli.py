@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from resilient_etl.errors import ConfigError
+from resilient_etl.sandbox import DEMO_CH_LIMIT
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -84,6 +85,8 @@ def _cmd_env(args: argparse.Namespace) -> int:
     }
     for key, value in env.items():
         print(f"export {key}={shlex.quote(value)}")
+    # The venv's bin first, so `resilient-etl` and `airflow` (and what airflow standalone spawns) resolve.
+    print(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
     return 0
 
 
@@ -202,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--postcodes-port", type=int, default=8701)
     sandbox.add_argument("--companies-port", type=int, default=8702)
     sandbox.add_argument("--api-key", action="append", default=None, help="accepted Companies House key (repeatable)")
-    sandbox.add_argument("--ch-limit", type=int, default=600, help="Companies House requests per window")
+    sandbox.add_argument("--ch-limit", type=int, default=600, help="Companies House requests per window (the real API's: 600)")
+    sandbox.add_argument("--demo-quota", dest="ch_limit", action="store_const", const=DEMO_CH_LIMIT,
+                         help=f"the demo's raised quota ({DEMO_CH_LIMIT:,} per window), as `make demo` and `make standalone` use")
     sandbox.add_argument("--ch-window", type=float, default=300, help="Companies House quota window, seconds")
     sandbox.set_defaults(func=_cmd_sandbox)
 
@@ -260,7 +265,15 @@ def main(argv: list[str] | None = None) -> int:
         from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
 
         args.api_key = [DEFAULT_API_KEY]
-    return args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as `yes | head` does, and keep Python's
+        # exit-time flush from raising again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return code
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.localenv import airflow_env, connection_env, run_airflow
 from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl.sandbox.data import write_sample_csv
+from resilient_etl.sandbox import DEMO_CH_LIMIT
 from resilient_etl.sandbox.server import Sandbox
 from resilient_etl.schema import pipeline_runs, quality_results, suppliers
 
-DEMO_CH_LIMIT = 100_000  # pacing spreads calls over the window: the real 600 per 5 min would take 8 min
 
 
 def run_demo(project_dir: Path, *, rows: int = 1000) -> int:

@@ -70,3 +70,12 @@ def test_parsing_does_not_import_api_clients() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_each_dag_is_tagged_for_what_it_does(dagbag: BundleDagBag) -> None:
+    """Only the pipeline is about suppliers and enrichment; the ops DAGs say what they do."""
+    tags = {dag_id: set(dag.tags) for dag_id, dag in dagbag.dags.items()}
+    assert all("resilient-etl" in t for t in tags.values())
+    assert {"suppliers", "enrichment"} <= tags["company_enrichment"]
+    for dag_id, own in {"incident_escalation": "alerting", "pipeline_health": "health", "warehouse_maintenance": "maintenance"}.items():
+        assert own in tags[dag_id] and not tags[dag_id] & {"suppliers", "enrichment"}, (dag_id, tags[dag_id])

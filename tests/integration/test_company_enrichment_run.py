@@ -181,15 +181,23 @@ def test_api_outage_runs_on_fallbacks_without_burning_retries(airflow_db, api_co
     assert tis["reenrich_backlog"].state == "success"
 
 
-def test_too_much_fallback_fails_the_run_at_once(airflow_db, api_connections, sqlite_warehouse, pipeline_config) -> None:
+@pytest.mark.config(breakers={"companies_house": {"reset_timeout_seconds": 4}}, dag={"retries": 1, "retry_delay_seconds": 1})
+def test_too_much_fallback_behind_an_open_breaker_retries_after_the_next_probe(airflow_db, api_connections, sqlite_warehouse,
+                                                                               pipeline_config) -> None:
     import requests
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
 
     requests.put(f"{api_connections.companies.url}/__sandbox/faults/company", json={"status": 503}, timeout=5).raise_for_status()
     write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=30, dirty_share=0)
     dag_run = _run_dag()
-    assert dag_run.state == "failed"
+    assert dag_run.state == "failed"  # the API never came back
     ti = {ti.task_id: ti for ti in dag_run.get_task_instances()}["enrich_companies"]
-    assert ti.state == "failed" and ti.try_number == 1  # FallbackThresholdError is permanent: no retry
+    # transient (an open breaker), so retried - but not before the breaker's probe (4 s, not the 1 s retry delay)
+    assert ti.state == "failed" and ti.try_number == 2
+    with create_session() as session:
+        first = session.query(TaskInstanceHistory).filter_by(run_id=dag_run.run_id, task_id="enrich_companies", try_number=1).one()
+    assert (ti.start_date - first.end_date).total_seconds() >= 3.0
 
 
 def test_clear_and_rerun_resumes_after_the_last_committed_chunk(airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch) -> None:

@@ -106,6 +106,11 @@ def test_deadline_and_failure_alerts_under_a_real_scheduler(api_connections, ale
                 return False
 
         _wait("API server up", api_up, 120, log)
+        import psutil
+
+        listening = {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        assert listening == {"127.0.0.1"}, listening  # loopback only, as `make standalone` runs it
+        assert "deployment shape looks like production" not in log.read_text(errors="replace")
         assert airflow("dags", "unpause", "company_enrichment").returncode == 0  # the other DAGs stay paused
         trigger = airflow("dags", "trigger", "company_enrichment")
         assert trigger.returncode == 0, trigger.stderr[-3000:]

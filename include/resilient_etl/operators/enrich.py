@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from resilient_etl.operators.base import WarehouseOperator
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
+from resilient_etl.progress import ProgressLog
 from resilient_etl.resilience.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ class ApiEnrichmentOperator(WarehouseOperator):
         ``redis_conn_id`` exists), ``redis`` or ``sql``
     :param redis_conn_id: the Redis connection for shared state
     :param max_non_live_share: fail the task when more of the run's lookups than this come from fallbacks
+    :param progress_seconds: the longest silence between two progress lines
     """
 
     def __init__(
@@ -37,9 +39,11 @@ class ApiEnrichmentOperator(WarehouseOperator):
         shared_store: str = "auto",
         redis_conn_id: str = "breaker_store",
         max_non_live_share: float = 1.0,
+        progress_seconds: float = 30.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.progress_seconds = progress_seconds
         self.timeout = timeout
         self.api_retry_policy = retry_policy
         self.breaker_policy = breaker_policy
@@ -47,12 +51,16 @@ class ApiEnrichmentOperator(WarehouseOperator):
         self.redis_conn_id = redis_conn_id
         self.max_non_live_share = max_non_live_share
 
-    def progress(self, context: Any) -> Any:
+    def progress(self, context: Any, label: str, *, waited: Callable[[], float] | None = None) -> ProgressLog:
         """
-        Return a callback mirroring enrichment progress into the ``task_state_store``.
+        Return the progress reporter of this try: log lines every 30 s (done/total, rate, ETA, quota
+        waits), each mirrored into the ``task_state_store``.
 
         The answers themselves are committed to ``run_enrichment`` batch by batch (that is what a retry
         resumes from); the store shows how far the task got, in the UI, and across tries.
+
+        :param label: what is looked up (``companies``, ``postcodes``)
+        :param waited: seconds spent waiting for quota so far
         """
         from resilient_etl.checkpoints import TaskProgress
 
@@ -62,11 +70,7 @@ class ApiEnrichmentOperator(WarehouseOperator):
         elif (earlier := marker.previous()) is not None:
             # What is really looked up again (the keys without a live answer) is logged by the pipeline.
             self.log.info("An earlier try got to %s of %s lookups", earlier.get("done"), earlier.get("total"))
-
-        def save(done: int, total: int) -> None:
-            marker.save(done=done, total=total)
-
-        return save
+        return ProgressLog(label, every_seconds=self.progress_seconds, waited=waited, on_report=lambda values: marker.save(**values))
 
     def breaker(self, policy: BreakerPolicy | None = None) -> SharedCircuitBreaker | None:
         """Build the shared circuit breaker for ``policy`` (default: this operator's), with event recording."""
@@ -112,7 +116,7 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
         hook = PostcodesIoHook(
             self.postcodes_io_conn_id, timeout=self.timeout, bulk_size=self.bulk_size, retry_policy=self.api_retry_policy
         )
-        progress = self.progress(context)
+        progress = self.progress(context, "postcodes")
         try:
             return enrich_postcodes(
                 self.warehouse,
@@ -151,7 +155,7 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
         hook = CompaniesHouseHook(
             self.companies_house_conn_id, timeout=self.timeout, retry_policy=self.api_retry_policy, pacing_store=store
         )
-        progress = self.progress(context)
+        progress = self.progress(context, "companies", waited=lambda: hook.pacer.waited if hook.pacer else 0.0)
         try:
             return enrich_companies(
                 self.warehouse, hook, run_id=self.run_id(context), breaker=self.breaker(),

@@ -134,7 +134,7 @@ def enrich_postcodes(
     :param breaker: the postcodes.io circuit breaker (None: call unguarded)
     :param reference: the bundled reference extract ``{postcode: fields}`` (None: no such fallback)
     :param max_non_live_share: fail when more of the run's postcodes than this are not live
-    :param on_progress: called with (keys done, keys to do) after each committed batch
+    :param on_progress: called with (keys done, keys to do) after each batch (a :class:`~resilient_etl.progress.ProgressLog`)
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
     todo, resumed = _todo(warehouse, run_id=run_id, kind="postcode")
@@ -154,6 +154,8 @@ def enrich_postcodes(
         _save(warehouse, run_id=run_id, kind="postcode", answers=answers, cache=postcode_cache, cache_key="postcode")
         if on_progress is not None:
             on_progress(start + len(batch), len(todo))
+    if on_progress is not None and not todo:
+        on_progress(0, 0)
     if breaker is not None:
         breaker.flush()
     return _finish(warehouse, run_id=run_id, kind="postcode", looked_up=len(todo), resumed=resumed, reasons=reasons,
@@ -190,7 +192,7 @@ def enrich_companies(
     :param run_id: the Airflow run id
     :param breaker: the Companies House circuit breaker (None: call unguarded)
     :param max_non_live_share: fail when more of the run's companies than this are not live
-    :param on_progress: called with (keys done, keys to do) after each committed group
+    :param on_progress: called with (keys done, keys to do) after each lookup (a :class:`~resilient_etl.progress.ProgressLog`)
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
     todo, resumed = _todo(warehouse, run_id=run_id, kind="company")
@@ -211,13 +213,13 @@ def enrich_companies(
             answers.update(_company_fallback(warehouse, failed))
             _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
             answers, failed = {}, []
-            if on_progress is not None:
-                on_progress(done, len(todo))
+        if on_progress is not None:
+            on_progress(done, len(todo))
     answers.update(_company_fallback(warehouse, failed))
     if answers:
         _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
-    if on_progress is not None:
-        on_progress(len(todo), len(todo))
+    if on_progress is not None and not todo:
+        on_progress(0, 0)
     if breaker is not None:
         breaker.flush()
     return _finish(warehouse, run_id=run_id, kind="company", looked_up=len(todo), resumed=resumed, reasons=reasons,

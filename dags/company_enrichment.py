@@ -33,7 +33,7 @@ from resilient_etl.dag_defaults import dag_arguments
 from resilient_etl.notifications.alerts import RecoveryNotifier
 from resilient_etl.notifications.deadline import dag_run_deadlines
 from resilient_etl.operators.backlog import ReenrichBacklogOperator
-from resilient_etl.operators.enrich import EnrichCompaniesOperator, EnrichPostcodesOperator
+from resilient_etl.operators.enrich import ApiSettings, EnrichCompaniesOperator, EnrichPostcodesOperator
 from resilient_etl.operators.extract import ExtractSuppliersOperator
 from resilient_etl.operators.load import LoadSuppliersOperator
 from resilient_etl.operators.reconcile import ReconcileRunOperator
@@ -111,11 +111,8 @@ with DAG(
     reenrich_backlog = ReenrichBacklogOperator(
         task_id="reenrich_backlog",
         limit=cfg.fallback.backlog_batch,
-        postcodes_io_conn_id=cfg.apis.postcodes_io.conn_id,
-        companies_house_conn_id=cfg.apis.companies_house.conn_id,
-        postcodes_breaker_policy=cfg.breakers.policy("postcodes_io"),
-        companies_breaker_policy=cfg.breakers.policy("companies_house"),
-        retry_policy=cfg.retry.policy("companies_house"),
+        postcodes_io=ApiSettings.from_config(cfg, "postcodes_io"),
+        companies_house=ApiSettings.from_config(cfg, "companies_house"),
         **shared,
     )
 

@@ -79,3 +79,19 @@ def test_each_dag_is_tagged_for_what_it_does(dagbag: BundleDagBag) -> None:
     assert {"suppliers", "enrichment"} <= tags["company_enrichment"]
     for dag_id, own in {"incident_escalation": "alerting", "pipeline_health": "health", "warehouse_maintenance": "maintenance"}.items():
         assert own in tags[dag_id] and not tags[dag_id] & {"suppliers", "enrichment"}, (dag_id, tags[dag_id])
+
+
+def test_the_backlog_calls_each_api_with_its_own_timeout_and_retry_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resilient_etl.config import get_config
+
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    data["apis"]["postcodes_io"]["timeout_seconds"] = 3
+    data["apis"]["companies_house"]["timeout_seconds"] = 7
+    (tmp_path / "resilience.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("RESILIENT_ETL_CONFIG", str(tmp_path / "resilience.yaml"))
+    bag = BundleDagBag(dag_folder=str(DAGS / "company_enrichment.py"), bundle_path=DAGS)
+    postcodes, companies = bag.dags["company_enrichment"].get_task("reenrich_backlog").hooks()
+    cfg = get_config()
+    assert (postcodes.timeout, companies.timeout) == (3, 7)
+    assert postcodes.retry_policy == cfg.retry.policy("postcodes_io") and postcodes.retry_policy.dependency == "postcodes_io"
+    assert companies.retry_policy == cfg.retry.policy("companies_house")

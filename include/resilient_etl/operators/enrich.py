@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +13,33 @@ from resilient_etl.progress import ProgressLog
 from resilient_etl.resilience.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from resilient_etl.config import ResilienceConfig
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
     from resilient_etl.resilience.breaker_policy import BreakerPolicy
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """
+    How one API is called: connection, timeout per request, in-task retries, circuit breaker.
+
+    :param conn_id: the Airflow connection
+    :param timeout: seconds per request
+    :param retry_policy: in-task retries of transient failures
+    :param breaker_policy: its circuit breaker (None: none)
+    """
+
+    conn_id: str
+    timeout: float
+    retry_policy: RetryPolicy | None = None
+    breaker_policy: BreakerPolicy | None = None
+
+    @classmethod
+    def from_config(cls, cfg: ResilienceConfig, api: str) -> ApiSettings:
+        """Return the settings of ``api`` (``postcodes_io`` or ``companies_house``) from the configuration."""
+        section = getattr(cfg.apis, api)
+        return cls(conn_id=section.conn_id, timeout=section.timeout_seconds, retry_policy=cfg.retry.policy(api),
+                   breaker_policy=cfg.breakers.policy(api))
 
 
 class ApiEnrichmentOperator(WarehouseOperator):

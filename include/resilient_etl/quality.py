@@ -30,7 +30,7 @@ def rule_of(category: str, field_name: str) -> str:
         return "invalid_company_number" if field_name == "company_number" else "missing_fields"
     if category == "malformed_row":
         return "missing_fields"
-    if category in ("invalid_number", "invalid_date", "field_too_long"):
+    if category in ("invalid_number", "invalid_date", "field_too_long", "control_character"):
         return "unparseable_values"
     return category  # invalid_postcode, invalid_company_number, duplicate_supplier_id
 

@@ -15,41 +15,91 @@ from resilient_etl.checkpoints import discard_checkpoints
 from resilient_etl.errors import BadInputFileError
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.pipeline.files import reject_file
-from resilient_etl.pipeline.validate import CSV_COLUMNS, EXTRA_FIELDS_KEY
+from resilient_etl.pipeline.validate import CSV_COLUMNS, EXTRA_FIELDS_KEY, TRUNCATED_KEY
 from resilient_etl.schema import quarantine, run_enrichment, staged_rows
 
 log = logging.getLogger(__name__)
+CSV_FIELD_LIMIT = 16 * 2**20  # the longest field read at all (csv's default, 128 KiB, rejected whole files)
+STAGED_FIELD_CHARS = 1000  # longer fields are staged cut to this: wider than any contract column
 
 
 def read_supplier_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """
-    Read a supplier CSV and return ``[(line number, raw row)]``.
+    Read a supplier CSV and return ``[(line where the record starts, raw row)]``.
+
+    A field longer than :data:`STAGED_FIELD_CHARS` is kept cut short with its length under
+    ``TRUNCATED_KEY`` (the row is then quarantined as ``field_too_long``); fields up to
+    :data:`CSV_FIELD_LIMIT` are read, so memory stays bounded by that.
 
     :param path: the file
-    :raises BadInputFileError: not UTF-8, no header, missing contract columns, or broken CSV quoting;
-        the message names the file and, where known, the line
+    :raises BadInputFileError: not UTF-8, no header, a column named twice, missing contract columns,
+        a field over the limit or broken CSV quoting; the message names the file and, where known, the line
     """
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    reader = None
     try:
         with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh, restkey=EXTRA_FIELDS_KEY)
-            header = reader.fieldnames
+            reader = csv.reader(fh)
+            header = next(reader, None)
             if not header:
                 raise BadInputFileError(f"{path.name}: empty file, no header row", path=str(path), line=1)
+            twice = sorted({c for c in header if header.count(c) > 1})
+            if twice:
+                raise BadInputFileError(f"{path.name}: header names column {', '.join(map(repr, twice))} more than once",
+                                        path=str(path), line=1)
             missing = [c for c in CSV_COLUMNS if c not in header]
             if missing:
                 raise BadInputFileError(
                     f"{path.name}: header lacks required columns {', '.join(missing)}", path=str(path), line=1
                 )
             rows = []
-            for raw in reader:
-                if not any((v or "").strip() for k, v in raw.items() if k != EXTRA_FIELDS_KEY):
+            while True:
+                start = reader.line_num + 1  # a quoted field may span lines: report where the record starts
+                fields = next(reader, None)
+                if fields is None:
+                    return rows
+                if not any(f.strip() for f in fields[: len(header)]) and len(fields) <= len(header):
                     continue  # blank line
-                rows.append((reader.line_num, raw))
-            return rows
+                rows.append((start, _row(header, fields)))
     except UnicodeDecodeError as exc:
         raise BadInputFileError(f"{path.name}: not UTF-8 (byte {exc.start}: {exc.reason})", path=str(path)) from exc
     except csv.Error as exc:
-        raise BadInputFileError(f"{path.name}: broken CSV: {exc}", path=str(path)) from exc
+        line = reader.line_num if reader is not None else None
+        raise BadInputFileError(f"{path.name}: broken CSV at line {line}: {exc}", path=str(path), line=line) from exc
+
+
+def _row(header: list[str], fields: list[str]) -> dict[str, Any]:
+    """Map one record's fields to the header (as ``csv.DictReader`` does), cutting over-long fields short."""
+    raw: dict[str, Any] = dict(zip(header, fields))
+    raw.update({name: None for name in header[len(fields):]})
+    if len(fields) > len(header):
+        raw[EXTRA_FIELDS_KEY] = fields[len(header):]
+    cut = {k: len(v) for k, v in raw.items() if isinstance(v, str) and len(v) > STAGED_FIELD_CHARS}
+    if cut:
+        raw.update({k: raw[k][:STAGED_FIELD_CHARS] for k in cut})
+        raw[TRUNCATED_KEY] = cut
+    return raw
+
+
+def landing_files(landing_dir: Path) -> list[Path]:
+    """
+    Return the CSV drops in ``landing_dir`` (``.csv`` in any case), logging every other entry and why it is left.
+
+    :param landing_dir: the landing folder
+    """
+    picked = []
+    for path in sorted(landing_dir.iterdir()):
+        if path.name.startswith("."):
+            why = "hidden (a file still being written, or the health check's probe)"
+        elif not path.is_file():
+            why = "not a regular file"
+        elif path.suffix.lower() != ".csv":
+            why = f"not a CSV drop (extension {path.suffix or 'none'!r}; drops end in .csv)"
+        else:
+            picked.append(path)
+            continue
+        log.warning("Left in landing: %s: %s", path.name, why)
+    return picked
 
 
 def extract(
@@ -77,13 +127,15 @@ def extract(
     if full_refresh:
         with warehouse.begin() as conn:  # enrichment answers too: a full refresh looks everything up again
             conn.execute(delete(run_enrichment).where(run_enrichment.c.run_id == run_id))
-    for path in sorted(p for p in landing_dir.glob("*.csv") if p.is_file()):
+    for path in landing_files(landing_dir):
         if path.name in staged_before and not full_refresh:
             log.info("%s already staged by this run: resuming (full_refresh restages it)", path.name)
             summary["resumed_files"].append(path.name)
             continue
         try:
             rows = read_supplier_csv(path)
+            if not rows:
+                raise BadInputFileError(f"{path.name}: header only, no data rows", path=str(path), line=2)
         except BadInputFileError as exc:
             target = reject_file(path, rejected_dir, str(exc))
             log.warning("Rejected %s: %s (moved to %s)", path.name, exc, target)

@@ -37,6 +37,21 @@ CSV_COLUMNS = (
 REQUIRED_FIELDS = ("supplier_id", "company_number", "company_name", "postcode", "onboarded_on")
 MAX_LENGTHS = {"supplier_id": 64, "company_name": 255, "address_line_1": 255, "town": 100}
 EXTRA_FIELDS_KEY = "_extra_fields"
+# Fields longer than this are staged cut short, their length kept here: a 1 MB field must not reach
+# the warehouse or the quarantine whole. No contract column is wider than 500 characters.
+TRUNCATED_KEY = "_truncated"
+META_KEYS = frozenset({EXTRA_FIELDS_KEY, TRUNCATED_KEY})
+# Characters no supplier field carries and some databases refuse (PostgreSQL: NUL): C0 controls
+# other than tab and line breaks (a quoted address may span lines), DEL and the C1 controls.
+_CONTROL = {c for c in range(0x20) if chr(c) not in "\t\n\r"} | {0x7F} | set(range(0x80, 0xA0))
+
+
+def control_character(value: str) -> tuple[int, str] | None:
+    """Return ``(position, U+XXXX)`` of the first control character in ``value``, or None."""
+    for i, ch in enumerate(value):
+        if ord(ch) in _CONTROL:
+            return i + 1, f"U+{ord(ch):04X}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,13 @@ def validate_row(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, list[RowEr
     errors: list[RowError] = []
     if raw.get(EXTRA_FIELDS_KEY):
         errors.append(RowError("malformed_row", "<row>", f"{len(raw[EXTRA_FIELDS_KEY])} more fields than the header"))
+    for name, length in (raw.get(TRUNCATED_KEY) or {}).items():
+        errors.append(RowError("field_too_long", name, f"{name} has {length:,} characters (kept: the first {len(raw.get(name) or '')})"))
+    for name in CSV_COLUMNS:
+        if (found := control_character(raw.get(name) or "")) is not None:
+            errors.append(RowError("control_character", name, f"{name} contains the control character {found[1]} at position {found[0]}"))
+    if errors:
+        return None, errors
     values = {c: (raw.get(c) or "").strip() for c in CSV_COLUMNS}
     for name in REQUIRED_FIELDS:
         if not values[name]:
@@ -166,7 +188,7 @@ def _validate_file(warehouse: WarehouseHook, *, run_id: str, source_file: str, r
     header: list[str] = []
     for row in rows:
         raw = json.loads(row.raw_row)
-        header = header or [k for k in raw if k != EXTRA_FIELDS_KEY]
+        header = header or [k for k in raw if k not in META_KEYS]
         clean, errors = validate_row(raw)
         if clean is not None and (clean["supplier_id"] in seen or clean["supplier_id"] in file_ids):
             errors = [RowError("duplicate_supplier_id", "supplier_id", f"supplier_id {clean['supplier_id']!r} already in this run")]

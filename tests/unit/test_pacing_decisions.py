@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
+from resilient_etl.errors import ApiRateLimitError
 from resilient_etl.hooks.base_api import RateLimitStatus
+from resilient_etl.resilience import stopping
+from resilient_etl.resilience.retry import RetryPolicy, decide
 from resilient_etl.resilience.ratelimit import QuotaPacer, pacing_interval, pacing_key
 from resilient_etl.resilience.storage import MemoryPacingStore
 
@@ -60,6 +67,53 @@ def test_empty_quota_defers_everyone_to_the_reset() -> None:
     pacer.before_request()
     assert t.now == 1042.0
     other = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
-    other.on_rate_limited(1100.0)
+    other.on_rate_limited(ApiRateLimitError("429", service="companies_house", reset_at=1100.0))  # nothing known: trust the reset
     other.before_request()
     assert t.now == 1100.0
+
+
+def test_a_429_with_retry_after_holds_for_that_not_for_the_window() -> None:
+    store, t = MemoryPacingStore(), FakeTime()
+    pacer = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
+    pacer.after_response(_status(99_999, 1298.0))  # plenty left: the 429 is not about the quota
+    pacer.on_rate_limited(ApiRateLimitError("429", service="companies_house", retry_after=1.0, reset_at=1298.0))
+    pacer.before_request()
+    assert t.now == 1001.0  # one second, as asked: not the 298 s to the reset
+
+
+def test_a_429_with_quota_left_and_no_retry_after_holds_nobody() -> None:
+    store, t = MemoryPacingStore(), FakeTime()
+    pacer = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
+    pacer.after_response(_status(500, 1298.0))
+    pacer.on_rate_limited(ApiRateLimitError("429", service="companies_house", reset_at=1298.0))
+    assert pacer.before_request() < 1.0
+
+
+def test_a_quota_wait_past_the_retry_budget_is_a_rate_limit_error_not_a_sleep() -> None:
+    store, t = MemoryPacingStore(), FakeTime()
+    pacer = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
+    pacer.after_response(_status(0, 1298.0))
+    pacer.deadline = 1060.0  # 60 s of budget left for this call
+    with pytest.raises(ApiRateLimitError, match="298.0s away") as info:
+        pacer.before_request()
+    assert t.slept == [] and info.value.reset_at == 1298.0
+    # the retry layer then gives up at once: the wait would pass its budget
+    decision = decide(RetryPolicy(dependency="companies_house", max_elapsed=60), attempt=1, exc=info.value, elapsed=0.0,
+                      now=t.now, rng=random.Random(1))
+    assert not decision.retry and "298.0s would pass the 60s budget" in decision.reason
+
+
+def test_a_stop_request_ends_a_quota_wait_at_once() -> None:
+    import threading
+    import time
+
+    pacer = QuotaPacer(MemoryPacingStore(), "k")  # the real clock and the interruptible sleep
+    pacer.after_response(_status(0, time.time() + 300))
+    threading.Timer(0.2, stopping.request_stop).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(stopping.StopRequested):
+            pacer.before_request()
+    finally:
+        stopping.clear_stop()
+    assert time.monotonic() - started < 3

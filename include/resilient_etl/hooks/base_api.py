@@ -176,6 +176,9 @@ class ApiHook(HttpHook):
         :raises ApiError: a typed subclass for timeouts, dropped connections, error statuses and bodies
             that are not JSON, once the policy gives up (or at once for a permanent one)
         """
+        self.session  # noqa: B018 - builds the pacer with the session, before the budget is set on it
+        if self.pacer is not None:  # waiting for quota counts toward the same budget as retries
+            self.pacer.deadline = time.time() + self.retry_policy.max_elapsed
         return Retrier(self.retry_policy, logger=self.log).call(
             self.request_once, method, endpoint, allow_status=allow_status, **kwargs
         )
@@ -212,7 +215,7 @@ class ApiHook(HttpHook):
         if status >= 300 and status not in allow_status:
             error = error_for_status(status, service=self.service, endpoint=endpoint, headers=response.headers)
             if self.pacer is not None and isinstance(error, ApiRateLimitError):
-                self.pacer.on_rate_limited(error.reset_at)
+                self.pacer.on_rate_limited(error)
             raise error
         try:
             return status, response.json()

@@ -98,6 +98,13 @@ class ApiEnrichmentOperator(WarehouseOperator):
             self.log.info("An earlier try got to %s of %s lookups", earlier.get("done"), earlier.get("total"))
         return ProgressLog(label, every_seconds=self.progress_seconds, waited=waited, on_report=lambda values: marker.save(**values))
 
+    def on_kill(self) -> None:
+        """End the task's waits (quota pacing, retry backoff) now: Airflow calls this on SIGTERM."""
+        from resilient_etl.resilience.stopping import request_stop
+
+        self.log.warning("Stop requested: ending the waits for quota and retries")
+        request_stop()
+
     def breaker(self, policy: BreakerPolicy | None = None) -> SharedCircuitBreaker | None:
         """Build the shared circuit breaker for ``policy`` (default: this operator's), with event recording."""
         from resilient_etl.resilience.breaker import BreakerEventRecorder, SharedCircuitBreaker

@@ -14,7 +14,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from resilient_etl.errors import ApiRateLimitError
 from resilient_etl.hooks.base_api import RateLimitStatus
+from resilient_etl.resilience import stopping
 from resilient_etl.resilience.storage import PacingStore
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class QuotaPacer:
     :param store: the shared slot store
     :param key: the quota's key (see :func:`pacing_key`)
     :param clock: unix time source
-    :param sleep: sleep function
+    :param sleep: sleep function (by default one that a task's ``on_kill`` interrupts)
     """
 
     def __init__(
@@ -56,7 +58,7 @@ class QuotaPacer:
         key: str,
         *,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = stopping.sleep,
     ) -> None:
         self.store = store
         self.key = key
@@ -64,17 +66,37 @@ class QuotaPacer:
         self.sleep = sleep
         self.last: RateLimitStatus | None = None
         self.waited = 0.0
+        self.deadline: float | None = None  # unix time the current call's retry budget ends (set by the hook)
+
+    @property
+    def service(self) -> str:
+        return self.key.split(":")[0]
+
+    def quota_spent(self) -> bool:
+        """Return whether the last headers say no request of this window remains."""
+        return self.last is not None and self.last.remain is not None and self.last.remain <= 0
 
     def before_request(self) -> float:
-        """Claim a slot and sleep until it; return the seconds waited."""
+        """
+        Claim a slot and sleep until it; return the seconds waited.
+
+        :raises ApiRateLimitError: the slot lies past the current call's retry budget (the wait
+            counts toward that budget like any other); its ``reset_at`` is the slot
+        """
         now = self.clock()
-        if self.last is not None and self.last.remain is not None and self.last.remain <= 0 and self.last.reset_at:
+        if self.quota_spent() and self.last.reset_at:
             self.store.defer(self.key, until=self.last.reset_at)
         slot = self.store.claim(self.key, interval=pacing_interval(self.last, now), now=now)
         wait = max(0.0, slot - now)
+        remain = self.last.remain if self.last else None
+        if self.deadline is not None and now + wait > self.deadline:
+            raise ApiRateLimitError(
+                f"{self.service}: the next quota slot is {wait:.1f}s away (remain {remain}), past the retry budget",
+                service=self.service, reset_at=slot,
+            )
         if wait > 0:
             if wait > 5:
-                log.info("Pacing %s: waiting %.1fs for the quota (remain %s)", self.key.split(":")[0], wait, self.last.remain if self.last else None)
+                log.info("Pacing %s: waiting %.1fs for the quota (remain %s)", self.service, wait, remain)
             self.sleep(wait)
             self.waited += wait
         return wait
@@ -84,7 +106,16 @@ class QuotaPacer:
         if status is not None:
             self.last = status
 
-    def on_rate_limited(self, reset_at: float | None) -> None:
-        """A 429 arrived anyway: hold every worker until the reset."""
-        if reset_at:
-            self.store.defer(self.key, until=reset_at)
+    def on_rate_limited(self, error: ApiRateLimitError) -> None:
+        """
+        A 429 arrived anyway: hold every worker as long as it asks, and no longer.
+
+        ``Retry-After`` is honoured as given; the quota window's reset only when the headers say the
+        quota is really spent. A 429 with requests remaining and no ``Retry-After`` holds nobody
+        (the retry backs off).
+        """
+        now = self.clock()
+        if error.retry_after is not None:
+            self.store.defer(self.key, until=now + error.retry_after)
+        elif error.reset_at and (self.last is None or self.last.remain is None or self.quota_spent()):
+            self.store.defer(self.key, until=error.reset_at)

@@ -26,6 +26,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from resilient_etl.errors import ApiRateLimitError, ResilientEtlError
+from resilient_etl.resilience import stopping
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class Retrier:
 
     :param policy: the policy
     :param logger: where to log (an operator's ``self.log`` or a module logger)
-    :param sleep: the sleep function (tests pass their own)
+    :param sleep: the sleep function (by default one that a task's ``on_kill`` interrupts; tests pass their own)
     :param clock: unix time source (quota resets are absolute times)
     :param rng: jitter source
     """
@@ -177,7 +178,7 @@ class Retrier:
         policy: RetryPolicy,
         *,
         logger: logging.Logger | logging.LoggerAdapter | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = stopping.sleep,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:

@@ -90,6 +90,9 @@ def _cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_SHARED_STATE_UNAVAILABLE = 3  # `breakers`: 0 all closed, 1 one is open, 3 Redis (breaker_store) unreachable
+
+
 def _cmd_breakers(args: argparse.Namespace) -> int:
     import datetime as dt
     import getpass
@@ -109,8 +112,14 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
     policies = {name: cfg.breakers.policy(name) for name in ("postcodes_io", "companies_house")}
     action = getattr(args, "breaker_action", None)
     if action is None:
+        # The store's own warning would be a second line: this command says it once, with its exit code.
+        logging.getLogger("resilient_etl.resilience.storage").disabled = True
         states = breaker_states(store, list(policies.values()))
         print(json.dumps(states, indent=2))
+        if getattr(store, "degraded", None) is not None:
+            print(f"resilient-etl breakers: shared-state store {store.what} unavailable; these are the warehouse "
+                  "tables the workers fall back to (runbook: shared-state-unavailable)", file=sys.stderr)
+            return EXIT_SHARED_STATE_UNAVAILABLE
         return 0 if all(s["state"] == "closed" for s in states) else 1
     if args.name not in policies:
         print(f"resilient-etl breakers {action}: no breaker {args.name!r} (breakers: {', '.join(policies)})", file=sys.stderr)
@@ -224,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--companies-port", type=int, default=8702)
     env.set_defaults(func=_cmd_env)
 
-    breakers = sub.add_parser("breakers", help="print every circuit breaker's shared state (exit 1 unless all closed); reset or open one")
+    breakers = sub.add_parser("breakers", help="print every circuit breaker's shared state (exit 1 unless all closed, 3 when Redis is unreachable); reset or open one")
     breakers.set_defaults(func=_cmd_breakers)
     breakers_sub = breakers.add_subparsers(dest="breaker_action")
     for verb, text in (("reset", "force a breaker closed now (the API is known to be back); recorded in breaker_events"),

@@ -33,6 +33,7 @@ class Category(StrEnum):
     INTEGRITY = "integrity"
     FILESYSTEM = "filesystem"
     BREAKER_OPEN = "breaker_open"
+    SHARED_STATE_UNAVAILABLE = "shared_state_unavailable"
     DEADLINE_MISSED = "deadline_missed"
     UNKNOWN = "unknown"
 
@@ -237,6 +238,21 @@ class FallbackThresholdError(ResilientEtlError):
         self.transient = retry_at is not None
 
 
+class SharedStateUnavailableError(ResilientEtlError):
+    """
+    The store that shares breaker and pacing state between workers (Redis, ``breaker_store``) cannot be reached.
+
+    :param store: which store, for the message (``redis breaker_store at 127.0.0.1:6379``)
+    """
+
+    category = Category.SHARED_STATE_UNAVAILABLE
+    transient = True
+
+    def __init__(self, message: str, *, store: str) -> None:
+        super().__init__(message)
+        self.store = store
+
+
 class DatabaseConnectionLostError(WarehouseUnavailableError):
     """The warehouse connection broke in the middle of a transaction (server restart, killed backend)."""
 
@@ -400,6 +416,8 @@ def _direct_category(exc: BaseException) -> tuple[Category, bool] | None:
     if isinstance(exc, ValidationError):
         return Category.CONFIGURATION, False
     module = type(exc).__module__
+    if module.startswith("redis."):  # the shared-state store (breaker_store), not the API's network
+        return Category.SHARED_STATE_UNAVAILABLE, True
     names = {c.__name__ for c in type(exc).__mro__}
     if "AirflowTaskTimeout" in names or isinstance(exc, TimeoutError) or "Timeout" in names:
         return Category.TIMEOUT, True

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 import pytest
+import redis
 import requests
 import sqlalchemy.exc
 import yaml
@@ -31,6 +32,8 @@ def _db(pgcode: str) -> sqlalchemy.exc.DBAPIError:
 
 
 CASES = [
+    (errors.SharedStateUnavailableError("redis down", store="redis breaker_store"), Category.SHARED_STATE_UNAVAILABLE, True),
+    (redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379"), Category.SHARED_STATE_UNAVAILABLE, True),
     (errors.ApiConnectionError("reset", service="postcodes_io"), Category.NETWORK, True),
     (requests.ConnectionError("refused"), Category.NETWORK, True),
     (ConnectionResetError(104, "reset"), Category.NETWORK, True),

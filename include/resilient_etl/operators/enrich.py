@@ -181,10 +181,10 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from resilient_etl.hooks.companies_house import CompaniesHouseHook
-        from resilient_etl.resilience.storage import pacing_store
+        from resilient_etl.resilience.storage import describe, pacing_store
 
         store = pacing_store(self.shared_store, warehouse=self.warehouse, redis_conn_id=self.redis_conn_id) if self.pace else None
-        self.log.info("Quota pacing: %s", type(store).__name__ if store else "off")
+        self.log.info("Quota pacing: %s", describe(store) if store else "off")
         hook = CompaniesHouseHook(
             self.companies_house_conn_id, timeout=self.timeout, retry_policy=self.api_retry_policy, pacing_store=store
         )

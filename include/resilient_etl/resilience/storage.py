@@ -7,7 +7,9 @@ connection) or, by default, in warehouse tables.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -15,6 +17,8 @@ from sqlalchemy import case, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from resilient_etl.schema import breaker_buckets, breaker_state, shared_pacing
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import redis
@@ -141,6 +145,11 @@ def redis_client(conn_id: str) -> Any:
     )
 
 
+def describe(store: Any) -> str:
+    """Name a store for a log line."""
+    return getattr(store, "description", type(store).__name__)
+
+
 def connection_exists(conn_id: str) -> bool:
     """Return whether an Airflow connection ``conn_id`` is defined (env, secrets backend or DB)."""
     from airflow.sdk.bases.hook import BaseHook
@@ -166,7 +175,9 @@ def pacing_store(kind: str, *, warehouse: WarehouseHook, redis_conn_id: str) -> 
     :param warehouse: the warehouse hook (for the SQL store)
     :param redis_conn_id: the Redis connection id
     """
-    return RedisPacingStore(redis_client(redis_conn_id)) if uses_redis(kind, redis_conn_id) else SqlPacingStore(warehouse)
+    if not uses_redis(kind, redis_conn_id):
+        return SqlPacingStore(warehouse)
+    return _Degrading(RedisPacingStore(redis_client(redis_conn_id)), lambda: SqlPacingStore(warehouse), what=f"redis {redis_conn_id}")  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,4 +454,53 @@ class RedisBreakerStore:
 
 def breaker_store(kind: str, *, warehouse: WarehouseHook, redis_conn_id: str) -> BreakerStore:
     """Return the configured shared breaker store (the same choice as :func:`pacing_store`)."""
-    return RedisBreakerStore(redis_client(redis_conn_id)) if uses_redis(kind, redis_conn_id) else SqlBreakerStore(warehouse)
+    if not uses_redis(kind, redis_conn_id):
+        return SqlBreakerStore(warehouse)
+    return _Degrading(RedisBreakerStore(redis_client(redis_conn_id)), lambda: SqlBreakerStore(warehouse), what=f"redis {redis_conn_id}")  # type: ignore[return-value]
+
+
+class _Degrading:
+    """
+    A store that uses Redis and, once Redis fails to answer, the warehouse tables for good (this process).
+
+    pybreaker's ``CircuitRedisStorage`` falls back to a declared state when Redis fails; here the
+    declared fallback is the SQL store every worker can also reach, so breakers keep working as
+    shared breakers and pacing stays shared (ADR 0004, runbook ``shared-state-unavailable``).
+
+    :param primary: the Redis store
+    :param fallback: builds the SQL store on first need
+    :param what: names the store in the warning
+    """
+
+    def __init__(self, primary: Any, fallback: Callable[[], Any], *, what: str) -> None:
+        self.primary = primary
+        self._fallback = fallback
+        self.what = what
+        self.degraded: Any = None
+
+    @property
+    def description(self) -> str:
+        """Name the store in use: the Redis one, or the warehouse one it fell back to."""
+        if self.degraded is not None:
+            return f"{type(self.degraded).__name__} (fell back: {self.what} unavailable)"
+        return f"{type(self.primary).__name__} (falls back to the warehouse when {self.what} is unavailable)"
+
+    def __getattr__(self, name: str) -> Any:
+        if self.degraded is not None:
+            return getattr(self.degraded, name)
+        method = getattr(self.primary, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import redis
+
+            if self.degraded is not None:
+                return getattr(self.degraded, name)(*args, **kwargs)
+            try:
+                return method(*args, **kwargs)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("Shared-state store %s unavailable (%s): falling back to the warehouse tables for this process",
+                            self.what, type(exc).__name__)
+                self.degraded = self._fallback()
+                return getattr(self.degraded, name)(*args, **kwargs)
+
+        return call

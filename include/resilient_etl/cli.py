@@ -169,6 +169,7 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
     alerter = Alerter()
     try:
         if args.action == "list":
+            alerter.record_spooled()  # alerts sent while the warehouse was down become incidents now
             with alerter.warehouse.begin() as conn:
                 rows = store.active(conn)
             for i in rows:

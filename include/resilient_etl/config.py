@@ -37,6 +37,14 @@ class PathsConfig(_Strict):
     landing: Path
     archive: Path
     rejected: Path
+    # Alerts sent while the incident store (the warehouse) was down wait here to be recorded.
+    # Default: alert-spool beside the archive folder.
+    alert_spool: Path | None = None
+
+    @property
+    def spool(self) -> Path:
+        """Return the folder of alerts not yet recorded as incidents."""
+        return self.alert_spool or self.archive.parent / "alert-spool"
 
 
 class LoadConfig(_Strict):
@@ -378,7 +386,7 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "<config>") -> Resi
     except ValidationError as exc:
         message, field, value = _describe(exc.errors())
         raise ConfigError(f"{source}: invalid configuration: {message}", field=field, value=value) from None
-    resolved = {name: (base_dir / p).resolve() for name, p in cfg.paths.model_dump().items()}
+    resolved = {name: (base_dir / p).resolve() for name, p in cfg.paths.model_dump().items() if p is not None}
     update: dict[str, Any] = {"paths": PathsConfig(**resolved)}
     reference = cfg.fallback.postcode_reference
     if reference is not None:

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import time
 from types import SimpleNamespace
 
@@ -175,14 +176,31 @@ def test_smtp_down_still_posts_to_slack_and_logs_the_delivery_failure(alerter, l
     assert "not delivered by email" in logs()
 
 
-def test_a_down_incident_store_still_alerts(alerter, monkeypatch) -> None:
-    a, _, smtp, slack = alerter
+def test_a_down_incident_store_still_alerts_and_records_the_incident_when_it_is_back(alerter, monkeypatch, tmp_path, capsys) -> None:
+    a, clock, smtp, slack = alerter
+    cfg = get_config()
+    cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"alert_spool": tmp_path / "spool"})})
+    monkeypatch.setenv("RESILIENT_ETL__PATHS__ALERT_SPOOL", str(tmp_path / "spool"))
+    good_warehouse = os.environ["AIRFLOW_CONN_WAREHOUSE_DEFAULT"]
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x"}))
     once = RetryPolicy(dependency="database", max_attempts=1, initial_wait=0.01, max_wait=0.01, max_elapsed=1)
-    down = Alerter(get_config(), warehouse=WarehouseHook(retry_policy=once))
-    incident, outcome = down.failure(errors.WarehouseUnavailableError("warehouse down"), dag_id="d", task_id="t", run_id="r")
+    down = Alerter(cfg, warehouse=WarehouseHook(retry_policy=once), clock=clock)
+    incident, outcome = down.failure(errors.WarehouseUnavailableError("warehouse down"), dag_id="company_enrichment", task_id="load",
+                                     run_id="r")
     assert (incident, outcome) == (None, "unrecorded")
     assert len(smtp.messages) == 1 and len(slack.posts) == 1
+    sent_at = clock.now
+    clock.advance(42)
+
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", good_warehouse)  # the warehouse is back
+    assert cli(["incidents", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "SEV1\tdatabase_unavailable\tcompany_enrichment.load" in listed and f"since {sent_at:%Y-%m-%d %H:%M} UTC" in listed
+    assert list((tmp_path / "spool").glob("*.json")) == []
+    assert len(smtp.messages) == 1 and len(slack.posts) == 1  # recording it sends nothing again
+    with a.warehouse.begin() as conn:
+        (row,) = conn.execute(select(incidents.c.first_seen_at, incidents.c.escalation_level)).all()
+    assert row.first_seen_at.replace(tzinfo=dt.UTC) == sent_at and row.escalation_level == 1  # as if recorded then
 
 
 def test_dag_run_deadline_tiers_warn_then_page(alerter, caplog) -> None:

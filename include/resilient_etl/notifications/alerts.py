@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
@@ -40,6 +43,39 @@ Clock = Callable[[], dt.datetime]
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class AlertSpool:
+    """
+    A folder of alerts that could not be recorded, one JSON file each (written whole, then renamed).
+
+    :param folder: where they wait
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def put(self, *, classification: Classification, now: dt.datetime, **fields: Any) -> Path:
+        """Keep one unrecorded alert; return its file."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        entry = {**fields, "now": now.isoformat(), "classification": dataclasses.asdict(classification)}
+        name = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json"
+        tmp = self.folder / f".{name}"
+        tmp.write_text(json.dumps(entry, default=str), encoding="utf-8")
+        return tmp.rename(self.folder / name)
+
+    def entries(self) -> list[tuple[Path, dict[str, Any]]]:
+        """Return the waiting alerts, oldest first, as keyword arguments for recording."""
+        if not self.folder.is_dir():
+            return []
+        out = []
+        for path in sorted(self.folder.glob("*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            c = data.pop("classification")
+            data["classification"] = Classification(**{**c, "category": Category(c["category"]), "severity": Severity(c["severity"])})
+            data["now"] = dt.datetime.fromisoformat(data["now"])
+            out.append((path, data))
+        return out
 
 
 def _subject(dag_id: str, task_id: str | None, run_id: str | None) -> str:
@@ -141,14 +177,14 @@ class Alerter:
         first = [s.tier for s in getattr(self.config.alerts.routes, c.severity).escalation if s.after_minutes <= 0]
         incident: store.Incident | None
         try:
-            with self.warehouse.begin() as conn:
-                incident, outcome = store.record_failure(
-                    conn, dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now
-                )
-                if outcome != "repeat" and first:  # the first steps are taken by this alert
-                    store.set_escalation_level(conn, incident.id, len(first))
+            self.record_spooled()
+            incident, outcome = self._record(dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail,
+                                             now=now, first_steps=len(first))
         except Exception as record_error:  # boundary: the store being down must not swallow the alert
-            log.error("Incident store unavailable (%s): alerting without dedup", type(record_error).__name__)
+            spooled = self.spool.put(dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now,
+                                     first_steps=len(first))
+            log.error("Incident store unavailable (%s): alerting without dedup; the incident is recorded when it is back (%s)",
+                      type(record_error).__name__, spooled.name)
             incident, outcome = None, "unrecorded"
         log.warning("%s %s: %s, %s (%s) -> incident %s: %s", kind.capitalize(), _subject(dag_id, task_id, run_id), c.category,
                     c.severity, "transient" if c.transient else "permanent", incident.id if incident else "-", outcome)
@@ -159,6 +195,39 @@ class Alerter:
                                incident_id=incident.id if incident else None, occurrences=incident.occurrences if incident else 1)
         self.send(message, c.severity, first)
         return incident, outcome
+
+    def _record(self, *, dag_id: str, task_id: str | None, run_id: str | None, classification: Classification, detail: str,
+                now: dt.datetime, first_steps: int) -> tuple[store.Incident, str]:
+        with self.warehouse.begin() as conn:
+            incident, outcome = store.record_failure(
+                conn, dag_id=dag_id, task_id=task_id, run_id=run_id, classification=classification, detail=detail, now=now
+            )
+            if outcome != "repeat" and first_steps:  # the first steps are taken by this alert
+                store.set_escalation_level(conn, incident.id, first_steps)
+        return incident, outcome
+
+    @cached_property
+    def spool(self) -> AlertSpool:
+        """Alerts sent while the incident store was down (``paths.alert_spool``)."""
+        return AlertSpool(self.config.paths.spool)
+
+    def record_spooled(self) -> list[tuple[int, str]]:
+        """
+        Record as incidents, with their original times, the alerts sent while the store was down.
+
+        Their messages went out then; recording them sends nothing. Each is removed from the spool
+        once its transaction commits, so a store failing half way leaves the rest for next time.
+
+        :return: ``(incident id, outcome)`` per recorded alert
+        """
+        recorded = []
+        for path, entry in self.spool.entries():
+            incident, outcome = self._record(**entry)
+            path.unlink()
+            log.warning("Recorded incident %s (%s) for the alert sent at %s while the incident store was down",
+                        incident.id, outcome, entry["now"].isoformat())
+            recorded.append((incident.id, outcome))
+        return recorded
 
     def retry(self, exc: BaseException, *, dag_id: str, task_id: str, run_id: str, try_number: int, max_tries: int,
               log_url: str | None = None) -> Classification:
@@ -182,6 +251,7 @@ class Alerter:
         """
         now = self.clock()
         taken: list[tuple[int, str]] = []
+        self.record_spooled()
         with self.warehouse.begin() as conn:
             open_incidents = [i for i in store.active(conn) if i.status == "open"]
         for incident in open_incidents:

@@ -49,12 +49,22 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     ).start()
     print(f"postcodes.io sandbox:      {sandbox.postcodes.url}", flush=True)
     print(f"Companies House sandbox:   {sandbox.companies.url}  (quota {args.ch_limit}/{args.ch_window}s)", flush=True)
+    sinks = []
+    if args.outbox:
+        from resilient_etl.sandbox.sinks import SlackSink, SmtpSink
+
+        outbox = Path(args.outbox).resolve()
+        sinks = [SmtpSink(port=args.smtp_port, outbox=outbox).start(), SlackSink(port=args.slack_port, outbox=outbox).start()]
+        print(f"alert sinks:               smtp://127.0.0.1:{args.smtp_port}, http://127.0.0.1:{args.slack_port} "
+              f"(smtp_default, slack_alerts) -> {outbox}", flush=True)
     print("fault control: PUT <url>/__sandbox/faults/<endpoint>; Ctrl-C stops", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.5):
         pass
+    for sink in sinks:
+        sink.stop()
     sandbox.stop()
     return 0
 
@@ -70,7 +80,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_env(args: argparse.Namespace) -> int:
     import shlex
 
-    from resilient_etl.localenv import airflow_env, connection_env
+    from resilient_etl.localenv import airflow_env, connection_env, sink_connection_env
     from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
 
     project = Path(args.project_dir).resolve()
@@ -82,6 +92,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
             api_key=DEFAULT_API_KEY,
             warehouse={"conn_type": "sqlite", "host": str(project / "data" / "warehouse.db")},
         ),
+        **sink_connection_env(smtp_port=args.smtp_port, slack_port=args.slack_port),
     }
     for key, value in env.items():
         print(f"export {key}={shlex.quote(value)}")
@@ -219,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--demo-quota", dest="ch_limit", action="store_const", const=DEMO_CH_LIMIT,
                          help=f"the demo's raised quota ({DEMO_CH_LIMIT:,} per window), as `make demo` and `make standalone` use")
     sandbox.add_argument("--ch-window", type=float, default=300, help="Companies House quota window, seconds")
+    sandbox.add_argument("--outbox", default=None, help="also run the local alert sinks (SMTP, Slack webhook), writing each message here")
     sandbox.set_defaults(func=_cmd_sandbox)
 
     sample = sub.add_parser("sample", help="write a sample supplier CSV matching the sandbox data")
@@ -232,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--project-dir", default=".")
     env.add_argument("--postcodes-port", type=int, default=8701)
     env.add_argument("--companies-port", type=int, default=8702)
+    for local in (sandbox, env):
+        local.add_argument("--smtp-port", type=int, default=8703, help="the local SMTP sink (smtp_default)")
+        local.add_argument("--slack-port", type=int, default=8704, help="the local Slack-webhook sink (slack_alerts)")
     env.set_defaults(func=_cmd_env)
 
     breakers = sub.add_parser("breakers", help="print every circuit breaker's shared state (exit 1 unless all closed, 3 when Redis is unreachable); reset or open one")

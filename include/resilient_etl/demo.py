@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -16,8 +19,18 @@ from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl.sandbox.data import write_sample_csv
 from resilient_etl.sandbox import DEMO_CH_LIMIT
 from resilient_etl.sandbox.server import Sandbox
+from resilient_etl.sandbox.sinks import SlackSink, SmtpSink
 from resilient_etl.schema import pipeline_runs, quality_results, suppliers
 
+
+
+@contextlib.contextmanager
+def _stopping(*sinks: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for sink in sinks:
+            sink.stop()
 
 
 def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
@@ -33,8 +46,12 @@ def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
     cfg = load_config(project_dir / "config" / "resilience.yaml")
     data_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with Sandbox(ch_limit=DEMO_CH_LIMIT) as sandbox:
+    smtp, slack = SmtpSink(outbox=data_dir / "outbox").start(), SlackSink(outbox=data_dir / "outbox").start()
+    with Sandbox(ch_limit=DEMO_CH_LIMIT) as sandbox, _stopping(smtp, slack):
         env = {
+            # alerts are delivered to local sinks and land in data/outbox/
+            "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp.connection()),
+            "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack.connection()),
             **airflow_env(airflow_home, project_dir=project_dir),
             **connection_env(
                 postcodes_url=sandbox.postcodes.url,

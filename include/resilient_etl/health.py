@@ -44,9 +44,12 @@ class Observation:
     observed_unit: str | None = None
     output: str = ""
     time: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"))
+    configured: bool = True  # False: an optional component nobody set up (warn, never an incident)
 
     def as_json(self) -> dict[str, Any]:
         doc = {"componentId": self.component_id, "componentType": self.component_type, "status": self.status, "time": self.time}
+        if not self.configured:
+            doc["configured"] = False
         if self.observed_value is not None:
             doc["observedValue"] = self.observed_value
         if self.observed_unit:
@@ -96,6 +99,19 @@ def warehouse_check(cfg: ResilienceConfig) -> Check:
     return run
 
 
+def _write_problem(path: Path) -> str | None:
+    """Return why a file cannot be created in ``path`` (tried for real: root ignores permission bits), or None."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".health-"):
+            return None
+    except OSError as exc:
+        return exc.strerror
+
+
+def _writable(path: Path) -> bool:
+    return _write_problem(path) is None
+
+
 def folders_check(cfg: ResilienceConfig) -> Check:
     def run() -> dict[str, list[Observation]]:
         access: list[Observation] = []
@@ -103,14 +119,16 @@ def folders_check(cfg: ResilienceConfig) -> Check:
         for name in ("landing", "archive", "rejected"):
             path = Path(getattr(cfg.paths, name))
             if not path.is_dir():
-                access.append(Observation(name, "system", FAIL, output=f"{path} does not exist"))
+                # The pipeline creates its folders on first use: missing is fine while that can succeed.
+                parent = next((p for p in path.parents if p.exists()), None)
+                if parent is not None and parent.is_dir() and _writable(parent):
+                    access.append(Observation(name, "system", PASS, output=f"{path}: created on first use ({parent} is writable)"))
+                else:
+                    access.append(Observation(name, "system", FAIL, output=f"{path} does not exist and cannot be created"))
                 continue
             problems = [] if os.access(path, os.R_OK) else ["not readable"]
-            try:
-                with tempfile.NamedTemporaryFile(dir=path, prefix=".health-"):
-                    pass
-            except OSError as exc:
-                problems.append(f"not writable ({exc.strerror})")
+            if (why := _write_problem(path)) is not None:
+                problems.append(f"not writable ({why})")
             access.append(Observation(name, "system", FAIL if problems else PASS, output=f"{path}: {', '.join(problems) or 'readable, writable'}"))
             free_mb = round(shutil.disk_usage(path).free / 2**20, 1)
             space.append(Observation(name, "system", below(free_mb, cfg.health.free_space_mb), free_mb, "MiB", str(path)))
@@ -191,7 +209,11 @@ def smtp_check(cfg: ResilienceConfig) -> Check:
     def run() -> dict[str, list[Observation]]:
         from airflow.sdk.bases.hook import BaseHook
 
+        from resilient_etl.resilience.storage import connection_exists
+
         conn_id = cfg.alerts.email_conn_id
+        if not connection_exists(conn_id):
+            return {"smtp:responseTime": [_not_configured(conn_id, "e-mail alerts are not sent")]}
         conn = BaseHook.get_connection(conn_id)
         started = time.perf_counter()
         with smtplib.SMTP(conn.host, conn.port or 25, timeout=cfg.health.timeout_seconds) as client:
@@ -199,6 +221,23 @@ def smtp_check(cfg: ResilienceConfig) -> Check:
         latency = _ms(started)
         status = above(latency, cfg.health.latency_ms) if code == 250 else FAIL
         return {"smtp:responseTime": [Observation(conn_id, "component", status, latency, "ms", f"NOOP {code}")]}
+
+    return run
+
+
+def _not_configured(conn_id: str, consequence: str) -> Observation:
+    return Observation(conn_id, "component", WARN, output=f"not configured (no connection {conn_id}): {consequence}", configured=False)
+
+
+def slack_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from resilient_etl.resilience.storage import connection_exists
+
+        conn_id = cfg.alerts.slack_conn_id
+        if not connection_exists(conn_id):
+            return {"slack:connection": [_not_configured(conn_id, "Slack alerts are not sent")]}
+        # A webhook has no call that posts nothing: its connection is checked, the endpoint is not called.
+        return {"slack:connection": [Observation(conn_id, "component", PASS, output="configured (the webhook is not called by the check)")]}
 
     return run
 
@@ -231,6 +270,7 @@ _CHECK_MODULES = (
     "resilient_etl.hooks.companies_house",
     "resilient_etl.resilience.breaker",
     "resilient_etl.resilience.storage",
+    "airflow.sdk.exceptions",
 )
 
 
@@ -245,6 +285,7 @@ def default_checks(cfg: ResilienceConfig) -> dict[str, Check]:
         "companies_house": companies_house_check(cfg),
         "breakers": breakers_check(cfg),
         "smtp": smtp_check(cfg),
+        "slack": slack_check(cfg),
         "airflow": airflow_check(cfg),
     }
 

@@ -30,6 +30,21 @@ def connection_env(*, postcodes_url: str, companies_url: str, api_key: str, ware
     }
 
 
+def sink_connection_env(*, smtp_port: int, slack_port: int) -> dict[str, str]:
+    """
+    Return ``smtp_default`` and ``slack_alerts`` pointing at the local alert sinks (``resilient-etl sandbox --outbox``).
+
+    :param smtp_port: the SMTP sink's port
+    :param slack_port: the Slack-webhook sink's port
+    """
+    from resilient_etl.sandbox.sinks import slack_connection, smtp_connection
+
+    return {
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp_connection(smtp_port)),
+        "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack_connection(slack_port)),
+    }
+
+
 def airflow_env(airflow_home: Path, *, project_dir: Path = PROJECT_ROOT) -> dict[str, str]:
     """
     Return the Airflow settings for a local, SQLite-backed Airflow over this project's DAGs.

@@ -278,3 +278,21 @@ def test_simultaneous_failures_of_one_key_open_one_incident(pg_warehouse) -> Non
     assert sorted(outcomes) == ["new", "repeat", "repeat", "repeat"]
     with hook.begin() as conn:
         assert conn.execute(select(incidents.c.occurrences)).scalars().all() == [4]
+
+
+def test_alerts_to_unconfigured_channels_log_one_warning_not_errors(sqlite_warehouse, monkeypatch, caplog) -> None:
+    from resilient_etl.notifications import channels
+
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_SLACK_ALERTS", raising=False)
+    monkeypatch.setattr(channels, "_UNCONFIGURED_WARNED", set())
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    a = Alerter(get_config(), warehouse=hook, clock=Clock())
+    with caplog.at_level(logging.INFO, logger="resilient_etl.notifications"):
+        for task in ("load", "validate"):
+            _failure(a, errors.ApiAuthError("401", service="companies_house", status_code=401), task=task)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "are not sent" in r.getMessage()]
+    assert warnings == ["Alerts are not sent by email: no connection smtp_default is configured (`resilient-etl sandbox --outbox` runs a local one)",
+                        "Alerts are not sent by slack: no connection slack_alerts is configured (`resilient-etl sandbox --outbox` runs a local one)"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -136,7 +136,8 @@ def test_one_document_for_every_component_and_the_cli_exit_code(healthy, capsys)
     assert "unhealthy: scheduler" in doc["checks"]["airflow:responseTime"][0]["output"]
     assert set(doc["checks"]) == {
         "warehouse:responseTime", "folders:access", "folders:freeSpace", "postcodes_io:responseTime", "companies_house:responseTime",
-        "companies_house:rateLimitHeadroom", "breakers:state", "shared_state:responseTime", "smtp:responseTime", "airflow:responseTime",
+        "companies_house:rateLimitHeadroom", "breakers:state", "shared_state:responseTime", "smtp:responseTime", "slack:connection",
+        "airflow:responseTime",
     }
     entry = doc["checks"]["warehouse:responseTime"][0]
     assert entry["componentType"] == "datastore" and entry["observedUnit"] == "ms" and entry["observedValue"] >= 0 and entry["time"]
@@ -193,10 +194,17 @@ def test_a_read_only_or_missing_folder_fails(healthy) -> None:
     archive = healthy["dirs"]["archive"]
     archive.rename(archive.with_name("archive.moved"))
     try:
-        doc = check_health(checks=check)
+        missing = {o["componentId"]: o for o in check_health(checks=check)["checks"]["folders:access"]}["archive"]
+        subprocess.run(["chattr", "+i", str(archive.parent)], check=True)  # now it could not be created either
+        try:
+            stuck = {o["componentId"]: o for o in check_health(checks=check)["checks"]["folders:access"]}["archive"]
+        finally:
+            subprocess.run(["chattr", "-i", str(archive.parent)], check=True)
     finally:
         archive.with_name("archive.moved").rename(archive)
-    assert {o["componentId"]: o["status"] for o in doc["checks"]["folders:access"]}["archive"] == FAIL
+    # a fresh setup: the pipeline creates the folder on first use
+    assert missing["status"] == PASS and "created on first use" in missing["output"]
+    assert stuck["status"] == FAIL and "does not exist and cannot be created" in stuck["output"]
 
 
 @pytest.mark.parametrize(("limits", "status"), [({"warn": 10**9, "fail": 1}, WARN), ({"warn": 10**9, "fail": 10**9 - 1}, FAIL)])
@@ -273,15 +281,15 @@ def test_pipeline_health_dag_alerts_on_a_change_and_recovers(healthy, airflow_db
     smtp.messages.clear()
     slack.posts.clear()
     landing = healthy["dirs"]["landing"]
-    landing.rename(landing.with_name("landing.gone"))
+    subprocess.run(["chattr", "+i", str(landing)], check=True)  # read-only even for root
     try:
         first = dag.test(logical_date=dt.datetime(2026, 11, 26, 10, tzinfo=dt.UTC))
     finally:
-        landing.with_name("landing.gone").rename(landing)
+        subprocess.run(["chattr", "-i", str(landing)], check=True)
     assert first.state == "success"  # the task reports; the alert carries the news
     folder_mails = [m for m in smtp.messages if "health:folders" in m.subject]
     assert [m.subject for m in folder_mails] == ["[SEV1] pipeline_health.health:folders failed: filesystem"]
-    assert "landing" in folder_mails[0].body and "does not exist" in folder_mails[0].body
+    assert "landing" in folder_mails[0].body and "not writable" in folder_mails[0].body
     with WarehouseHook().begin() as conn:
         assert conn.execute(select(health_status.c.status).where(health_status.c.component == "folders")).scalar_one() == FAIL
     second = dag.test(logical_date=dt.datetime(2026, 11, 26, 10, 10, tzinfo=dt.UTC))
@@ -294,3 +302,27 @@ def test_pipeline_health_dag_alerts_on_a_change_and_recovers(healthy, airflow_db
     assert folder_incident.status == "resolved" and folder_incident.category == "filesystem"
     # the unchanged components alerted once at most (the first run), not again
     assert len([m for m in smtp.messages if "health:folders" in m.subject]) == 2
+
+
+def test_unconfigured_alert_channels_warn_and_never_open_an_incident(healthy, monkeypatch, airflow_db) -> None:
+    """A fresh setup without smtp_default / slack_alerts: warn "not configured", no incident, no ERROR."""
+    import datetime as dt
+
+    from airflow.dag_processing.dagbag import BundleDagBag
+    from sqlalchemy import select
+
+    from resilient_etl.hooks.warehouse import WarehouseHook
+    from resilient_etl.schema import incidents
+
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT")
+    monkeypatch.delenv("AIRFLOW_CONN_SLACK_ALERTS")
+    doc = check_health(checks={k: v for k, v in default_checks(get_config()).items() if k in ("smtp", "slack")})
+    smtp, slack = doc["checks"]["smtp:responseTime"][0], doc["checks"]["slack:connection"][0]
+    assert (smtp["status"], slack["status"]) == (WARN, WARN) and smtp["configured"] is False is slack["configured"]
+    assert smtp["output"].startswith("not configured (no connection smtp_default)")
+    dags = REPO / "dags"
+    dag = BundleDagBag(dag_folder=str(dags / "pipeline_health.py"), bundle_path=dags).dags["pipeline_health"]
+    assert dag.test(logical_date=dt.datetime(2026, 11, 27, 10, tzinfo=dt.UTC)).state == "success"
+    with WarehouseHook().begin() as conn:
+        opened = conn.execute(select(incidents.c.task_id).where(incidents.c.task_id.in_(["health:smtp", "health:slack"]))).all()
+    assert opened == []

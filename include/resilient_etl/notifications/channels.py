@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 
 from resilient_etl.incidents import Recipient
+from resilient_etl.resilience.storage import connection_exists
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -135,6 +136,11 @@ def deliver(
     clean = dataclasses.replace(message, error=redact(message.error, secrets), title=redact(message.title, secrets))
     results: dict[str, Any] = {}
     for channel in channels:
+        conn_id = email_conn_id if channel == "email" else slack_conn_id
+        if not connection_exists(conn_id):  # nobody set the channel up: say so once, not as a failure
+            results[channel] = "not configured"
+            _warn_unconfigured(channel, conn_id)
+            continue
         try:
             if channel == "email":
                 if not emails:
@@ -148,3 +154,13 @@ def deliver(
             results[channel] = redact(f"{type(exc).__name__}: {exc}", secrets)
             log.error("Alert %r not delivered by %s: %s", clean.title, channel, results[channel])
     return results
+
+
+_UNCONFIGURED_WARNED: set[str] = set()
+
+
+def _warn_unconfigured(channel: str, conn_id: str) -> None:
+    if channel not in _UNCONFIGURED_WARNED:
+        _UNCONFIGURED_WARNED.add(channel)
+        log.warning("Alerts are not sent by %s: no connection %s is configured (`resilient-etl sandbox --outbox` runs a local one)",
+                    channel, conn_id)

@@ -24,6 +24,14 @@ def component_statuses(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
     }
 
 
+def not_configured(doc: dict[str, Any]) -> set[str]:
+    """Return the components whose every measurement says it is not configured (an optional channel nobody set up)."""
+    found: dict[str, list[bool]] = {}
+    for name, observations in doc["checks"].items():
+        found.setdefault(name.split(":")[0], []).extend(o.get("configured", True) for o in observations)
+    return {component for component, flags in found.items() if not any(flags)}
+
+
 def transitions(previous: dict[str, str], current: dict[str, str]) -> dict[str, tuple[str | None, str]]:
     """Return the components whose status changed (a new component counts as changed from ``pass``)."""
     return {c: (previous.get(c), s) for c, s in current.items() if previous.get(c, "pass") != s}
@@ -59,8 +67,12 @@ class HealthCheckOperator(WarehouseOperator):
             self.log.error("Previous health unknown (%s): every degraded component alerts", type(exc).__name__)
         changed = transitions(previous, {c: s for c, (s, _) in current.items()})
         alerter = Alerter(warehouse=self.warehouse)
+        unconfigured = not_configured(doc)
         for component, (before, after) in changed.items():
             task = f"health:{component}"
+            if component in unconfigured:  # optional and not set up: reported, never an incident
+                self.log.info("Health of %s: %s (not configured; no alert)", component, after)
+                continue
             if after == "pass":
                 self.log.info("Health of %s recovered (%s -> pass)", component, before)
                 alerter.recover_task(dag_id=self.dag_id, task_id=task, run_id=context["run_id"])

@@ -1,16 +1,34 @@
 #!/usr/bin/env bash
-# The Airflow UI over this project's DAGs on http://localhost:8080, against the sandbox APIs and the
-# SQLite warehouse in data/. Ctrl-C stops Airflow and the sandbox.
+# The Airflow UI over this project's DAGs on http://127.0.0.1:8080, against the sandbox APIs, the local
+# alert sinks and the SQLite warehouse in data/. Ctrl-C stops everything this script started.
+#
+# The components are started one by one rather than with `airflow standalone`, which cannot pass
+# --skip-serve-logs: its scheduler and triggerer log servers would listen on every interface. On one
+# machine the API server reads the task logs from the shared log folder, so nothing needs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH"   # airflow standalone spawns its components by name
+export PATH="$PWD/.venv/bin:$PATH"   # Airflow spawns its task processes by name
 eval "$(resilient-etl env)"
 mkdir -p data/landing
-resilient-etl sandbox --demo-quota --outbox data/outbox &   # the demo's quota: with the real 600 per 5 min, 1,000 new companies take ~8.3 min
-sandbox_pid=$!
-trap 'kill "$sandbox_pid" 2>/dev/null || true' EXIT
+pids=()
+stop() {
+  trap - EXIT INT TERM
+  # TERM: background jobs of a script ignore SIGINT, and TERM is how each Airflow component stops cleanly
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+trap stop EXIT INT TERM
+# the demo's quota: with the real 600 per 5 min, 1,000 new companies take ~8.3 min
+resilient-etl sandbox --demo-quota --outbox data/outbox & pids+=($!)
 airflow db migrate >/dev/null
-echo "UI: http://127.0.0.1:8080  user admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+airflow scheduler --skip-serve-logs & pids+=($!)
+airflow dag-processor & pids+=($!)
+airflow triggerer --skip-serve-logs & pids+=($!)
+airflow api-server --host "$AIRFLOW__API__HOST" --port "${AIRFLOW__API__PORT:-8080}" & pids+=($!)
+echo "UI: http://$AIRFLOW__API__HOST:${AIRFLOW__API__PORT:-8080}  user admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 echo "alerts: e-mail and Slack posts land in data/outbox/"
 echo "drop a file with: resilient-etl sample data/landing/suppliers.csv   then trigger company_enrichment"
-airflow standalone
+wait -n "${pids[@]}"   # one component ending ends the session (stop() takes the others down)

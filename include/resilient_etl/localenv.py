@@ -61,7 +61,7 @@ def airflow_env(airflow_home: Path, *, project_dir: Path = PROJECT_ROOT) -> dict
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         # Local means loopback: the API server binds 0.0.0.0 by default (Airflow then warns that the
-        # deployment looks like production). Airflow 3.3.2's log servers bind every interface, unconfigurable.
+        # deployment looks like production). Log servers cannot be bound: scripts/standalone.sh skips them.
         "AIRFLOW__API__HOST": "127.0.0.1",
     }
 

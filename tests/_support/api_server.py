@@ -68,17 +68,18 @@ def airflow_process_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = True) -> Iterator[ApiServer]:
+def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = True, port: int = 0) -> Iterator[ApiServer]:
     """
     Migrate a metadata DB in ``home``, parse the DAGs into it and serve the API until the block ends.
 
     :param home: an empty AIRFLOW_HOME
     :param extra_env: connections, config file and other settings for every process
     :param reserialize: parse the DAG folder first (what the dag-processor would do)
+    :param port: the port to serve on (default: a free one)
     """
     home.mkdir(parents=True, exist_ok=True)
     (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
-    port = free_port()
+    port = port or free_port()
     env = airflow_process_env(home, {"AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
                                      "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", **extra_env})
     for step in (["db", "migrate"], *([["dags", "reserialize"]] if reserialize else [])):

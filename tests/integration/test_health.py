@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,11 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _support.api_server import api_server
 from alert_sinks import SlackSink, SmtpSink, free_port
 
 from resilient_etl.config import DEFAULT_CONFIG_PATH, get_config
 from resilient_etl.health import FAIL, PASS, WARN, check_health, default_checks, run_checks
-from resilient_etl.localenv import airflow_bin, airflow_env, connection_env
+from resilient_etl.localenv import connection_env
 from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl.sandbox.faults import FaultSpec
 
@@ -55,9 +54,6 @@ def stack(sandbox, tmp_path_factory) -> Iterator[dict]:
     data["shared_state"]["store"] = "sql"
     config = tmp / "resilience.yaml"
     config.write_text(yaml.safe_dump(data))
-    home = tmp / "airflow"
-    home.mkdir()
-    (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
     env = {
         **connection_env(postcodes_url=sandbox.postcodes.url, companies_url=sandbox.companies.url,
                          api_key=DEFAULT_API_KEY,
@@ -66,45 +62,17 @@ def stack(sandbox, tmp_path_factory) -> Iterator[dict]:
         "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack.connection()),
         "RESILIENT_ETL_CONFIG": str(config),
     }
-    server_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RESILIENT_ETL"))},
-        **airflow_env(home, project_dir=REPO), **env,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    assert subprocess.run([airflow_bin(), "db", "migrate"], env=server_env, capture_output=True, check=False).returncode == 0
-    log = (tmp / "api-server.log").open("w")
-    proc = subprocess.Popen([airflow_bin(), "api-server", "--port", str(port)], env=server_env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if _get(f"http://127.0.0.1:{port}/api/v2/monitor/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("API server did not start:\n" + (tmp / "api-server.log").read_text()[-4000:])
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/auth/token", data=json.dumps({"username": "admin", "password": "admin"}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as r:
-            token = json.loads(r.read())["access_token"]
-        yield {"dirs": dirs, "smtp": smtp, "slack": slack, "url": f"http://127.0.0.1:{port}", "token": token, "sandbox": sandbox, "tmp": tmp}
+        with api_server(tmp / "airflow", env, reserialize=False, port=port) as server:
+            os.environ.update(env)
+            yield {"dirs": dirs, "smtp": smtp, "slack": slack, "url": server.url, "token": server.token, "sandbox": sandbox, "tmp": tmp}
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
         smtp.stop()
         slack.stop()
 

@@ -15,7 +15,7 @@ def test_every_transient_type_is_listed() -> None:
     names = {t.__name__ for t in transient_error_types()}
     assert names == {
         "ApiConnectionError", "ApiTimeoutError", "ApiServerError", "ApiBadResponseError", "ApiRateLimitError",
-        "WarehouseUnavailableError", "DatabaseConnectionLostError", "DeadlockError",
+        "WarehouseUnavailableError", "DatabaseConnectionLostError", "DeadlockError", "SharedStateUnavailableError",
     }
 
 

@@ -8,7 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"   # Airflow spawns its task processes by name
-eval "$(resilient-etl env)"
+# Ports can be moved (a second checkout, the tests): RESILIENT_ETL_{POSTCODES,COMPANIES,SMTP,SLACK}_PORT, AIRFLOW__API__PORT.
+ports=(--postcodes-port "${RESILIENT_ETL_POSTCODES_PORT:-8701}" --companies-port "${RESILIENT_ETL_COMPANIES_PORT:-8702}"
+       --smtp-port "${RESILIENT_ETL_SMTP_PORT:-8703}" --slack-port "${RESILIENT_ETL_SLACK_PORT:-8704}")
+eval "$(resilient-etl env "${ports[@]}")"
 mkdir -p data/landing
 pids=()
 stop() {
@@ -22,7 +25,7 @@ stop() {
 }
 trap stop EXIT INT TERM
 # the demo's quota: with the real 600 per 5 min, 1,000 new companies take ~8.3 min
-resilient-etl sandbox --demo-quota --outbox data/outbox & pids+=($!)
+resilient-etl sandbox --demo-quota --outbox data/outbox "${ports[@]}" & pids+=($!)
 airflow db migrate >/dev/null
 airflow scheduler --skip-serve-logs & pids+=($!)
 airflow dag-processor & pids+=($!)

@@ -16,12 +16,18 @@ mkdir -p data/landing
 pids=()
 stop() {
   trap - EXIT INT TERM
+  # Their children too (the LocalExecutor's workers): a component killed before it stopped them would orphan them.
+  local all=("${pids[@]}")
+  for pid in "${pids[@]}"; do all+=($(pgrep -P "$pid" || true)); done
   # TERM: background jobs of a script ignore SIGINT, and TERM is how each Airflow component stops cleanly
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    alive=0
+    for pid in "${all[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && return
+    sleep 0.5
   done
+  for pid in "${all[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 trap stop EXIT INT TERM
 # the demo's quota: with the real 600 per 5 min, 1,000 new companies take ~8.3 min

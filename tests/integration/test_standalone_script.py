@@ -61,8 +61,9 @@ def test_make_standalone_listens_on_loopback_only_and_stops_on_ctrl_c(tmp_path: 
         gone = psutil.wait_procs(family, timeout=30)[1]
         assert gone == [], [p.pid for p in gone]
         print(f"\nmake standalone stopped {len(family)} processes in {time.monotonic() - started:.1f} s")
-    finally:
-        for p in psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []:
-            p.kill()
+    finally:  # whatever is left of what the script started (by PID), even orphans of a failed stop
+        for p in locals().get("family", []):
+            if p.is_running():
+                p.kill()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

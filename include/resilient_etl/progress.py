@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,8 +11,8 @@ log = logging.getLogger(__name__)
 
 
 def _duration(seconds: float) -> str:
-    """Format seconds as ``1h02m``, ``8m17s`` or ``42s``."""
-    s = int(math.ceil(seconds))
+    """Format seconds (rounded) as ``1h02m``, ``8m17s`` or ``42s``."""
+    s = round(seconds)
     if s >= 3600:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
@@ -49,7 +48,6 @@ class ProgressLog:
         self.started = clock()
         self._last_at = self.started
         self._last_done = 0
-        self.reports: list[dict[str, Any]] = []
 
     def report(self, done: int, total: int) -> dict[str, Any]:
         """Return the values of a report now (pure apart from the clock and ``waited``)."""
@@ -73,7 +71,6 @@ class ProgressLog:
             return
         values = self.report(done, total)
         self._last_at, self._last_done = now, done
-        self.reports.append(values)
         share = f"{done / total:.0%}" if total else "100%"
         rate = f"{values['rate_per_second']:.2f}/s" if values["rate_per_second"] else "rate -"
         eta = "done" if done >= total else (f"ETA {_duration(values['eta_seconds'])}" if values["eta_seconds"] is not None else "ETA -")

@@ -55,6 +55,27 @@ class ApiServer:
         return subprocess.run([airflow_bin(), *args], env=self.env, capture_output=True, text=True, check=False, timeout=timeout)
 
 
+def wait_for_api(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """
+    Return once the API server at ``url`` answers its health endpoint.
+
+    :param proc: the process serving it (its early exit ends the wait)
+    :param log: its output, quoted when it does not come up
+    :raises RuntimeError: not up within ``timeout`` seconds, or the process ended
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"API server at {url} did not start:\n" + log.read_text(errors="replace")[-4000:])
+        time.sleep(0.5)
+
+
 def airflow_process_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     """Return a clean environment for Airflow processes over this project's DAGs and plugins."""
     return {
@@ -92,17 +113,7 @@ def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = Tru
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("API server did not start:\n" + log.read_text(errors="replace")[-4000:])
-            time.sleep(0.5)
+        wait_for_api(url, proc, log)
         req = urllib.request.Request(f"{url}/auth/token", data=json.dumps({"username": "admin", "password": "admin"}).encode(),
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as r:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,10 +14,17 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _support.api_server import wait_for_api
 from alert_sinks import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.airflow_run
+
+
+def _healthy(api_port: int, *components: str) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/v2/monitor/health", timeout=5) as r:
+        body = json.loads(r.read())
+    return all((body.get(c) or {}).get("status") == "healthy" for c in components)
 
 
 def test_make_standalone_listens_on_loopback_only_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -38,17 +46,12 @@ def test_make_standalone_listens_on_loopback_only_and_stops_on_ctrl_c(tmp_path: 
         proc = subprocess.Popen(["bash", str(project / "scripts" / "standalone.sh")], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/api/v2/monitor/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text(errors="replace")[-4000:]
+        wait_for_api(f"http://127.0.0.1:{api_port}", proc, log)
+        # the scheduler and triggerer heartbeat once they run (that is when they would start log servers)
+        deadline = time.monotonic() + 90
+        while not _healthy(api_port, "scheduler", "triggerer"):
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-4000:]
             time.sleep(1)
-        time.sleep(5)  # the scheduler and triggerer are up by now (they would have started their log servers)
         family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         pids = {p.pid for p in family}
         listening = {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp")

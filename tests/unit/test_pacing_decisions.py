@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from resilient_etl.errors import ApiRateLimitError
+from resilient_etl.errors import ApiRateLimitError, Category, category_of
 from resilient_etl.hooks.base_api import RateLimitStatus
 from resilient_etl.resilience import stopping
 from resilient_etl.resilience.retry import RetryPolicy, decide
@@ -112,8 +112,9 @@ def test_a_stop_request_ends_a_quota_wait_at_once() -> None:
     threading.Timer(0.2, stopping.request_stop).start()
     started = time.monotonic()
     try:
-        with pytest.raises(stopping.StopRequested):
+        with pytest.raises(stopping.StopRequested) as info:
             pacer.before_request()
     finally:
         stopping.clear_stop()
     assert time.monotonic() - started < 3
+    assert category_of(info.value)[0] is not Category.FILESYSTEM  # a stopped task is not a disk problem

@@ -14,8 +14,13 @@ import threading
 _STOP = threading.Event()
 
 
-class StopRequested(InterruptedError):
-    """The task is being stopped: a wait was cut short."""
+class StopRequested(Exception):
+    """
+    The task is being stopped: a wait was cut short.
+
+    Not an ``InterruptedError``: that is an ``OSError``, which the classification reads as a
+    filesystem failure.
+    """
 
 
 def request_stop() -> None:

@@ -178,6 +178,9 @@ class Alerter:
         incident: store.Incident | None
         try:
             self.record_spooled()
+        except Exception as spool_error:  # boundary: an earlier alert must not stop this one; it stays spooled
+            log.warning("Spooled alerts not recorded yet (%s): kept for the next try", type(spool_error).__name__)
+        try:
             incident, outcome = self._record(dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail,
                                              now=now, first_steps=len(first))
         except Exception as record_error:  # boundary: the store being down must not swallow the alert

@@ -16,7 +16,7 @@ $(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 install: $(STAMP)  ## create .venv and install Airflow, the providers and this package
 
 demo: install  ## run company_enrichment end to end on SQLite against the sandbox APIs
-	$(BIN)/resilient-etl demo
+	$(BIN)/resilient-etl-dev demo
 
 test: install  ## the whole suite (needs PostgreSQL on 127.0.0.1:5432; .ci/run starts it)
 	$(BIN)/pytest -p no:cacheprovider
@@ -25,7 +25,7 @@ test-unit: install  ## unit tests only: no network, no services
 	$(BIN)/pytest -p no:cacheprovider tests/unit
 
 sandbox: install  ## serve both sandbox APIs on 127.0.0.1:8701 / :8702 until Ctrl-C
-	$(BIN)/resilient-etl sandbox
+	$(BIN)/resilient-etl-dev sandbox
 
 standalone: install  ## Airflow UI on :8080 over this project's DAGs (see README)
 	bash scripts/standalone.sh

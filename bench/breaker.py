@@ -24,14 +24,16 @@ from typing import Any
 import requests
 from _common import row, use_sandbox
 
-from resilient_etl.errors import BreakerOpenError
+from resilient_etl.exceptions import BreakerOpenError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.resilience.breaker import BreakerPolicy, SharedCircuitBreaker
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.resilience.storage import RedisBreakerStore, SqlBreakerStore
-from resilient_etl.sandbox.data import company_register
-from resilient_etl.sandbox.server import Sandbox
+from resilient_etl.config import BreakerPolicy
+from resilient_etl.resilience.breaker import SharedCircuitBreaker
+from resilient_etl.config import RetryPolicy
+from resilient_etl.resilience.stores.redis import RedisStore
+from resilient_etl.resilience.stores.sql import SqlStore
+from resilient_etl_devtools.sandbox.data import company_register
+from resilient_etl_devtools.sandbox.server import Sandbox
 
 ONCE = RetryPolicy(dependency="companies_house", max_attempts=1)
 REDIS_URL = os.environ.get("RESILIENT_ETL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -43,7 +45,7 @@ def _redis_store() -> RedisBreakerStore:
 
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
-    return RedisBreakerStore(client)
+    return RedisStore(client)
 
 
 def _timed(fn, numbers: list[str]) -> float:
@@ -61,12 +63,12 @@ def overhead(numbers: list[str]) -> None:
     hook.get_company(numbers[0])  # warm the pooled connection
     bare = _timed(hook.get_company, numbers)
     results = [("bare call", bare)]
-    stores = {"Redis store": _redis_store(), "SQL store (SQLite)": SqlBreakerStore(WarehouseHook())}
+    stores = {"Redis store": _redis_store(), "SQL store (SQLite)": SqlStore(WarehouseHook())}
     os.environ["AIRFLOW_CONN_BENCH_PG"] = json.dumps(PG)
     try:
         pg = WarehouseHook("bench_pg")
         pg.ensure_schema()
-        stores["SQL store (PostgreSQL)"] = SqlBreakerStore(pg)
+        stores["SQL store (PostgreSQL)"] = SqlStore(pg)
     except Exception as exc:  # PostgreSQL is optional for the bench
         print(f"(PostgreSQL store skipped: {type(exc).__name__})")
     for label, store in stores.items():
@@ -82,11 +84,11 @@ def overhead(numbers: list[str]) -> None:
 def _hammer(url: str, seconds: float, reset_timeout: float, ready: Any, go: Any, out: Any) -> None:
     import redis
 
-    from resilient_etl.localenv import connection_env
+    from resilient_etl_devtools.localenv import connection_env
 
     os.environ.update(connection_env(postcodes_url="", companies_url=url, api_key="sandbox-key", warehouse={}))
-    store = RedisBreakerStore(redis.Redis.from_url(REDIS_URL))
-    breaker = SharedCircuitBreaker(BreakerPolicy(name="outage", fail_max=3, reset_timeout=reset_timeout), store)
+    store = RedisStore(redis.Redis.from_url(REDIS_URL))
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="outage", fail_max=3, reset_timeout_seconds=reset_timeout), store)
     hook = CompaniesHouseHook(retry_policy=ONCE)
     _ = hook.session  # resolve the connection before the start line
     ready.put(1)
@@ -137,7 +139,7 @@ def outage(sb: Sandbox, workers: int = 4, seconds: float = 10.0, reset_timeout: 
 
 def recovery(sb: Sandbox, reset_timeout: float = 2.0) -> None:
     store = _redis_store()
-    breaker = SharedCircuitBreaker(BreakerPolicy(name="recovery", fail_max=1, reset_timeout=reset_timeout), store)
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="recovery", fail_max=1, reset_timeout_seconds=reset_timeout), store)
     hook = CompaniesHouseHook(retry_policy=ONCE)
     requests.put(f"{sb.companies.url}/__sandbox/faults/company", json={"status": 503}, timeout=5)
     try:

@@ -17,10 +17,10 @@ from _common import row, use_sandbox
 
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.resilience.storage import SqlPacingStore
-from resilient_etl.sandbox.data import company_register
-from resilient_etl.sandbox.server import Sandbox
+from resilient_etl.config import RetryPolicy
+from resilient_etl.resilience.stores.sql import SqlStore
+from resilient_etl_devtools.sandbox.data import company_register
+from resilient_etl_devtools.sandbox.server import Sandbox
 
 
 def run(n: int, limit: int, window: float, *, paced: bool) -> dict[str, float]:
@@ -28,8 +28,8 @@ def run(n: int, limit: int, window: float, *, paced: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, Sandbox(ch_limit=limit, ch_window_seconds=window) as sb:
         use_sandbox(sb, Path(tmp) / "w.db")
         WarehouseHook().ensure_schema()
-        policy = RetryPolicy(dependency="companies_house", max_attempts=10, max_elapsed=10 * window, max_server_wait=2 * window)
-        hook = CompaniesHouseHook(retry_policy=policy, pacing_store=SqlPacingStore(WarehouseHook()) if paced else None)
+        policy = RetryPolicy(dependency="companies_house", max_attempts=10, max_elapsed_seconds=10 * window, max_server_wait_seconds=2 * window)
+        hook = CompaniesHouseHook(retry_policy=policy, pacing_store=SqlStore(WarehouseHook()) if paced else None)
         started = time.time()
         first_reset: float | None = None
         rejected_in_first_window: int | None = None

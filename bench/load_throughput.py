@@ -27,7 +27,7 @@ import sqlalchemy
 from _common import row, use_sandbox
 from sqlalchemy import delete, func, insert, select, text, update
 
-from resilient_etl.checkpoints import committed_chunks
+from resilient_etl.pipeline.checkpoints import committed_chunks
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
@@ -35,9 +35,9 @@ from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.load import load
 from resilient_etl.pipeline.validate import validate_staged
-from resilient_etl.sandbox.data import write_sample_csv
-from resilient_etl.sandbox.server import Sandbox
-from resilient_etl.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
+from resilient_etl_devtools.sandbox.data import write_sample_csv
+from resilient_etl_devtools.sandbox.server import Sandbox
+from resilient_etl.hooks.warehouse.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
 
 ADMIN = sqlalchemy.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
 BATCH, CHUNK = 5000, 500

@@ -25,8 +25,8 @@ from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.load import load
 from resilient_etl.pipeline.reconcile import reconcile
 from resilient_etl.pipeline.validate import validate_staged
-from resilient_etl.sandbox.data import write_sample_csv
-from resilient_etl.sandbox.server import Sandbox
+from resilient_etl_devtools.sandbox.data import write_sample_csv
+from resilient_etl_devtools.sandbox.server import Sandbox
 
 def run(rows: int, share: float) -> dict[str, float]:
     cfg = get_config()

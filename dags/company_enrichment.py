@@ -29,9 +29,9 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param
 
 from resilient_etl.config import get_config
-from resilient_etl.dag_defaults import dag_arguments
-from resilient_etl.notifications.alerts import RecoveryNotifier
-from resilient_etl.notifications.deadline import dag_run_deadlines
+from resilient_etl.operators.defaults import dag_arguments
+from resilient_etl.alerting.alerts import RecoveryNotifier
+from resilient_etl.alerting.deadline import dag_run_deadlines
 from resilient_etl.operators.backlog import ReenrichBacklogOperator
 from resilient_etl.operators.enrich import ApiSettings, EnrichCompaniesOperator, EnrichPostcodesOperator
 from resilient_etl.operators.extract import ExtractSuppliersOperator

@@ -17,7 +17,7 @@ import datetime as dt
 from airflow.sdk import DAG
 
 from resilient_etl.config import get_config
-from resilient_etl.dag_defaults import dag_arguments
+from resilient_etl.operators.defaults import dag_arguments
 from resilient_etl.operators.health import HealthCheckOperator
 
 cfg = get_config()

@@ -16,7 +16,7 @@ from airflow.sdk import DAG, Param
 
 from resilient_etl.config import get_config
 from resilient_etl.operators.sql import SavepointSQLOperator
-from resilient_etl.dag_defaults import dag_arguments
+from resilient_etl.operators.defaults import dag_arguments
 
 cfg = get_config()
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from resilient_etl.notifications.deadline import DeadlineCleanup, RunQueuedAt
+from resilient_etl.alerting.deadline import DeadlineCleanup, RunQueuedAt
 
 app = FastAPI(title="resilient-etl", description="Health of the supplier pipeline and its dependencies")
 

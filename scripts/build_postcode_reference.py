@@ -13,8 +13,8 @@ import gzip
 import sys
 from pathlib import Path
 
-from resilient_etl.reference import REFERENCE_COLUMNS, default_reference_path
-from resilient_etl.sandbox.data import live_postcodes
+from resilient_etl.pipeline.reference import REFERENCE_COLUMNS, default_reference_path
+from resilient_etl_devtools.sandbox.data import live_postcodes
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ export PATH="$PWD/.venv/bin:$PATH"   # Airflow spawns its task processes by name
 # Ports can be moved (a second checkout, the tests): RESILIENT_ETL_{POSTCODES,COMPANIES,SMTP,SLACK}_PORT, AIRFLOW__API__PORT.
 ports=(--postcodes-port "${RESILIENT_ETL_POSTCODES_PORT:-8701}" --companies-port "${RESILIENT_ETL_COMPANIES_PORT:-8702}"
        --smtp-port "${RESILIENT_ETL_SMTP_PORT:-8703}" --slack-port "${RESILIENT_ETL_SLACK_PORT:-8704}")
-eval "$(resilient-etl env "${ports[@]}")"
+eval "$(resilient-etl-dev env "${ports[@]}")"
 mkdir -p data/landing
 pids=()
 stop() {
@@ -31,7 +31,7 @@ stop() {
 }
 trap stop EXIT INT TERM
 # the demo's quota: with the real 600 per 5 min, 1,000 new companies take ~8.3 min
-resilient-etl sandbox --demo-quota --outbox data/outbox "${ports[@]}" & pids+=($!)
+resilient-etl-dev sandbox --demo-quota --outbox data/outbox "${ports[@]}" & pids+=($!)
 airflow db migrate >/dev/null
 airflow scheduler --skip-serve-logs & pids+=($!)
 airflow dag-processor & pids+=($!)
@@ -39,5 +39,5 @@ airflow triggerer --skip-serve-logs & pids+=($!)
 airflow api-server --host "$AIRFLOW__API__HOST" --port "${AIRFLOW__API__PORT:-8080}" & pids+=($!)
 echo "UI: http://$AIRFLOW__API__HOST:${AIRFLOW__API__PORT:-8080}  user admin, password in $AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 echo "alerts: e-mail and Slack posts land in data/outbox/"
-echo "drop a file with: resilient-etl sample data/landing/suppliers.csv   then trigger company_enrichment"
+echo "drop a file with: resilient-etl-dev sample data/landing/suppliers.csv   then trigger company_enrichment"
 wait -n "${pids[@]}"   # one component ending ends the session (stop() takes the others down)

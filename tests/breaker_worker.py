@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import sys
 
-from resilient_etl.errors import ApiError, BreakerOpenError
+from resilient_etl.exceptions import ApiError, BreakerOpenError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.resilience.breaker import BreakerPolicy, SharedCircuitBreaker
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.resilience.storage import breaker_store
+from resilient_etl.config import BreakerPolicy
+from resilient_etl.resilience.breaker import SharedCircuitBreaker
+from resilient_etl.config import RetryPolicy
+from resilient_etl.hooks.shared_state import shared_store
 
-POLICY = BreakerPolicy(name="companies_house", fail_max=3, reset_timeout=30)
+POLICY = BreakerPolicy(name="companies_house", fail_max=3, reset_timeout_seconds=30)
 
 
 def main() -> None:
     kind, number = sys.argv[1], sys.argv[2]
-    store = breaker_store(kind, warehouse=WarehouseHook(), redis_conn_id="breaker_store")
+    store = shared_store(kind, warehouse=WarehouseHook(), redis_conn_id="breaker_store")
     breaker = SharedCircuitBreaker(POLICY, store)
     hook = CompaniesHouseHook(retry_policy=RetryPolicy(dependency="companies_house", max_attempts=1))
     _ = hook.session  # resolve the connection before the start line

@@ -39,7 +39,7 @@ os.environ.pop("RESILIENT_ETL_CONFIG", None)
 
 import sqlalchemy  # noqa: E402
 
-from resilient_etl.sandbox.server import Sandbox  # noqa: E402
+from resilient_etl_devtools.sandbox.server import Sandbox  # noqa: E402
 
 PG_HOST = os.environ.get("RESILIENT_ETL_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("RESILIENT_ETL_TEST_PG_PORT", "5432"))
@@ -78,8 +78,8 @@ def clean_faults(sandbox: Sandbox) -> Iterator[Sandbox]:
 @pytest.fixture
 def api_connections(clean_faults: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
     """``postcodes_io_default`` and ``companies_house_default`` pointing at the sandbox."""
-    from resilient_etl.localenv import connection_env
-    from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
+    from resilient_etl_devtools.localenv import connection_env
+    from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 
     env = connection_env(
         postcodes_url=clean_faults.postcodes.url,

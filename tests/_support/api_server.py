@@ -18,7 +18,7 @@ from typing import Any
 
 from alert_sinks import free_port
 
-from resilient_etl.localenv import airflow_bin, airflow_env
+from resilient_etl_devtools.localenv import airflow_bin, airflow_env
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from airflow.dag_processing.dagbag import BundleDagBag
 
-from resilient_etl.config import DEFAULT_CONFIG_PATH
+from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 

@@ -16,14 +16,14 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from resilient_etl import errors
+from resilient_etl import exceptions as errors
 from resilient_etl.cli import main as cli
 from resilient_etl.config import get_config
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.notifications.alerts import Alerter, SoftDeadlineNotifier, stop_soft_deadline
-from resilient_etl.notifications.deadline import dag_run_deadline_missed
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.schema import incidents
+from resilient_etl.alerting.alerts import Alerter, SoftDeadlineNotifier, stop_soft_deadline
+from resilient_etl.alerting.deadline import dag_run_deadline_missed
+from resilient_etl.config import RetryPolicy
+from resilient_etl.hooks.warehouse.schema import incidents
 
 T0 = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)  # rotation turn 46: primary alice, secondary bob, lead carol
 
@@ -156,7 +156,7 @@ def test_retries_are_logged_and_notified_only_when_the_route_asks(alerter, logs)
 
 
 def test_no_secret_reaches_a_message_or_the_incident(alerter, api_connections) -> None:
-    from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
+    from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 
     a, _, smtp, slack = alerter
     exc = errors.ApiAuthError(f"refused key {DEFAULT_API_KEY} at https://user:hunter22@api.example/x", service="companies_house")
@@ -183,7 +183,7 @@ def test_a_down_incident_store_still_alerts_and_records_the_incident_when_it_is_
     monkeypatch.setenv("RESILIENT_ETL__PATHS__ALERT_SPOOL", str(tmp_path / "spool"))
     good_warehouse = os.environ["AIRFLOW_CONN_WAREHOUSE_DEFAULT"]
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x"}))
-    once = RetryPolicy(dependency="database", max_attempts=1, initial_wait=0.01, max_wait=0.01, max_elapsed=1)
+    once = RetryPolicy(dependency="database", max_attempts=1, initial_wait_seconds=0.01, max_wait_seconds=0.01, max_elapsed_seconds=1)
     down = Alerter(cfg, warehouse=WarehouseHook(retry_policy=once), clock=clock)
     incident, outcome = down.failure(errors.WarehouseUnavailableError("warehouse down"), dag_id="company_enrichment", task_id="load",
                                      run_id="r")
@@ -208,7 +208,7 @@ def test_dag_run_deadline_tiers_warn_then_page(alerter, caplog) -> None:
     a, _, smtp, slack = alerter
     context = {"dag_run": {"dag_id": "company_enrichment", "dag_run_id": "scheduled__x", "state": "running"},
                "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"}}
-    with caplog.at_level(logging.WARNING, logger="resilient_etl.notifications.alerts"):
+    with caplog.at_level(logging.WARNING, logger="resilient_etl.alerting.alerts"):
         warn = asyncio.run(dag_run_deadline_missed(deadline="warn", severity="SEV3", minutes=45, context=context))
     assert warn.startswith("incident 1: new")
     assert "Deadline company_enrichment run scheduled__x: deadline_missed, SEV3" in caplog.text
@@ -226,7 +226,7 @@ def test_a_deadline_of_a_finished_run_alerts_nobody(alerter, state, caplog) -> N
     a, _, smtp, slack = alerter
     context = {"dag_run": {"dag_id": "company_enrichment", "dag_run_id": "manual__x", "state": state},
                "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"}}
-    with caplog.at_level(logging.INFO, logger="resilient_etl.notifications.deadline"):
+    with caplog.at_level(logging.INFO, logger="resilient_etl.alerting.deadline"):
         result = asyncio.run(dag_run_deadline_missed(deadline="warn", severity="SEV3", minutes=45, context=context))
     assert result.startswith("incident -: dropped")
     assert smtp.messages == [] and slack.posts == []
@@ -257,7 +257,7 @@ def test_simultaneous_failures_of_one_key_open_one_incident(pg_warehouse) -> Non
     """Two callbacks recording the same failure at once (deadline tiers in the triggerer): one incident."""
     import threading
 
-    from resilient_etl import incidents as store
+    from resilient_etl.alerting import incidents as store
 
     hook = WarehouseHook()
     hook.ensure_schema()
@@ -281,7 +281,7 @@ def test_simultaneous_failures_of_one_key_open_one_incident(pg_warehouse) -> Non
 
 
 def test_alerts_to_unconfigured_channels_log_one_warning_not_errors(sqlite_warehouse, monkeypatch, caplog) -> None:
-    from resilient_etl.notifications import channels
+    from resilient_etl.alerting import channels
 
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_ALERTS", raising=False)
@@ -289,10 +289,10 @@ def test_alerts_to_unconfigured_channels_log_one_warning_not_errors(sqlite_wareh
     hook = WarehouseHook()
     hook.ensure_schema()
     a = Alerter(get_config(), warehouse=hook, clock=Clock())
-    with caplog.at_level(logging.INFO, logger="resilient_etl.notifications"):
+    with caplog.at_level(logging.INFO, logger="resilient_etl.alerting"):
         for task in ("load", "validate"):
             _failure(a, errors.ApiAuthError("401", service="companies_house", status_code=401), task=task)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "are not sent" in r.getMessage()]
-    assert warnings == ["Alerts are not sent by email: no connection smtp_default is configured (`resilient-etl sandbox --outbox` runs a local one)",
-                        "Alerts are not sent by slack: no connection slack_alerts is configured (`resilient-etl sandbox --outbox` runs a local one)"]
+    assert warnings == ["Alerts are not sent by email: no connection smtp_default is configured (`resilient-etl-dev sandbox --outbox` runs a local one)",
+                        "Alerts are not sent by slack: no connection slack_alerts is configured (`resilient-etl-dev sandbox --outbox` runs a local one)"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

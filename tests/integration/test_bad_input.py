@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.validate import CSV_COLUMNS, validate_staged
-from resilient_etl.sandbox.data import write_sample_csv
-from resilient_etl.schema import quarantine, staged_rows
+from resilient_etl_devtools.sandbox.data import write_sample_csv
+from resilient_etl.hooks.warehouse.schema import quarantine, staged_rows
 
 RUN = "manual__bad-input"
 

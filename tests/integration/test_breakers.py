@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from resilient_etl.errors import BreakerOpenError, FallbackThresholdError, utc_clock
+from resilient_etl.exceptions import BreakerOpenError, FallbackThresholdError, utc_clock
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
@@ -22,11 +22,15 @@ from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes, so
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.load import load
 from resilient_etl.pipeline.validate import validate_staged
-from resilient_etl.resilience.breaker import BreakerEventRecorder, BreakerPolicy, SharedCircuitBreaker
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.resilience.storage import RedisBreakerStore, SqlBreakerStore, redis_client
-from resilient_etl.sandbox.data import company_register, live_postcodes, write_sample_csv
-from resilient_etl.schema import breaker_events, run_enrichment, suppliers
+from resilient_etl.hooks.shared_state import BreakerEventRecorder
+from resilient_etl.config import BreakerPolicy
+from resilient_etl.resilience.breaker import SharedCircuitBreaker
+from resilient_etl.config import RetryPolicy
+from resilient_etl.resilience.stores.redis import RedisStore
+from resilient_etl.resilience.stores.sql import SqlStore
+from resilient_etl.hooks.shared_state import redis_client
+from resilient_etl_devtools.sandbox.data import company_register, live_postcodes, write_sample_csv
+from resilient_etl.hooks.warehouse.schema import breaker_events, run_enrichment, suppliers
 
 ONCE = RetryPolicy(dependency="test", max_attempts=1)
 NUMBER = next(iter(company_register().profiles))
@@ -48,10 +52,10 @@ def shared_store(request, api_connections):
         request.getfixturevalue("breaker_store")
         request.getfixturevalue("sqlite_warehouse")
         WarehouseHook().ensure_schema()
-        return "redis", RedisBreakerStore(redis_client("breaker_store"))
+        return "redis", RedisStore(redis_client("breaker_store"))
     request.getfixturevalue("pg_warehouse")
     WarehouseHook().ensure_schema()
-    return "sql", SqlBreakerStore(WarehouseHook())
+    return "sql", SqlStore(WarehouseHook())
 
 
 def _workers(kind: str, n: int, tmp_path: Path) -> list[str]:
@@ -110,8 +114,8 @@ def test_failed_probe_reopens_and_still_only_one_call_reached_the_api(shared_sto
 def test_api_down_then_up(api_connections, sqlite_warehouse) -> None:
     wh = WarehouseHook()
     wh.ensure_schema()
-    policy = BreakerPolicy(name="postcodes_io", fail_max=3, reset_timeout=1.0)
-    breaker = SharedCircuitBreaker(policy, SqlBreakerStore(wh), listeners=[BreakerEventRecorder(wh)])
+    policy = BreakerPolicy(name="postcodes_io", fail_max=3, reset_timeout_seconds=1.0)
+    breaker = SharedCircuitBreaker(policy, SqlStore(wh), listeners=[BreakerEventRecorder(wh)])
     hook = PostcodesIoHook(retry_policy=ONCE)
     _fault(api_connections.postcodes, "lookup", status=503)
     results = []
@@ -160,7 +164,7 @@ def test_postcode_fallback_chain_level_by_level(api_connections, sqlite_warehous
     _fault(api_connections.postcodes, "bulk", status=503)
     wanted = _keys(wh, second)
     reference = {k: live_postcodes()[k.replace(" ", "")] for k in sorted(wanted - cached_keys)[:5]}
-    breaker = SharedCircuitBreaker(BreakerPolicy(name="postcodes_io", fail_max=1), SqlBreakerStore(wh))
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="postcodes_io", fail_max=1), SqlStore(wh))
     summary = enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id=second, breaker=breaker, reference=reference)
     got = _answers(wh, second, "postcode")
     assert {k for k, v in got.items() if v == "cached"} == wanted & cached_keys
@@ -171,7 +175,7 @@ def test_postcode_fallback_chain_level_by_level(api_connections, sqlite_warehous
 
 
 def _keys(wh: WarehouseHook, run_id: str) -> set[str]:
-    from resilient_etl.schema import staged_rows
+    from resilient_etl.hooks.warehouse.schema import staged_rows
 
     with wh.begin() as conn:
         return set(conn.execute(select(staged_rows.c.postcode).distinct().where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")).scalars())
@@ -189,13 +193,13 @@ def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_
     validate_staged(wh, run_id=second)
     enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id=second)
     _fault(api_connections.companies, "company", status=503)
-    breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2), SqlBreakerStore(wh))
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2), SqlStore(wh))
     with pytest.raises(FallbackThresholdError) as info:
         enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id=second, breaker=breaker, max_non_live_share=0.9)
     assert info.value.non_live_share == 1.0 and info.value.category.value == "breaker_open"
     # caused by the open breaker: transient, and it says when the breaker probes next
     assert info.value.transient and info.value.breaker == "companies_house"
-    assert info.value.retry_at == pytest.approx(time.time() + breaker.policy.reset_timeout, abs=5)
+    assert info.value.retry_at == pytest.approx(time.time() + breaker.policy.reset_timeout_seconds, abs=5)
     assert f"breaker companies_house is open until {utc_clock(info.value.retry_at)}" in str(info.value)
     assert source_counts(wh, run_id=second, kind="company") == {"live": 0, "cached": 30, "fallback": 0, "pending": 30}
     assert _calls(api_connections.companies, "company") == 30 + 2  # first run + two failures before the breaker opened
@@ -209,10 +213,10 @@ def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_
 
     # the API comes back: the next run's backlog step re-enriches the pending suppliers
     requests.delete(f"{api_connections.companies.url}/__sandbox/faults", timeout=5)
-    open_breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout=60), SqlBreakerStore(wh))
+    open_breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=60), SqlStore(wh))
     waiting = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(), run_id="third", limit=100, company_breaker=open_breaker)
     assert waiting["reenriched"] == 0 and "not closed" in waiting["skipped"] and waiting["remaining"] == 30
-    healed = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout=0.01), SqlBreakerStore(wh))
+    healed = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=0.01), SqlStore(wh))
     time.sleep(0.02)
     healed.call(lambda: None)  # the probe closes it
     done = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(), run_id="third", limit=100, company_breaker=healed)
@@ -229,7 +233,7 @@ def test_breakers_command_reports_shared_state(sqlite_warehouse, capsys) -> None
     WarehouseHook().ensure_schema()
     assert main(["breakers"]) == 0
     assert [b["state"] for b in json.loads(capsys.readouterr().out)] == ["closed", "closed"]
-    SqlBreakerStore(WarehouseHook()).transition("companies_house", expected="closed", new="open", now=time.time())
+    SqlStore(WarehouseHook()).transition("companies_house", expected="closed", new="open", now=time.time())
     assert main(["breakers"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report[1]["name"] == "companies_house" and report[1]["state"] == "open" and report[1]["seconds_to_probe"] > 0
@@ -241,7 +245,7 @@ def test_breakers_reset_and_open_are_manual_recorded_changes(sqlite_warehouse, c
 
     wh = WarehouseHook()
     wh.ensure_schema()
-    store = SqlBreakerStore(wh)
+    store = SqlStore(wh)
     assert store.transition("companies_house", expected="closed", new="open", now=time.time())
     assert main(["breakers", "reset", "companies_house", "--reason", "API back", "--by", "alice"]) == 0
     assert "circuit breaker companies_house: open -> closed (manual reset by alice: API back)" in capsys.readouterr().out
@@ -286,9 +290,9 @@ def test_a_resumed_try_reports_what_it_really_kept_and_looks_up(api_connections,
 def test_a_breaker_found_open_in_the_store_says_so(sqlite_warehouse, logs) -> None:
     wh = WarehouseHook()
     wh.ensure_schema()
-    store = SqlBreakerStore(wh)
+    store = SqlStore(wh)
     store.transition("companies_house", expected="closed", new="open", now=time.time())
-    breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", reset_timeout=60), store)
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", reset_timeout_seconds=60), store)
     with pytest.raises(BreakerOpenError):
         breaker.call(lambda: None)
     assert "closed -> open (found open in the shared store, opened at " in logs()

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from resilient_etl.config import DEFAULT_CONFIG_PATH
+from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.sandbox.data import write_sample_csv
-from resilient_etl.schema import incidents, pipeline_runs, quarantine, staged_rows, suppliers
+from resilient_etl_devtools.sandbox.data import write_sample_csv
+from resilient_etl.hooks.warehouse.schema import incidents, pipeline_runs, quarantine, staged_rows, suppliers
 
 pytestmark = pytest.mark.airflow_run
 ROWS = 300
@@ -132,7 +132,7 @@ def test_transient_api_errors_are_retried_and_no_row_is_lost(airflow_db, api_con
 
 
 def test_permanent_error_fails_at_once_with_retries_unused(airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch, alert_sinks) -> None:
-    from resilient_etl.localenv import connection_env
+    from resilient_etl_devtools.localenv import connection_env
 
     env = connection_env(postcodes_url="", companies_url=api_connections.companies.url, api_key="revoked-key", warehouse={})
     monkeypatch.setenv("AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT", env["AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT"])
@@ -203,8 +203,8 @@ def test_too_much_fallback_behind_an_open_breaker_retries_after_the_next_probe(a
 def test_clear_and_rerun_resumes_after_the_last_committed_chunk(airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch) -> None:
     import datetime as dt
 
-    from resilient_etl import chaos
-    from resilient_etl.schema import etl_checkpoints
+    from resilient_etl.pipeline import chaos
+    from resilient_etl.hooks.warehouse.schema import etl_checkpoints
 
     write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=ROWS, dirty_share=0)
     when = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -258,7 +258,7 @@ def _with_bad_postcodes(path: Path, rows: int, bad: int, seed: int) -> None:
 
 
 def test_a_file_that_warns_loads_and_a_file_that_fails_is_rejected(airflow_db, api_connections, sqlite_warehouse, pipeline_config) -> None:
-    from resilient_etl.schema import quality_results
+    from resilient_etl.hooks.warehouse.schema import quality_results
 
     landing, rejected = pipeline_config["landing"], pipeline_config["rejected"]
     _with_bad_postcodes(landing / "a_warns.csv", rows=100, bad=2, seed=11)  # 2 % > warn 1 %, <= fail 5 %

@@ -12,9 +12,9 @@ from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.validate import validate_staged
-from resilient_etl.progress import ProgressLog
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.sandbox.data import write_sample_csv
+from resilient_etl.pipeline.progress import ProgressLog
+from resilient_etl.config import RetryPolicy
+from resilient_etl_devtools.sandbox.data import write_sample_csv
 
 ONCE = RetryPolicy(dependency="test", max_attempts=1)
 
@@ -26,7 +26,7 @@ def test_companies_and_postcodes_report_while_they_run(api_connections, sqlite_w
     extract(wh, landing_dir=tmp_path / "landing", rejected_dir=tmp_path / "rejected", run_id="r1")
     validate_staged(wh, run_id="r1")
     companies, postcodes = [], []
-    with caplog.at_level(logging.INFO, logger="resilient_etl.progress"):
+    with caplog.at_level(logging.INFO, logger="resilient_etl.pipeline.progress"):
         summary = enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id="r1",
                                    on_progress=ProgressLog("companies", every_items=20, on_report=companies.append, waited=lambda: 0.0))
         enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE, bulk_size=10), run_id="r1",

@@ -19,11 +19,12 @@ import yaml
 from _support.api_server import api_server
 from alert_sinks import SlackSink, SmtpSink, free_port
 
-from resilient_etl.config import DEFAULT_CONFIG_PATH, get_config
+from resilient_etl.config import get_config
+from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
 from resilient_etl.health import FAIL, PASS, WARN, check_health, default_checks, run_checks
-from resilient_etl.localenv import connection_env
-from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
-from resilient_etl.sandbox.faults import FaultSpec
+from resilient_etl_devtools.localenv import connection_env
+from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
+from resilient_etl_devtools.sandbox.faults import FaultSpec
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.airflow_run
@@ -185,11 +186,11 @@ def test_free_space_thresholds_from_config(healthy, monkeypatch, limits, status)
 
 def test_a_forced_open_breaker_warns(healthy) -> None:
     from resilient_etl.hooks.warehouse import WarehouseHook
-    from resilient_etl.resilience.storage import SqlBreakerStore
+    from resilient_etl.resilience.stores.sql import SqlStore
 
     hook = WarehouseHook()
     hook.ensure_schema()
-    store = SqlBreakerStore(hook)
+    store = SqlStore(hook)
     assert store.transition("companies_house", expected="closed", new="open", now=time.time())  # forced open, as a trip would
     try:
         doc = check_health(checks={"breakers": default_checks(get_config())["breakers"]})
@@ -239,7 +240,7 @@ def test_pipeline_health_dag_alerts_on_a_change_and_recovers(healthy, airflow_db
     from sqlalchemy import select
 
     from resilient_etl.hooks.warehouse import WarehouseHook
-    from resilient_etl.schema import health_status, incidents
+    from resilient_etl.hooks.warehouse.schema import health_status, incidents
 
     dags = REPO / "dags"
     bag = BundleDagBag(dag_folder=str(dags / "pipeline_health.py"), bundle_path=dags)
@@ -280,7 +281,7 @@ def test_unconfigured_alert_channels_warn_and_never_open_an_incident(healthy, mo
     from sqlalchemy import select
 
     from resilient_etl.hooks.warehouse import WarehouseHook
-    from resilient_etl.schema import incidents
+    from resilient_etl.hooks.warehouse.schema import incidents
 
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT")
     monkeypatch.delenv("AIRFLOW_CONN_SLACK_ALERTS")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from resilient_etl.errors import (
+from resilient_etl.exceptions import (
     ApiAuthError,
     ApiBadResponseError,
     ApiConnectionError,
@@ -16,8 +16,8 @@ from resilient_etl.errors import (
 )
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.sandbox.data import company_register, live_postcodes
+from resilient_etl.config import RetryPolicy
+from resilient_etl_devtools.sandbox.data import company_register, live_postcodes
 
 ONCE = RetryPolicy(dependency="test", max_attempts=1)
 
@@ -93,7 +93,7 @@ def test_burst_heals(api_connections) -> None:
 
 def test_wrong_key_is_auth_error_and_the_key_never_leaks(api_connections, monkeypatch, logs) -> None:
     secret = "live-key-9f8e7d6c5b4a"
-    from resilient_etl.localenv import connection_env
+    from resilient_etl_devtools.localenv import connection_env
 
     env = connection_env(postcodes_url="", companies_url=api_connections.companies.url, api_key=secret, warehouse={})
     monkeypatch.setenv("AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT", env["AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT"])

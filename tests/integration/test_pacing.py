@@ -10,11 +10,13 @@ import pytest
 
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.localenv import connection_env
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.resilience.storage import RedisPacingStore, SqlPacingStore, pacing_store, redis_client
-from resilient_etl.sandbox.data import company_register
-from resilient_etl.sandbox.server import Sandbox
+from resilient_etl_devtools.localenv import connection_env
+from resilient_etl.config import RetryPolicy
+from resilient_etl.resilience.stores.redis import RedisStore
+from resilient_etl.resilience.stores.sql import SqlStore
+from resilient_etl.hooks.shared_state import shared_store, redis_client
+from resilient_etl_devtools.sandbox.data import company_register
+from resilient_etl_devtools.sandbox.server import Sandbox
 
 LIMIT, WINDOW, WORKERS, PER_WORKER = 20, 2.0, 2, 25
 NUMBERS = list(company_register().profiles)[:PER_WORKER]
@@ -59,18 +61,18 @@ def _assert_paced(sb: Sandbox, elapsed: float, sent: int) -> None:
 
 def test_sql_store_paces_workers(quota_sandbox, sqlite_warehouse) -> None:
     WarehouseHook().ensure_schema()
-    elapsed, sent = _run_workers(lambda: SqlPacingStore(WarehouseHook()))
+    elapsed, sent = _run_workers(lambda: SqlStore(WarehouseHook()))
     _assert_paced(quota_sandbox, elapsed, sent)
 
 
 def test_redis_store_paces_workers(quota_sandbox, breaker_store) -> None:
-    elapsed, sent = _run_workers(lambda: RedisPacingStore(redis_client("breaker_store")))
+    elapsed, sent = _run_workers(lambda: RedisStore(redis_client("breaker_store")))
     _assert_paced(quota_sandbox, elapsed, sent)
 
 
 def test_store_choice(sqlite_warehouse, breaker_store, monkeypatch) -> None:
-    redis_first = pacing_store("auto", warehouse=WarehouseHook(), redis_conn_id="breaker_store")
+    redis_first = shared_store("auto", warehouse=WarehouseHook(), redis_conn_id="breaker_store")
     assert isinstance(redis_first.primary, RedisPacingStore) and redis_first.degraded is None  # the warehouse only if Redis fails
-    assert isinstance(pacing_store("sql", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlPacingStore)
+    assert isinstance(shared_store("sql", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlPacingStore)
     monkeypatch.delenv("AIRFLOW_CONN_BREAKER_STORE")
-    assert isinstance(pacing_store("auto", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlPacingStore)
+    assert isinstance(shared_store("auto", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlPacingStore)

@@ -11,17 +11,17 @@ import requests
 from sqlalchemy import select
 
 from conftest import PG_HOST, PG_PORT
-from resilient_etl.errors import ApiServerError, WarehouseUnavailableError
+from resilient_etl.exceptions import ApiServerError, WarehouseUnavailableError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.localenv import connection_env
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.sandbox.data import company_register
-from resilient_etl.sandbox.server import Sandbox
+from resilient_etl_devtools.localenv import connection_env
+from resilient_etl.config import RetryPolicy
+from resilient_etl_devtools.sandbox.data import company_register
+from resilient_etl_devtools.sandbox.server import Sandbox
 from tcpproxy import TcpProxy
 
-FAST = RetryPolicy(dependency="companies_house", max_attempts=5, initial_wait=0.05, max_wait=0.2, max_elapsed=20)
+FAST = RetryPolicy(dependency="companies_house", max_attempts=5, initial_wait_seconds=0.05, max_wait_seconds=0.2, max_elapsed_seconds=20)
 NUMBER = next(iter(company_register().profiles))
 
 
@@ -87,7 +87,7 @@ def test_rate_limit_without_retry_after_waits_for_the_reset(monkeypatch, logs) -
 
 def test_giving_up_is_typed_and_logged_once(api_connections, logs) -> None:
     _fault(api_connections.companies, "company", status=503)
-    policy = RetryPolicy(dependency="companies_house", max_attempts=3, initial_wait=0.01, max_wait=0.02)
+    policy = RetryPolicy(dependency="companies_house", max_attempts=3, initial_wait_seconds=0.01, max_wait_seconds=0.02)
     with pytest.raises(ApiServerError) as info:
         CompaniesHouseHook(retry_policy=policy).get_company(NUMBER)
     assert info.value.status_code == 503
@@ -121,7 +121,7 @@ def test_database_connection_retries_until_postgres_is_back(pg_warehouse, monkey
         "AIRFLOW_CONN_WAREHOUSE_DEFAULT",
         json.dumps({**pg_warehouse, "host": "127.0.0.1", "port": proxy.port, "password": "pw-must-not-leak"}),
     )
-    policy = RetryPolicy(dependency="database", max_attempts=20, initial_wait=0.1, max_wait=0.5, max_elapsed=15)
+    policy = RetryPolicy(dependency="database", max_attempts=20, initial_wait_seconds=0.1, max_wait_seconds=0.5, max_elapsed_seconds=15)
     hook = WarehouseHook(retry_policy=policy)
     hook.ensure_schema()  # through the proxy
     proxy.cut()
@@ -140,7 +140,7 @@ def test_database_connection_retries_until_postgres_is_back(pg_warehouse, monkey
 def test_database_gives_up_with_a_typed_error(pg_warehouse, monkeypatch) -> None:
     proxy = TcpProxy(PG_HOST, PG_PORT)  # never started: the port refuses
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({**pg_warehouse, "host": "127.0.0.1", "port": proxy.port}))
-    policy = RetryPolicy(dependency="database", max_attempts=4, initial_wait=0.05, max_wait=0.1)
+    policy = RetryPolicy(dependency="database", max_attempts=4, initial_wait_seconds=0.05, max_wait_seconds=0.1)
     with pytest.raises(WarehouseUnavailableError) as info:
         with WarehouseHook(retry_policy=policy).begin():
             pass

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import requests
 
-from resilient_etl.sandbox.companies_app import DEFAULT_API_KEY
-from resilient_etl.sandbox.data import company_register
-from resilient_etl.sandbox.server import Sandbox
+from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
+from resilient_etl_devtools.sandbox.data import company_register
+from resilient_etl_devtools.sandbox.server import Sandbox
 
 AUTH = (DEFAULT_API_KEY, "")
 HEADERS = ("X-Ratelimit-Limit", "X-Ratelimit-Remain", "X-Ratelimit-Reset", "X-Ratelimit-Window")

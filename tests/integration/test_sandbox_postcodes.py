@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from resilient_etl.sandbox.postcodes_app import INVALID_JSON, INVALID_QUERY, NOT_ARRAY, TOO_MANY_LOCATIONS, TOO_MANY_POSTCODES
+from resilient_etl_devtools.sandbox.postcodes_app import INVALID_JSON, INVALID_QUERY, NOT_ARRAY, TOO_MANY_LOCATIONS, TOO_MANY_POSTCODES
 
 
 def test_lookup_normalises_and_returns_the_envelope(clean_faults) -> None:

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import text
 
-from resilient_etl.errors import DatabaseError
+from resilient_etl.exceptions import DatabaseError
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.operators.sql import SavepointSQLOperator
 
@@ -68,7 +68,7 @@ def test_warehouse_maintenance_dag_purges_old_working_data(airflow_db, sqlite_wa
     from airflow.dag_processing.dagbag import BundleDagBag
     from pathlib import Path
 
-    from resilient_etl.schema import breaker_events, staged_rows
+    from resilient_etl.hooks.warehouse.schema import breaker_events, staged_rows
 
     wh = WarehouseHook()
     wh.ensure_schema()

@@ -24,10 +24,10 @@ import pytest
 import yaml
 from alert_sinks import free_port
 
-from resilient_etl.config import DEFAULT_CONFIG_PATH
-from resilient_etl.localenv import airflow_bin, airflow_env, connection_env
-from resilient_etl.sandbox.data import write_sample_csv
-from resilient_etl.sandbox.faults import FaultSpec
+from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
+from resilient_etl_devtools.localenv import airflow_bin, airflow_env, connection_env
+from resilient_etl_devtools.sandbox.data import write_sample_csv
+from resilient_etl_devtools.sandbox.faults import FaultSpec
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.airflow_run

@@ -13,7 +13,8 @@ import redis
 from alert_sinks import free_port
 
 from resilient_etl.config import get_config
-from resilient_etl.errors import Category, classify
+from resilient_etl.exceptions import Category
+from resilient_etl.classification import classify
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
@@ -21,9 +22,9 @@ from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.validate import validate_staged
 from resilient_etl.resilience.breaker import SharedCircuitBreaker
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.resilience.storage import breaker_store, pacing_store
-from resilient_etl.sandbox.data import write_sample_csv
+from resilient_etl.config import RetryPolicy
+from resilient_etl.hooks.shared_state import shared_store
+from resilient_etl_devtools.sandbox.data import write_sample_csv
 
 ONCE = RetryPolicy(dependency="test", max_attempts=1)
 
@@ -45,8 +46,8 @@ def test_enrichment_runs_on_the_warehouse_tables_and_warns_once(api_connections,
     validate_staged(wh, run_id="r")
     cfg = get_config()
     with caplog.at_level(logging.WARNING):
-        breakers = breaker_store("redis", warehouse=wh, redis_conn_id="breaker_store")
-        pacing = pacing_store("redis", warehouse=wh, redis_conn_id="breaker_store")
+        breakers = shared_store("redis", warehouse=wh, redis_conn_id="breaker_store")
+        pacing = shared_store("redis", warehouse=wh, redis_conn_id="breaker_store")
         companies = enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE, pacing_store=pacing), run_id="r",
                                      breaker=SharedCircuitBreaker(cfg.breakers.policy("companies_house"), breakers))
         postcodes = enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id="r",

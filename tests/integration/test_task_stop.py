@@ -9,15 +9,15 @@ import time
 
 SCRIPT = r'''
 import signal, sys, time
-from resilient_etl.hooks.base_api import RateLimitStatus
+from resilient_etl.resilience.ratelimit import RateLimitStatus
 from resilient_etl.operators.enrich import EnrichCompaniesOperator
 from resilient_etl.resilience.ratelimit import QuotaPacer
 from resilient_etl.resilience.stopping import StopRequested
-from resilient_etl.resilience.storage import MemoryPacingStore
+from resilient_etl.resilience.stores.memory import MemoryStore
 
 op = EnrichCompaniesOperator(task_id="enrich_companies")
 signal.signal(signal.SIGTERM, lambda *_: op.on_kill())  # what Airflow's task runner does on SIGTERM
-pacer = QuotaPacer(MemoryPacingStore(), "companies_house:k")
+pacer = QuotaPacer(MemoryStore(), "companies_house:k")
 pacer.after_response(RateLimitStatus(limit=600, remain=0, reset_at=time.time() + 300, window="5m"))  # quota spent
 print("waiting", flush=True)
 try:

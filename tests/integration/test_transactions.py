@@ -15,18 +15,19 @@ import pytest
 import sqlalchemy
 from sqlalchemy import func, select, text, update
 
-from resilient_etl.checkpoints import committed_chunks
-from resilient_etl.errors import DatabaseConnectionLostError, DeadlockError, QuarantineThresholdError
+from resilient_etl.pipeline.checkpoints import committed_chunks
+from resilient_etl.exceptions import DatabaseConnectionLostError, DeadlockError, QuarantineThresholdError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
-from resilient_etl.hooks.warehouse import WarehouseHook, db_error
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.classification import db_error
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.load import load
 from resilient_etl.pipeline.validate import validate_staged
-from resilient_etl.resilience.retry import RetryPolicy
-from resilient_etl.sandbox.data import write_sample_csv
-from resilient_etl.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
+from resilient_etl.config import RetryPolicy
+from resilient_etl_devtools.sandbox.data import write_sample_csv
+from resilient_etl.hooks.warehouse.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
 
 ONCE = RetryPolicy(dependency="database", max_attempts=1)
 RUN = "run-tx"
@@ -116,7 +117,7 @@ def test_too_many_rejections_roll_the_batch_back(api_connections, warehouse_conn
 
 def test_rerun_resumes_after_the_last_committed_chunk(api_connections, warehouse_conn, tmp_path, monkeypatch) -> None:
     wh = _prepare(tmp_path, rows=500)
-    from resilient_etl import chaos
+    from resilient_etl.pipeline import chaos
 
     monkeypatch.setenv(chaos.CHAOS_ENV, json.dumps({"load.batch": {"fail_after": 2}}))
     chaos.reset()
@@ -164,7 +165,7 @@ def _loader_pid(engine: sqlalchemy.Engine, database: str) -> int | None:
 
 def test_connection_killed_mid_batch_rolls_back_then_recovers(api_connections, pg_warehouse, pg_server, tmp_path, monkeypatch) -> None:
     wh = _prepare(tmp_path, rows=600)
-    from resilient_etl import chaos
+    from resilient_etl.pipeline import chaos
 
     monkeypatch.setenv(chaos.CHAOS_ENV, json.dumps({"load.chunk": {"delay": 0.3}}))
     errors: list[BaseException] = []
@@ -197,7 +198,7 @@ def test_connection_killed_mid_batch_rolls_back_then_recovers(api_connections, p
     errors.clear()
     killer = threading.Thread(target=kill_once)
     killer.start()
-    run(RetryPolicy(dependency="database", max_attempts=5, initial_wait=0.1, max_wait=0.5))
+    run(RetryPolicy(dependency="database", max_attempts=5, initial_wait_seconds=0.1, max_wait_seconds=0.5))
     killer.join()
     assert errors == []
     assert _count(wh, suppliers) == 600 and _statuses(wh) == {"loaded": 600}

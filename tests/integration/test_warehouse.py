@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, inspect, select
 
-from resilient_etl.errors import BadInputFileError, WarehouseUnavailableError
+from resilient_etl.exceptions import BadInputFileError, WarehouseUnavailableError
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.validate import validate_staged
-from resilient_etl.sandbox.data import CSV_COLUMNS
-from resilient_etl.schema import metadata, quarantine, staged_rows, suppliers
+from resilient_etl_devtools.sandbox.data import CSV_COLUMNS
+from resilient_etl.hooks.warehouse.schema import metadata, quarantine, staged_rows, suppliers
 
 HEADER = ",".join(CSV_COLUMNS)
 

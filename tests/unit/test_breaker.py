@@ -7,13 +7,16 @@ import pybreaker
 import pytest
 from sqlalchemy import select
 
-from resilient_etl.errors import ApiClientError, ApiServerError, BreakerOpenError
+from resilient_etl.exceptions import ApiClientError, ApiServerError, BreakerOpenError
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.resilience.breaker import BreakerEventRecorder, BreakerPolicy, SharedCircuitBreaker, breaker_states, trip_reason
-from resilient_etl.resilience.storage import SqlBreakerStore, WindowCounts
-from resilient_etl.schema import breaker_events
+from resilient_etl.hooks.shared_state import BreakerEventRecorder
+from resilient_etl.config import BreakerPolicy
+from resilient_etl.resilience.breaker import SharedCircuitBreaker, breaker_states, trip_reason
+from resilient_etl.resilience.stores.sql import SqlStore
+from resilient_etl.resilience.stores.base import WindowCounts
+from resilient_etl.hooks.warehouse.schema import breaker_events
 
-POLICY = BreakerPolicy(name="companies_house", fail_max=3, failure_rate=0.5, minimum_calls=6, window_seconds=60, reset_timeout=30)
+POLICY = BreakerPolicy(name="companies_house", fail_max=3, failure_rate_threshold=0.5, minimum_calls=6, window_seconds=60, reset_timeout_seconds=30)
 
 
 class Clock:
@@ -40,7 +43,7 @@ def warehouse(sqlite_warehouse) -> WarehouseHook:
 
 
 def _breaker(warehouse: WarehouseHook, clock: Clock, policy: BreakerPolicy = POLICY, *listeners) -> SharedCircuitBreaker:
-    return SharedCircuitBreaker(policy, SqlBreakerStore(warehouse), listeners=list(listeners), clock=clock)
+    return SharedCircuitBreaker(policy, SqlStore(warehouse), listeners=list(listeners), clock=clock)
 
 
 def _fail() -> None:
@@ -94,7 +97,7 @@ def test_failure_rate_in_the_window_opens_it(warehouse) -> None:
 
 def test_old_failures_leave_the_window(warehouse) -> None:
     clock = Clock()
-    cb = _breaker(warehouse, clock, BreakerPolicy(name="w", fail_max=100, failure_rate=0.5, minimum_calls=4, window_seconds=10))
+    cb = _breaker(warehouse, clock, BreakerPolicy(name="w", fail_max=100, failure_rate_threshold=0.5, minimum_calls=4, window_seconds=10))
     for _ in range(3):
         with pytest.raises(ApiServerError):
             cb.call(_fail)
@@ -160,7 +163,7 @@ def test_failed_probe_reopens_for_another_timeout(warehouse) -> None:
 
 def test_success_threshold_needs_several_probes(warehouse) -> None:
     clock = Clock()
-    cb = _breaker(warehouse, clock, BreakerPolicy(name="s", fail_max=1, reset_timeout=5, success_threshold=2))
+    cb = _breaker(warehouse, clock, BreakerPolicy(name="s", fail_max=1, reset_timeout_seconds=5, success_threshold=2))
     with pytest.raises(ApiServerError):
         cb.call(_fail)
     clock.now += 5
@@ -172,12 +175,12 @@ def test_success_threshold_needs_several_probes(warehouse) -> None:
 
 def test_a_crashed_probe_does_not_block_forever(warehouse) -> None:
     clock = Clock()
-    policy = BreakerPolicy(name="c", fail_max=1, reset_timeout=10)
+    policy = BreakerPolicy(name="c", fail_max=1, reset_timeout_seconds=10)
     cb = _breaker(warehouse, clock, policy)
     with pytest.raises(ApiServerError):
         cb.call(_fail)
     clock.now += 10
-    store = SqlBreakerStore(warehouse)
+    store = SqlStore(warehouse)
     assert store.transition("c", expected="open", new="half-open", now=clock.now, lease=policy.probe_lease, opened_at=cb.snapshot().opened_at)
     # that worker died holding the lease
     with pytest.raises(BreakerOpenError):
@@ -193,7 +196,7 @@ def test_breaker_states_report(warehouse) -> None:
         with pytest.raises(ApiServerError):
             cb.call(_fail)
     clock.now += 10
-    report = breaker_states(SqlBreakerStore(warehouse), [POLICY, BreakerPolicy(name="postcodes_io")], now=clock.now)
+    report = breaker_states(SqlStore(warehouse), [POLICY, BreakerPolicy(name="postcodes_io")], now=clock.now)
     assert report[0]["name"] == "companies_house" and report[0]["state"] == "open"
     assert report[0]["seconds_to_probe"] == 20.0
     assert report[1] == {"name": "postcodes_io", "state": "closed", "consecutive_failures": 0}
@@ -228,7 +231,7 @@ def test_a_failure_makes_the_worker_look_at_once(warehouse) -> None:
 
 def test_successes_reach_the_shared_window_when_flushed(warehouse) -> None:
     clock = Clock()
-    cb = _breaker(warehouse, clock, BreakerPolicy(name="f", fail_max=100, failure_rate=0.5, minimum_calls=4))
+    cb = _breaker(warehouse, clock, BreakerPolicy(name="f", fail_max=100, failure_rate_threshold=0.5, minimum_calls=4))
     for _ in range(5):
         cb.call(_ok)
     cb.flush()

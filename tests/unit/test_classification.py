@@ -11,11 +11,13 @@ import requests
 import sqlalchemy.exc
 import yaml
 
-from resilient_etl import errors
-from resilient_etl.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, load_config, parse_config
-from resilient_etl.errors import Category, ConfigError, Severity, category_of, classify
-from resilient_etl.incidents import Incident, due_steps, on_call
-from resilient_etl.matrix_doc import DOC_PATH, render
+from resilient_etl import exceptions as errors
+from resilient_etl.config import load_config, parse_config
+from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH, REPO as PROJECT_ROOT
+from resilient_etl.exceptions import Category, ConfigError, Severity
+from resilient_etl.classification import category_of, classify
+from resilient_etl.alerting.incidents import Incident, due_steps, on_call
+from resilient_etl_devtools.docgen import DOC_PATH, render
 
 CFG = load_config(DEFAULT_CONFIG_PATH, environ={})
 MATRIX = CFG.classification.entries()
@@ -115,7 +117,7 @@ def test_a_bad_matrix_or_route_fails_with_the_field_named(edit, field: str) -> N
 
 
 def test_the_generated_classification_doc_is_current() -> None:
-    assert DOC_PATH.read_text(encoding="utf-8") == render(CFG), "stale: run `resilient-etl classification --write`"
+    assert DOC_PATH.read_text(encoding="utf-8") == render(CFG), "stale: run `resilient-etl-dev classification --write`"
 
 
 def test_every_runbook_section_in_the_matrix_exists() -> None:

@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 from resilient_etl.cli import main
-from resilient_etl.config import DEFAULT_CONFIG_PATH, load_config
-from resilient_etl.errors import ConfigError
+from resilient_etl.config import load_config
+from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
+from resilient_etl.exceptions import ConfigError
 
 
 def _write(tmp_path: Path, mutate) -> Path:

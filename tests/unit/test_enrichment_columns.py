@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from resilient_etl.enrichment import company_columns, postcode_columns
+from resilient_etl.pipeline.columns import company_columns, postcode_columns
 
 
 def test_company_profile_with_string_day_month_and_old_sic() -> None:

@@ -6,8 +6,9 @@ from sqlalchemy import create_mock_engine
 from sqlalchemy.dialects import mssql
 from sqlalchemy.schema import CreateTable
 
-from resilient_etl.hooks.warehouse import mssql_merge_sql, url_for_connection
-from resilient_etl.schema import metadata, suppliers
+from resilient_etl.hooks.warehouse.dialects.mssql import mssql_merge_sql
+from resilient_etl.hooks.warehouse import url_for_connection
+from resilient_etl.hooks.warehouse.schema import metadata, suppliers
 
 
 def test_every_table_compiles_for_mssql() -> None:
@@ -62,7 +63,7 @@ def test_savepoints_compile_for_mssql() -> None:
 
 
 def test_checkpoint_table_and_constraints_for_mssql() -> None:
-    from resilient_etl.schema import etl_checkpoints
+    from resilient_etl.hooks.warehouse.schema import etl_checkpoints
 
     ddl = str(CreateTable(etl_checkpoints).compile(dialect=mssql.dialect()))
     assert "PRIMARY KEY (dag_id, run_id, task_id, map_index, source_file, chunk_index)" in ddl

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from resilient_etl.normalise import is_valid_postcode, normalise_company_number, normalise_postcode
+from resilient_etl.hooks.identifiers import is_valid_postcode, normalise_company_number, normalise_postcode
 
 VECTORS = Path(__file__).resolve().parents[1] / "data"
 

@@ -6,12 +6,14 @@ import random
 
 import pytest
 
-from resilient_etl.errors import ApiRateLimitError, Category, category_of
-from resilient_etl.hooks.base_api import RateLimitStatus
+from resilient_etl.exceptions import ApiRateLimitError, Category
+from resilient_etl.classification import category_of
+from resilient_etl.resilience.ratelimit import RateLimitStatus
 from resilient_etl.resilience import stopping
-from resilient_etl.resilience.retry import RetryPolicy, decide
+from resilient_etl.config import RetryPolicy
+from resilient_etl.resilience.retry import decide
 from resilient_etl.resilience.ratelimit import QuotaPacer, pacing_interval, pacing_key
-from resilient_etl.resilience.storage import MemoryPacingStore
+from resilient_etl.resilience.stores.memory import MemoryStore
 
 
 def _status(remain: int, reset_at: float) -> RateLimitStatus:
@@ -45,7 +47,7 @@ class FakeTime:
 
 
 def test_two_workers_sharing_a_store_keep_the_combined_rate() -> None:
-    store, t = MemoryPacingStore(), FakeTime()
+    store, t = MemoryStore(), FakeTime()
     a = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
     b = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
     for pacer in (a, b):
@@ -61,7 +63,7 @@ def test_two_workers_sharing_a_store_keep_the_combined_rate() -> None:
 
 
 def test_empty_quota_defers_everyone_to_the_reset() -> None:
-    store, t = MemoryPacingStore(), FakeTime()
+    store, t = MemoryStore(), FakeTime()
     pacer = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
     pacer.after_response(_status(0, 1042.0))
     pacer.before_request()
@@ -73,7 +75,7 @@ def test_empty_quota_defers_everyone_to_the_reset() -> None:
 
 
 def test_a_429_with_retry_after_holds_for_that_not_for_the_window() -> None:
-    store, t = MemoryPacingStore(), FakeTime()
+    store, t = MemoryStore(), FakeTime()
     pacer = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
     pacer.after_response(_status(99_999, 1298.0))  # plenty left: the 429 is not about the quota
     pacer.on_rate_limited(ApiRateLimitError("429", service="companies_house", retry_after=1.0, reset_at=1298.0))
@@ -82,7 +84,7 @@ def test_a_429_with_retry_after_holds_for_that_not_for_the_window() -> None:
 
 
 def test_a_429_with_quota_left_and_no_retry_after_holds_nobody() -> None:
-    store, t = MemoryPacingStore(), FakeTime()
+    store, t = MemoryStore(), FakeTime()
     pacer = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
     pacer.after_response(_status(500, 1298.0))
     pacer.on_rate_limited(ApiRateLimitError("429", service="companies_house", reset_at=1298.0))
@@ -90,7 +92,7 @@ def test_a_429_with_quota_left_and_no_retry_after_holds_nobody() -> None:
 
 
 def test_a_quota_wait_past_the_retry_budget_is_a_rate_limit_error_not_a_sleep() -> None:
-    store, t = MemoryPacingStore(), FakeTime()
+    store, t = MemoryStore(), FakeTime()
     pacer = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)
     pacer.after_response(_status(0, 1298.0))
     pacer.deadline = 1060.0  # 60 s of budget left for this call
@@ -98,7 +100,7 @@ def test_a_quota_wait_past_the_retry_budget_is_a_rate_limit_error_not_a_sleep() 
         pacer.before_request()
     assert t.slept == [] and info.value.reset_at == 1298.0
     # the retry layer then gives up at once: the wait would pass its budget
-    decision = decide(RetryPolicy(dependency="companies_house", max_elapsed=60), attempt=1, exc=info.value, elapsed=0.0,
+    decision = decide(RetryPolicy(dependency="companies_house", max_elapsed_seconds=60), attempt=1, exc=info.value, elapsed=0.0,
                       now=t.now, rng=random.Random(1))
     assert not decision.retry and "298.0s would pass the 60s budget" in decision.reason
 
@@ -107,7 +109,7 @@ def test_a_stop_request_ends_a_quota_wait_at_once() -> None:
     import threading
     import time
 
-    pacer = QuotaPacer(MemoryPacingStore(), "k")  # the real clock and the interruptible sleep
+    pacer = QuotaPacer(MemoryStore(), "k")  # the real clock and the interruptible sleep
     pacer.after_response(_status(0, time.time() + 300))
     threading.Timer(0.2, stopping.request_stop).start()
     started = time.monotonic()

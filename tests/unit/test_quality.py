@@ -6,7 +6,7 @@ import pytest
 
 from resilient_etl.config import QualityConfig, Threshold
 from resilient_etl.pipeline.validate import CSV_COLUMNS
-from resilient_etl.quality import RULES, evaluate, rule_of, verdict
+from resilient_etl.pipeline.quality import RULES, evaluate, rule_of, verdict
 
 CONFIG = QualityConfig()
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from resilient_etl.errors import (
+from resilient_etl.exceptions import (
     ApiAuthError,
     ApiRateLimitError,
     ApiServerError,
@@ -15,9 +15,10 @@ from resilient_etl.errors import (
     ConfigError,
     WarehouseUnavailableError,
 )
-from resilient_etl.resilience.retry import Retrier, RetryPolicy, backoff_ceiling, decide, is_transient
+from resilient_etl.config import RetryPolicy
+from resilient_etl.resilience.retry import Retrier, backoff_ceiling, decide, is_transient
 
-POLICY = RetryPolicy(dependency="companies_house", max_attempts=5, initial_wait=1, multiplier=2, max_wait=5, max_elapsed=60, max_server_wait=30)
+POLICY = RetryPolicy(dependency="companies_house", max_attempts=5, initial_wait_seconds=1, multiplier=2, max_wait_seconds=5, max_elapsed_seconds=60, max_server_wait_seconds=30)
 
 
 def _server_error() -> ApiServerError:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from resilient_etl.sandbox.companies_app import RateLimiter
-from resilient_etl.sandbox.data import company_register, write_sample_csv
-from resilient_etl.sandbox.faults import FaultRegistry, FaultSpec
+from resilient_etl_devtools.sandbox.companies_app import RateLimiter
+from resilient_etl_devtools.sandbox.data import company_register, write_sample_csv
+from resilient_etl_devtools.sandbox.faults import FaultRegistry, FaultSpec
 
 
 class Clock:

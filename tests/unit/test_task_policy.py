@@ -6,9 +6,9 @@ import datetime as dt
 
 from airflow.sdk import ExceptionRetryPolicy, RetryAction
 
-from resilient_etl import errors
+from resilient_etl import exceptions as errors
 from resilient_etl.config import get_config
-from resilient_etl.resilience.task_policy import task_retry_policy, transient_error_types
+from resilient_etl.operators.retry_policy import task_retry_policy, transient_error_types
 
 
 def test_every_transient_type_is_listed() -> None:

@@ -1,17 +1,24 @@
-"""The shared request path of the API hooks: one pooled session, typed errors, rate-limit headers."""
+"""
+The shared request path of the API hooks: one pooled session, typed errors, rate-limit headers,
+retries, quota pacing and the API's shared circuit breaker.
+
+Every hook call is guarded by its API's breaker unless the connection opts out (extra
+``{"breaker": false}``), so a user's own task calling ``hook.lookup()`` is protected exactly as the
+pipeline is: an open breaker raises :class:`~resilient_etl.exceptions.BreakerOpenError` (with the
+time of its next probe) without sending anything.
+"""
 
 from __future__ import annotations
 
 import email.utils
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 
 from resilient_etl import UI_FIELD_BEHAVIOUR
-from resilient_etl.errors import (
+from resilient_etl.exceptions import (
     ApiAuthError,
     ApiBadResponseError,
     ApiClientError,
@@ -21,42 +28,16 @@ from resilient_etl.errors import (
     ApiServerError,
     ApiTimeoutError,
 )
-from resilient_etl.resilience.retry import Retrier, RetryPolicy
+from resilient_etl.config.models import BreakerPolicy, RetryPolicy
+from resilient_etl.exceptions import ConfigError
+from resilient_etl.resilience.ratelimit import PacingStore, QuotaPacer, RateLimitStatus, parse_rate_limit, pacing_key
+from resilient_etl.resilience.retry import Retrier
 
 if TYPE_CHECKING:
-    from resilient_etl.resilience.ratelimit import QuotaPacer
-    from resilient_etl.resilience.storage import PacingStore
+    # pybreaker imports redis when it is installed: the breaker is built on first request, not at import
+    from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
-
-@dataclass(frozen=True)
-class RateLimitStatus:
-    """The ``X-Ratelimit-*`` headers of the last response (Companies House sends them on every one)."""
-
-    limit: int | None
-    remain: int | None
-    reset_at: float | None
-    window: str | None
-
-
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def parse_rate_limit(headers: Any) -> RateLimitStatus | None:
-    """Return the rate-limit status carried by ``headers``, or None when there is none."""
-    if "X-Ratelimit-Limit" not in headers and "X-Ratelimit-Remain" not in headers:
-        return None
-    reset = _int_or_none(headers.get("X-Ratelimit-Reset"))
-    return RateLimitStatus(
-        limit=_int_or_none(headers.get("X-Ratelimit-Limit")),
-        # The Document API spells it "Remaining"; accept both.
-        remain=_int_or_none(headers.get("X-Ratelimit-Remain", headers.get("X-Ratelimit-Remaining"))),
-        reset_at=float(reset) if reset is not None else None,
-        window=headers.get("X-Ratelimit-Window"),
-    )
+BREAKER_EXTRA = "breaker"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -114,6 +95,10 @@ class ApiHook(HttpHook):
     :param timeout: seconds to wait for connect and for each read
     :param retry_policy: how transient failures are retried (a default policy when omitted)
     :param pacing_store: where quota pacing slots are shared; None disables pacing
+    :param breaker: the circuit breaker guarding every call: None (default) builds the API's shared
+        breaker from ``config/resilience.yaml`` on first use; ``False`` calls unguarded; or a breaker
+        built by the caller. The connection's extra ``breaker`` overrides it: ``false`` opts out, a
+        mapping overrides policy fields (``{"breaker": {"fail_max": 3}}``).
     """
 
     service: str = "api"
@@ -126,8 +111,12 @@ class ApiHook(HttpHook):
         method: str = "GET",
         retry_policy: RetryPolicy | None = None,
         pacing_store: PacingStore | None = None,
+        breaker: SharedCircuitBreaker | bool | None = None,
     ) -> None:
         super().__init__(method=method, http_conn_id=conn_id)
+        self._breaker_choice = breaker
+        self._breaker: SharedCircuitBreaker | None = None
+        self._breaker_resolved = False
         self.timeout = timeout
         self.retry_policy = retry_policy or RetryPolicy(dependency=self.service)
         self.pacing_store = pacing_store
@@ -147,14 +136,37 @@ class ApiHook(HttpHook):
         if self._session is None:
             self._session = self.get_conn()
             if self.pacing_store is not None:
-                from resilient_etl.resilience.ratelimit import QuotaPacer, pacing_key
-
                 conn = self.get_connection(self.http_conn_id)
                 self.pacer = QuotaPacer(self.pacing_store, pacing_key(self.service, conn.password or conn.host or ""))
         return self._session
 
+    @property
+    def breaker(self) -> SharedCircuitBreaker | None:
+        """Return the circuit breaker guarding this hook's calls (built on first use), or None."""
+        if not self._breaker_resolved:
+            self._breaker = self._resolve_breaker()
+            self._breaker_resolved = True
+        return self._breaker
+
+    def _resolve_breaker(self) -> SharedCircuitBreaker | None:
+        extra = self.get_connection(self.http_conn_id).extra_dejson.get(BREAKER_EXTRA, True)
+        if extra is False or self._breaker_choice is False:
+            return None
+        if self._breaker_choice not in (None, True):
+            return self._breaker_choice  # type: ignore[return-value]
+        from resilient_etl.hooks.shared_state import api_breaker
+
+        breaker = api_breaker(self.service)  # type: ignore[arg-type]
+        if isinstance(extra, dict):
+            breaker.policy = _override(breaker.policy, extra, conn_id=self.http_conn_id)
+        self.log.info("%s calls are guarded by circuit breaker %s (%s)", self.service, breaker.policy.name,
+                      getattr(breaker.store, "description", type(breaker.store).__name__))
+        return breaker
+
     def close(self) -> None:
-        """Close the pooled session."""
+        """Write the breaker's pending successes to the shared window; close the pooled session."""
+        if self._breaker is not None:
+            self._breaker.flush()
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -168,20 +180,27 @@ class ApiHook(HttpHook):
         **kwargs: Any,
     ) -> tuple[int, Any]:
         """
-        Send a request, retrying transient failures under the retry policy; return ``(status, JSON body)``.
+        Send a request through the breaker, retrying transient failures; return ``(status, JSON body)``.
 
         :param method: HTTP method
         :param endpoint: path below the connection's base URL
         :param allow_status: non-2xx statuses returned to the caller instead of raised (e.g. 404)
+        :raises BreakerOpenError: the API's breaker is open (nothing was sent)
         :raises ApiError: a typed subclass for timeouts, dropped connections, error statuses and bodies
             that are not JSON, once the policy gives up (or at once for a permanent one)
         """
         self.session  # noqa: B018 - builds the pacer with the session, before the budget is set on it
-        if self.pacer is not None:  # waiting for quota counts toward the same budget as retries
-            self.pacer.deadline = time.time() + self.retry_policy.max_elapsed
-        return Retrier(self.retry_policy, logger=self.log).call(
-            self.request_once, method, endpoint, allow_status=allow_status, **kwargs
-        )
+        breaker = self.breaker
+
+        def retried() -> tuple[int, Any]:
+            if self.pacer is not None:  # waiting for quota counts toward the same budget as retries
+                self.pacer.deadline = time.time() + self.retry_policy.max_elapsed_seconds
+            return Retrier(self.retry_policy, logger=self.log).call(
+                self.request_once, method, endpoint, allow_status=allow_status, **kwargs
+            )
+
+        # one breaker call per retried request: a failure counts once its retries are spent
+        return breaker.call(retried) if breaker is not None else retried()
 
     def request_once(
         self,
@@ -191,7 +210,7 @@ class ApiHook(HttpHook):
         allow_status: tuple[int, ...] = (),
         **kwargs: Any,
     ) -> tuple[int, Any]:
-        """Send one request (after its pacing slot, when pacing); see :meth:`request`."""
+        """Send one request (after its pacing slot, when pacing; no retry, no breaker); see :meth:`request`."""
         session = self.session  # resolves the connection and base URL on first use
         url = self.url_from_endpoint(endpoint)
         if self.pacer is not None:
@@ -230,3 +249,16 @@ class ApiHook(HttpHook):
     def bad_shape(self, endpoint: str, what: str) -> ApiBadResponseError:
         """Return the error for a JSON body that lacks what the contract promises."""
         return ApiBadResponseError(f"{self.service}: unexpected body on {endpoint}: {what}", service=self.service, endpoint=endpoint)
+
+
+def _override(policy: BreakerPolicy, overrides: dict[str, Any], *, conn_id: str) -> BreakerPolicy:
+    """Return ``policy`` with a connection's ``extra.breaker`` fields applied (validated)."""
+    from pydantic import ValidationError
+
+    try:
+        return BreakerPolicy.model_validate({**policy.model_dump(), **overrides, "name": policy.name})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"connection {conn_id}: extra.breaker.{field}: {err['msg']} (got {err.get('input')!r})",
+                          field=f"extra.breaker.{field}", value=err.get("input")) from None

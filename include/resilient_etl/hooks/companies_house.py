@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from requests.auth import HTTPBasicAuth
 
-from resilient_etl.errors import InvalidIdentifierError
+from resilient_etl.config.models import RetryPolicy
+from resilient_etl.exceptions import InvalidIdentifierError
 from resilient_etl.hooks.base_api import ApiHook
-from resilient_etl.normalise import normalise_company_number
-from resilient_etl.resilience.retry import RetryPolicy
+from resilient_etl.hooks.identifiers import normalise_company_number
 
 if TYPE_CHECKING:
-    from resilient_etl.resilience.storage import PacingStore
+    from resilient_etl.resilience.breaker import SharedCircuitBreaker
+    from resilient_etl.resilience.ratelimit import PacingStore
 
 
 class CompaniesHouseHook(ApiHook):
@@ -27,6 +28,7 @@ class CompaniesHouseHook(ApiHook):
     :param retry_policy: how transient failures (5xx, timeouts, 429 until the quota resets) are retried
     :param pacing_store: share quota pacing through this store (spreads calls over the window from the
         ``X-Ratelimit-*`` headers); None sends as fast as answers come
+    :param breaker: the circuit breaker (default: the shared ``companies_house`` breaker; see :class:`ApiHook`)
     """
 
     conn_name_attr = "companies_house_conn_id"
@@ -42,8 +44,10 @@ class CompaniesHouseHook(ApiHook):
         timeout: float = 10.0,
         retry_policy: RetryPolicy | None = None,
         pacing_store: PacingStore | None = None,
+        breaker: SharedCircuitBreaker | bool | None = None,
     ) -> None:
-        super().__init__(companies_house_conn_id, timeout=timeout, retry_policy=retry_policy, pacing_store=pacing_store)
+        super().__init__(companies_house_conn_id, timeout=timeout, retry_policy=retry_policy, pacing_store=pacing_store,
+                         breaker=breaker)
         self.companies_house_conn_id = companies_house_conn_id
 
     def _extract_auth(self, connection: Any) -> HTTPBasicAuth:

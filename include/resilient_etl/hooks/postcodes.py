@@ -6,9 +6,14 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from typing import TYPE_CHECKING
+
+from resilient_etl.config.models import RetryPolicy
 from resilient_etl.hooks.base_api import ApiHook
-from resilient_etl.normalise import normalise_postcode
-from resilient_etl.resilience.retry import RetryPolicy
+from resilient_etl.hooks.identifiers import normalise_postcode
+
+if TYPE_CHECKING:
+    from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
 BULK_LIMIT = 100
 
@@ -23,6 +28,7 @@ class PostcodesIoHook(ApiHook):
     :param timeout: seconds to wait for each request
     :param bulk_size: postcodes per bulk request (postcodes.io accepts at most 100)
     :param retry_policy: how transient failures are retried
+    :param breaker: the circuit breaker (default: the shared ``postcodes_io`` breaker; see :class:`ApiHook`)
     """
 
     conn_name_attr = "postcodes_io_conn_id"
@@ -38,10 +44,11 @@ class PostcodesIoHook(ApiHook):
         timeout: float = 10.0,
         bulk_size: int = BULK_LIMIT,
         retry_policy: RetryPolicy | None = None,
+        breaker: SharedCircuitBreaker | bool | None = None,
     ) -> None:
         if not 1 <= bulk_size <= BULK_LIMIT:
             raise ValueError(f"bulk_size must be between 1 and {BULK_LIMIT}, got {bulk_size}")
-        super().__init__(postcodes_io_conn_id, timeout=timeout, retry_policy=retry_policy)
+        super().__init__(postcodes_io_conn_id, timeout=timeout, retry_policy=retry_policy, breaker=breaker)
         self.postcodes_io_conn_id = postcodes_io_conn_id
         self.bulk_size = bulk_size
 

@@ -35,8 +35,9 @@ class ReenrichBacklogOperator(ApiEnrichmentOperator):
         from resilient_etl.hooks.postcodes import PostcodesIoHook
 
         pc, ch = self.postcodes_io, self.companies_house
-        return (PostcodesIoHook(pc.conn_id, timeout=pc.timeout, retry_policy=pc.retry_policy),
-                CompaniesHouseHook(ch.conn_id, timeout=ch.timeout, retry_policy=ch.retry_policy))
+        return (PostcodesIoHook(pc.conn_id, timeout=pc.timeout, retry_policy=pc.retry_policy, breaker=self.breaker(pc.breaker_policy)),
+                CompaniesHouseHook(ch.conn_id, timeout=ch.timeout, retry_policy=ch.retry_policy,
+                                   breaker=self.breaker(ch.breaker_policy)))
 
     def execute(self, context: Any) -> dict[str, Any]:
         postcodes, companies = self.hooks()
@@ -47,8 +48,6 @@ class ReenrichBacklogOperator(ApiEnrichmentOperator):
                 companies,
                 run_id=self.run_id(context),
                 limit=self.limit,
-                postcode_breaker=self.breaker(self.postcodes_io.breaker_policy),
-                company_breaker=self.breaker(self.companies_house.breaker_policy),
             )
         finally:
             postcodes.close()

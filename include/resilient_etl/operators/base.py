@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.resilience.retry import RetryPolicy
+from resilient_etl.config.models import RetryPolicy
 
 
 class WarehouseOperator(BaseOperator):

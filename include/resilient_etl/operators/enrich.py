@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from resilient_etl.operators.base import WarehouseOperator
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
-from resilient_etl.progress import ProgressLog
-from resilient_etl.resilience.retry import RetryPolicy
+from resilient_etl.pipeline.progress import ProgressLog
+from resilient_etl.config.models import RetryPolicy
 
 if TYPE_CHECKING:
     from resilient_etl.config import ResilienceConfig
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
-    from resilient_etl.resilience.breaker_policy import BreakerPolicy
+    from resilient_etl.resilience.stores.base import SharedStore
+    from resilient_etl.config.models import BreakerPolicy
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class ApiEnrichmentOperator(WarehouseOperator):
         self.shared_store = shared_store
         self.redis_conn_id = redis_conn_id
         self.max_non_live_share = max_non_live_share
+        self._store: SharedStore | None = None
 
     def progress(self, context: Any, label: str, *, waited: Callable[[], float] | None = None) -> ProgressLog:
         """
@@ -88,7 +90,7 @@ class ApiEnrichmentOperator(WarehouseOperator):
         :param label: what is looked up (``companies``, ``postcodes``)
         :param waited: seconds spent waiting for quota so far
         """
-        from resilient_etl.checkpoints import TaskProgress
+        from resilient_etl.pipeline.checkpoints import TaskProgress
 
         marker = TaskProgress(context)
         if context["params"].get("full_refresh"):
@@ -105,16 +107,23 @@ class ApiEnrichmentOperator(WarehouseOperator):
         self.log.warning("Stop requested: ending the waits for quota and retries")
         request_stop()
 
-    def breaker(self, policy: BreakerPolicy | None = None) -> SharedCircuitBreaker | None:
-        """Build the shared circuit breaker for ``policy`` (default: this operator's), with event recording."""
-        from resilient_etl.resilience.breaker import BreakerEventRecorder, SharedCircuitBreaker
-        from resilient_etl.resilience.storage import breaker_store
+    def shared(self) -> SharedStore:
+        """Return the store this operator shares breaker state and pacing through (one per task)."""
+        from resilient_etl.hooks.shared_state import shared_store
+
+        if self._store is None:
+            self._store = shared_store(self.shared_store, warehouse=self.warehouse, redis_conn_id=self.redis_conn_id)
+        return self._store
+
+    def breaker(self, policy: BreakerPolicy | None = None) -> SharedCircuitBreaker | bool:
+        """Build the shared circuit breaker for ``policy`` (default: this operator's), recording its events; False: none."""
+        from resilient_etl.hooks.shared_state import BreakerEventRecorder
+        from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
         policy = policy or self.breaker_policy
         if policy is None:
-            return None
-        store = breaker_store(self.shared_store, warehouse=self.warehouse, redis_conn_id=self.redis_conn_id)
-        return SharedCircuitBreaker(policy, store, listeners=[BreakerEventRecorder(self.warehouse)])
+            return False
+        return SharedCircuitBreaker(policy, self.shared(), listeners=[BreakerEventRecorder(self.warehouse)])
 
 
 class EnrichPostcodesOperator(ApiEnrichmentOperator):
@@ -144,10 +153,11 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         # Imported here: the HTTP provider costs ~0.2 s and DAG parsing never needs it.
         from resilient_etl.hooks.postcodes import PostcodesIoHook
-        from resilient_etl.reference import default_reference_path, load_postcode_reference
+        from resilient_etl.pipeline.reference import default_reference_path, load_postcode_reference
 
         hook = PostcodesIoHook(
-            self.postcodes_io_conn_id, timeout=self.timeout, bulk_size=self.bulk_size, retry_policy=self.api_retry_policy
+            self.postcodes_io_conn_id, timeout=self.timeout, bulk_size=self.bulk_size, retry_policy=self.api_retry_policy,
+            breaker=self.breaker(),
         )
         progress = self.progress(context, "postcodes")
         try:
@@ -155,7 +165,6 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
                 self.warehouse,
                 hook,
                 run_id=self.run_id(context),
-                breaker=self.breaker(),
                 reference=load_postcode_reference(self.reference_path or str(default_reference_path())),
                 max_non_live_share=self.max_non_live_share,
                 on_progress=progress,
@@ -181,17 +190,18 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from resilient_etl.hooks.companies_house import CompaniesHouseHook
-        from resilient_etl.resilience.storage import describe, pacing_store
+        from resilient_etl.resilience.stores.base import describe
 
-        store = pacing_store(self.shared_store, warehouse=self.warehouse, redis_conn_id=self.redis_conn_id) if self.pace else None
+        store = self.shared() if self.pace else None
         self.log.info("Quota pacing: %s", describe(store) if store else "off")
         hook = CompaniesHouseHook(
-            self.companies_house_conn_id, timeout=self.timeout, retry_policy=self.api_retry_policy, pacing_store=store
+            self.companies_house_conn_id, timeout=self.timeout, retry_policy=self.api_retry_policy, pacing_store=store,
+            breaker=self.breaker(),
         )
         progress = self.progress(context, "companies", waited=lambda: hook.pacer.waited if hook.pacer else 0.0)
         try:
             return enrich_companies(
-                self.warehouse, hook, run_id=self.run_id(context), breaker=self.breaker(),
+                self.warehouse, hook, run_id=self.run_id(context),
                 max_non_live_share=self.max_non_live_share, on_progress=progress,
             )
         finally:

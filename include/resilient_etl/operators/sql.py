@@ -8,7 +8,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from resilient_etl.hooks.warehouse import db_error
+from resilient_etl.classification import db_error
 from resilient_etl.operators.base import WarehouseOperator
 
 OnError = Literal["abort", "continue"]

@@ -12,17 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
-from resilient_etl.enrichment import company_columns, postcode_columns
-from resilient_etl.errors import ApiError, BreakerOpenError
-from resilient_etl.pipeline.enrich import _guarded, _is_fallback_trigger
-from resilient_etl.resilience.storage import CLOSED
-from resilient_etl.schema import quarantine, suppliers
+from resilient_etl.pipeline.columns import company_columns, postcode_columns
+from resilient_etl.exceptions import ApiError, BreakerOpenError
+from resilient_etl.pipeline.enrich import is_fallback_trigger
+from resilient_etl.resilience.stores.base import CLOSED
+from resilient_etl.hooks.warehouse.schema import quarantine, suppliers
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.companies_house import CompaniesHouseHook
     from resilient_etl.hooks.postcodes import PostcodesIoHook
     from resilient_etl.hooks.warehouse import WarehouseHook
-    from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
 log = logging.getLogger(__name__)
 BACKLOG_STATUSES = ("pending", "fallback")
@@ -43,20 +42,18 @@ def reenrich_backlog(
     *,
     run_id: str,
     limit: int,
-    postcode_breaker: SharedCircuitBreaker | None = None,
-    company_breaker: SharedCircuitBreaker | None = None,
 ) -> dict[str, Any]:
     """
     Look up to ``limit`` backlog suppliers up again and mark them ``live``; one whose postcode or
     company turns out not to exist moves to quarantine. Nothing happens while a breaker is not closed.
 
     :param warehouse: the warehouse hook
-    :param postcodes: the postcodes.io hook
-    :param companies: the Companies House hook
+    :param postcodes: the postcodes.io hook (its breaker guards every request)
+    :param companies: the Companies House hook (likewise)
     :param run_id: the run doing it (recorded on updated rows and quarantine records)
     :param limit: suppliers per run
     """
-    for breaker in (postcode_breaker, company_breaker):
+    for breaker in (postcodes.breaker, companies.breaker):
         if breaker is not None and breaker.current_state != CLOSED:
             log.info("Backlog waits: circuit breaker %s is %s", breaker.name, breaker.current_state)
             return {"skipped": f"breaker {breaker.name} not closed", "reenriched": 0, "quarantined": 0, "remaining": backlog_size(warehouse)}
@@ -67,10 +64,10 @@ def reenrich_backlog(
     if not rows:
         return {"reenriched": 0, "quarantined": 0, "remaining": 0}
     try:
-        pcs = _guarded(postcode_breaker, postcodes.bulk_lookup, {r.postcode for r in rows})
-        profiles = {n: _guarded(company_breaker, companies.get_company, n) for n in sorted({r.company_number for r in rows})}
+        pcs = postcodes.bulk_lookup({r.postcode for r in rows})
+        profiles = {n: companies.get_company(n) for n in sorted({r.company_number for r in rows})}
     except (BreakerOpenError, ApiError) as exc:
-        if not _is_fallback_trigger(exc):
+        if not is_fallback_trigger(exc):
             raise
         log.warning("Backlog re-enrichment stopped: %s; it resumes in a later run", type(exc).__name__)
         return {"skipped": type(exc).__name__, "reenriched": 0, "quarantined": 0, "remaining": backlog_size(warehouse)}

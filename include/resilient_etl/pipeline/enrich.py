@@ -23,17 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, func, select
 
-from resilient_etl.enrichment import company_columns, postcode_columns
-from resilient_etl.errors import ApiError, BreakerOpenError, FallbackThresholdError
-from resilient_etl.normalise import normalise_postcode
+from resilient_etl.pipeline.columns import company_columns, postcode_columns
+from resilient_etl.exceptions import ApiError, BreakerOpenError, FallbackThresholdError
+from resilient_etl.hooks.identifiers import normalise_postcode
 from resilient_etl.resilience.retry import is_transient
-from resilient_etl.schema import company_cache, postcode_cache, run_enrichment, staged_rows
+from resilient_etl.hooks.warehouse.schema import company_cache, postcode_cache, run_enrichment, staged_rows
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.companies_house import CompaniesHouseHook
     from resilient_etl.hooks.postcodes import PostcodesIoHook
     from resilient_etl.hooks.warehouse import WarehouseHook
-    from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
 log = logging.getLogger(__name__)
 COMPANY_COMMIT_EVERY = 25
@@ -106,11 +105,7 @@ def _cached(warehouse: WarehouseHook, cache: Table, key_col: str, keys: Iterable
     return {r[0]: (json.loads(r.result) if r.found else None, r.fetched_at) for r in rows}
 
 
-def _guarded(breaker: SharedCircuitBreaker | None, fn: Callable[..., Any], *args: Any) -> Any:
-    return breaker.call(fn, *args) if breaker is not None else fn(*args)
-
-
-def _is_fallback_trigger(exc: BaseException) -> bool:
+def is_fallback_trigger(exc: BaseException) -> bool:
     """An open breaker, or a transient API failure that outlived its retries; never a permanent error."""
     return isinstance(exc, BreakerOpenError) or (isinstance(exc, ApiError) and is_transient(exc))
 
@@ -120,7 +115,6 @@ def enrich_postcodes(
     hook: PostcodesIoHook,
     *,
     run_id: str,
-    breaker: SharedCircuitBreaker | None = None,
     reference: dict[str, dict[str, Any]] | None = None,
     max_non_live_share: float = 1.0,
     on_progress: Callable[[int, int], None] | None = None,
@@ -129,12 +123,11 @@ def enrich_postcodes(
     Bulk-look-up the postcodes of the run's valid rows (``hook.bulk_size`` per request).
 
     :param warehouse: the warehouse hook
-    :param hook: the postcodes.io hook
+    :param hook: the postcodes.io hook (its circuit breaker guards every request)
     :param run_id: the Airflow run id
-    :param breaker: the postcodes.io circuit breaker (None: call unguarded)
     :param reference: the bundled reference extract ``{postcode: fields}`` (None: no such fallback)
     :param max_non_live_share: fail when more of the run's postcodes than this are not live
-    :param on_progress: called with (keys done, keys to do) after each batch (a :class:`~resilient_etl.progress.ProgressLog`)
+    :param on_progress: called with (keys done, keys to do) after each batch (a :class:`~resilient_etl.pipeline.progress.ProgressLog`)
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
     todo, resumed = _todo(warehouse, run_id=run_id, kind="postcode")
@@ -143,10 +136,10 @@ def enrich_postcodes(
     for start in range(0, len(todo), hook.bulk_size):
         batch = todo[start : start + hook.bulk_size]
         try:
-            results = _guarded(breaker, hook.bulk_lookup_batch, batch)
+            results = hook.bulk_lookup_batch(batch)
             answers = {k: ("live", v, dt.datetime.now(dt.UTC)) for k, v in results.items()}
         except (BreakerOpenError, ApiError) as exc:
-            if not _is_fallback_trigger(exc):
+            if not is_fallback_trigger(exc):
                 raise
             reasons[type(exc).__name__] += 1
             refused = exc if isinstance(exc, BreakerOpenError) else refused
@@ -156,8 +149,8 @@ def enrich_postcodes(
             on_progress(start + len(batch), len(todo))
     if on_progress is not None and not todo:
         on_progress(0, 0)
-    if breaker is not None:
-        breaker.flush()
+    if hook.breaker is not None:
+        hook.breaker.flush()
     return _finish(warehouse, run_id=run_id, kind="postcode", looked_up=len(todo), resumed=resumed, reasons=reasons,
                    threshold=max_non_live_share, refused=refused)
 
@@ -180,7 +173,6 @@ def enrich_companies(
     hook: CompaniesHouseHook,
     *,
     run_id: str,
-    breaker: SharedCircuitBreaker | None = None,
     max_non_live_share: float = 1.0,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -190,9 +182,8 @@ def enrich_companies(
     :param warehouse: the warehouse hook
     :param hook: the Companies House hook
     :param run_id: the Airflow run id
-    :param breaker: the Companies House circuit breaker (None: call unguarded)
     :param max_non_live_share: fail when more of the run's companies than this are not live
-    :param on_progress: called with (keys done, keys to do) after each lookup (a :class:`~resilient_etl.progress.ProgressLog`)
+    :param on_progress: called with (keys done, keys to do) after each lookup (a :class:`~resilient_etl.pipeline.progress.ProgressLog`)
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
     todo, resumed = _todo(warehouse, run_id=run_id, kind="company")
@@ -202,9 +193,9 @@ def enrich_companies(
     failed: list[str] = []
     for done, number in enumerate(todo, start=1):
         try:
-            answers[number] = ("live", _guarded(breaker, hook.get_company, number), dt.datetime.now(dt.UTC))
+            answers[number] = ("live", hook.get_company(number), dt.datetime.now(dt.UTC))
         except (BreakerOpenError, ApiError) as exc:
-            if not _is_fallback_trigger(exc):
+            if not is_fallback_trigger(exc):
                 raise
             reasons[type(exc).__name__] += 1
             refused = exc if isinstance(exc, BreakerOpenError) else refused
@@ -220,8 +211,8 @@ def enrich_companies(
         _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
     if on_progress is not None and not todo:
         on_progress(0, 0)
-    if breaker is not None:
-        breaker.flush()
+    if hook.breaker is not None:
+        hook.breaker.flush()
     return _finish(warehouse, run_id=run_id, kind="company", looked_up=len(todo), resumed=resumed, reasons=reasons,
                    threshold=max_non_live_share, refused=refused)
 

@@ -11,12 +11,12 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from resilient_etl.checkpoints import discard_checkpoints
-from resilient_etl.errors import BadInputFileError
+from resilient_etl.pipeline.checkpoints import discard_checkpoints
+from resilient_etl.exceptions import BadInputFileError
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.pipeline.files import reject_file
 from resilient_etl.pipeline.validate import CSV_COLUMNS, EXTRA_FIELDS_KEY, TRUNCATED_KEY
-from resilient_etl.schema import quarantine, run_enrichment, staged_rows
+from resilient_etl.hooks.warehouse.schema import quarantine, run_enrichment, staged_rows
 
 log = logging.getLogger(__name__)
 CSV_FIELD_LIMIT = 16 * 2**20  # the longest field read at all (csv's default, 128 KiB, rejected whole files)

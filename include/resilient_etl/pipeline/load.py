@@ -39,16 +39,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from resilient_etl import chaos
-from resilient_etl.errors import QuarantineThresholdError
-from resilient_etl.hooks.warehouse import db_error, is_row_error
+from resilient_etl.pipeline import chaos
+from resilient_etl.exceptions import QuarantineThresholdError
+from resilient_etl.classification import db_error, is_row_error
 from resilient_etl.pipeline.staging import (
     Quarantined,
     quarantine_rows,
     set_lines_status,
 )
-from resilient_etl.resilience.retry import Retrier, RetryPolicy
-from resilient_etl.schema import etl_checkpoints, run_enrichment, staged_rows, suppliers
+from resilient_etl.config.models import RetryPolicy
+from resilient_etl.resilience.retry import Retrier
+from resilient_etl.hooks.warehouse.schema import etl_checkpoints, run_enrichment, staged_rows, suppliers
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from resilient_etl.errors import DataQualityError, ReconciliationError
+from resilient_etl.exceptions import DataQualityError, ReconciliationError
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.pipeline.files import archive_files
-from resilient_etl.schema import pipeline_runs, quality_results, quarantine, staged_rows
+from resilient_etl.hooks.warehouse.schema import pipeline_runs, quality_results, quarantine, staged_rows
 
 log = logging.getLogger(__name__)
 

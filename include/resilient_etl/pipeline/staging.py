@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, update
 
-from resilient_etl.schema import quarantine, staged_rows
+from resilient_etl.hooks.warehouse.schema import quarantine, staged_rows
 
 
 @dataclass(frozen=True)

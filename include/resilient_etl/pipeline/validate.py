@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from resilient_etl.normalise import normalise_company_number, normalise_postcode
+from resilient_etl.hooks.identifiers import normalise_company_number, normalise_postcode
 from resilient_etl.pipeline.files import reject_file
 from resilient_etl.pipeline.staging import Quarantined, mark_valid, quarantine_rows, set_lines_status
-from resilient_etl.quality import evaluate, rule_of
-from resilient_etl.schema import quality_results, staged_rows
+from resilient_etl.pipeline.quality import evaluate, rule_of
+from resilient_etl.hooks.warehouse.schema import quality_results, staged_rows
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook

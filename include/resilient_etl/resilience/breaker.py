@@ -25,13 +25,30 @@ from typing import Any, TypeVar
 
 import pybreaker
 
-from resilient_etl.errors import BreakerOpenError, utc_clock
-from resilient_etl.resilience.breaker_policy import BreakerPolicy, trip_reason
+from resilient_etl.config.models import BreakerPolicy
+from resilient_etl.exceptions import BreakerOpenError, utc_clock
 from resilient_etl.resilience.retry import is_transient
-from resilient_etl.resilience.storage import CLOSED, HALF_OPEN, OPEN, BreakerSnapshot, BreakerStore, WindowCounts
+from resilient_etl.resilience.stores.base import CLOSED, HALF_OPEN, OPEN, BreakerSnapshot, SharedStore, WindowCounts
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+def trip_reason(policy: BreakerPolicy, counts: WindowCounts) -> str | None:
+    """
+    Return why the breaker should open after a failure, or None (a pure function).
+
+    :param policy: the breaker's policy
+    :param counts: the window's totals including this failure
+    """
+    if counts.consecutive_failures >= policy.fail_max:
+        return f"{counts.consecutive_failures} consecutive failures (limit {policy.fail_max})"
+    if counts.calls >= policy.minimum_calls and counts.failures / counts.calls >= policy.failure_rate_threshold:
+        return (
+            f"failure rate {counts.failures}/{counts.calls} = {counts.failures / counts.calls:.0%} in "
+            f"{policy.window_seconds:.0f}s (limit {policy.failure_rate_threshold:.0%}, minimum {policy.minimum_calls} calls)"
+        )
+    return None
 
 
 class _StateView:
@@ -43,7 +60,7 @@ class _StateView:
 
 class SharedCircuitBreaker(pybreaker.CircuitBreaker):
     """
-    A pybreaker ``CircuitBreaker`` whose state lives in a :class:`BreakerStore`.
+    A pybreaker ``CircuitBreaker`` whose state lives in a :class:`SharedStore`.
 
     :param policy: thresholds and timeouts
     :param store: the shared store (Redis or SQL)
@@ -54,7 +71,7 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
     def __init__(
         self,
         policy: BreakerPolicy,
-        store: BreakerStore,
+        store: SharedStore,
         *,
         listeners: Sequence[pybreaker.CircuitBreakerListener] = (),
         clock: Callable[[], float] = time.time,
@@ -71,7 +88,7 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         self.last_reason = ""
         super().__init__(
             fail_max=policy.fail_max,
-            reset_timeout=policy.reset_timeout,
+            reset_timeout=policy.reset_timeout_seconds,
             success_threshold=policy.success_threshold,
             # only transient failures count: a permanent error (or a 404 answer) is the API working
             exclude=[lambda exc: not is_transient(exc)],
@@ -106,7 +123,7 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
     def _observe(self, snap: BreakerSnapshot, now: float) -> None:
         self._synced_at = now
         if snap.state == OPEN:
-            self._open_until = snap.opened_at + self.policy.reset_timeout
+            self._open_until = snap.opened_at + self.policy.reset_timeout_seconds
         if snap.state != self._seen:
             # Another process, or an earlier try of this task, changed it: the store cannot tell which.
             opened = f", opened at {utc_clock(snap.opened_at)}" if snap.state != CLOSED and snap.opened_at else ""
@@ -147,12 +164,12 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         if snap is None:
             pass  # closed, and seen so recently that the call goes ahead
         elif snap.state == OPEN:
-            retry_at = snap.opened_at + self.policy.reset_timeout
+            retry_at = snap.opened_at + self.policy.reset_timeout_seconds
             if now < retry_at:
                 raise BreakerOpenError(f"circuit breaker {name} is open", breaker=name, retry_at=retry_at)
             if not self.store.transition(name, expected=OPEN, new=HALF_OPEN, now=now, lease=self.policy.probe_lease, opened_at=snap.opened_at):
                 raise BreakerOpenError(f"circuit breaker {name}: another worker is probing", breaker=name, retry_at=now + 1)
-            self._changed(HALF_OPEN, f"reset timeout of {self.policy.reset_timeout:g}s elapsed: one probe admitted")
+            self._changed(HALF_OPEN, f"reset timeout of {self.policy.reset_timeout_seconds:g}s elapsed: one probe admitted")
             probing = True
         elif snap.state == HALF_OPEN:
             if not self.store.acquire_probe(name, now=now, lease=self.policy.probe_lease):
@@ -172,7 +189,7 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         return result
 
     def _opened(self, now: float, reason: str, counts: WindowCounts | None = None) -> None:
-        self._open_until = now + self.policy.reset_timeout
+        self._open_until = now + self.policy.reset_timeout_seconds
         self._synced_at = now
         self._changed(OPEN, reason, counts)
 
@@ -209,35 +226,7 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         self._pending_successes += 1
 
 
-class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
-    """Write every state change to the warehouse table ``breaker_events``."""
-
-    def __init__(self, warehouse: Any) -> None:
-        self.warehouse = warehouse
-
-    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
-        self.record(cb.name, old_state.name if old_state else "unknown", new_state.name, getattr(cb, "last_reason", ""),
-                    getattr(cb, "last_counts", None))
-
-    def record(self, name: str, old: str, new: str, reason: str, counts: WindowCounts | None = None) -> None:
-        """Write one state change (also a manual one, with who and why in ``reason``)."""
-        from sqlalchemy import insert
-
-        from resilient_etl.schema import breaker_events
-
-        with self.warehouse.begin() as conn:
-            conn.execute(
-                insert(breaker_events).values(
-                    name=name, from_state=old, to_state=new, reason=reason,
-                    calls=counts.calls if counts else None,
-                    failures=counts.failures if counts else None,
-                    consecutive_failures=counts.consecutive_failures if counts else None,
-                    at=dt.datetime.now(dt.UTC),
-                )
-            )
-
-
-def force_state(store: BreakerStore, policy: BreakerPolicy, new: str, *, now: float, hold_seconds: float = 0.0) -> str:
+def force_state(store: SharedStore, policy: BreakerPolicy, new: str, *, now: float, hold_seconds: float = 0.0) -> str:
     """
     Force a breaker closed (a manual reset) or open (maintenance); return the state it had.
 
@@ -252,7 +241,7 @@ def force_state(store: BreakerStore, policy: BreakerPolicy, new: str, *, now: fl
     """
     if new not in (CLOSED, OPEN):
         raise ValueError(f"a breaker can be forced closed or open, not {new!r}")
-    at = now if new == CLOSED else now + hold_seconds - policy.reset_timeout
+    at = now if new == CLOSED else now + hold_seconds - policy.reset_timeout_seconds
     for _ in range(10):  # compare-and-set against whatever state the workers leave it in
         old = store.read(policy.name).state
         if store.transition(policy.name, expected=old, new=new, now=at):
@@ -260,7 +249,7 @@ def force_state(store: BreakerStore, policy: BreakerPolicy, new: str, *, now: fl
     raise RuntimeError(f"circuit breaker {policy.name} kept changing; it was not forced {new}")
 
 
-def breaker_states(store: BreakerStore, policies: Sequence[BreakerPolicy], *, now: float | None = None) -> list[dict[str, Any]]:
+def breaker_states(store: SharedStore, policies: Sequence[BreakerPolicy], *, now: float | None = None) -> list[dict[str, Any]]:
     """
     Return every breaker's current state, for health checks and the plugin API.
 
@@ -278,7 +267,7 @@ def breaker_states(store: BreakerStore, policies: Sequence[BreakerPolicy], *, no
         }
         if snap.state != CLOSED:
             entry["opened_at"] = dt.datetime.fromtimestamp(snap.opened_at, dt.UTC).isoformat()
-            entry["probe_at"] = dt.datetime.fromtimestamp(snap.opened_at + policy.reset_timeout, dt.UTC).isoformat()
-            entry["seconds_to_probe"] = max(0.0, round(snap.opened_at + policy.reset_timeout - now, 1))
+            entry["probe_at"] = dt.datetime.fromtimestamp(snap.opened_at + policy.reset_timeout_seconds, dt.UTC).isoformat()
+            entry["seconds_to_probe"] = max(0.0, round(snap.opened_at + policy.reset_timeout_seconds - now, 1))
         out.append(entry)
     return out

@@ -13,13 +13,52 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from resilient_etl.errors import ApiRateLimitError
-from resilient_etl.hooks.base_api import RateLimitStatus
+from resilient_etl.exceptions import ApiRateLimitError
 from resilient_etl.resilience import stopping
-from resilient_etl.resilience.storage import PacingStore
 
 log = logging.getLogger(__name__)
+
+
+class PacingStore(Protocol):
+    """The part of a :class:`~resilient_etl.resilience.stores.base.SharedStore` pacing needs."""
+
+    def claim(self, key: str, *, interval: float, now: float) -> float: ...
+
+    def defer(self, key: str, *, until: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class RateLimitStatus:
+    """The ``X-Ratelimit-*`` headers of the last response (Companies House sends them on every one)."""
+
+    limit: int | None
+    remain: int | None
+    reset_at: float | None
+    window: str | None
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def parse_rate_limit(headers: Any) -> RateLimitStatus | None:
+    """Return the rate-limit status carried by ``headers``, or None when there is none."""
+    if "X-Ratelimit-Limit" not in headers and "X-Ratelimit-Remain" not in headers:
+        return None
+    reset = _int_or_none(headers.get("X-Ratelimit-Reset"))
+    return RateLimitStatus(
+        limit=_int_or_none(headers.get("X-Ratelimit-Limit")),
+        # The Document API spells it "Remaining"; accept both.
+        remain=_int_or_none(headers.get("X-Ratelimit-Remain", headers.get("X-Ratelimit-Remaining"))),
+        reset_at=float(reset) if reset is not None else None,
+        window=headers.get("X-Ratelimit-Window"),
+    )
 
 
 def pacing_key(service: str, secret: str) -> str:

@@ -1,15 +1,19 @@
 """
-Retry policies: small named data objects, pure decisions, and a thin tenacity adapter.
+Retries: tiny stateless tenacity strategies combined with ``|``, and a :class:`Retrier` that logs.
 
-* :class:`RetryPolicy` is data (per dependency, from ``config/resilience.yaml``).
-* :func:`decide` is the whole decision, a pure function: retry or not, and how long to wait. Full
-  jitter (AWS "Exponential Backoff and Jitter": the least total work) unless the server said how long
-  (``Retry-After``, or a rate-limit reset); a cap on one wait, on elapsed time and on attempts.
-* :class:`Retrier` runs a callable under a policy with tenacity and logs every retry and the outcome.
+* The policy is data: :class:`~resilient_etl.config.models.RetryPolicy` (one per dependency, from
+  ``config/resilience.yaml``).
+* :func:`wait_for` waits what the server asked for (``Retry-After``, or a 429's quota reset), else a
+  full-jitter backoff (AWS "Exponential Backoff and Jitter": the least total work).
+* :func:`stop_for` gives up after the attempts, on a server wait longer than the policy honours, or
+  before a wait that would end past the elapsed budget. Each strategy reads only tenacity's
+  ``RetryCallState`` (tenacity computes the wait before asking stop, into ``upcoming_sleep``), so
+  nothing depends on the order the strategies are called in.
+* :func:`decide` is the same decision as a pure function, for tests and documentation.
 
 Which errors are retried is decided by type: an error is retried when it is a transient
-:class:`~resilient_etl.errors.ResilientEtlError` (connection refused/reset, timeout, 5xx, 429, database
-unavailable…), never by reading its message.
+:class:`~resilient_etl.exceptions.ResilientEtlError` (connection refused/reset, timeout, 5xx, 429,
+database unavailable…), never by reading its message.
 """
 
 from __future__ import annotations
@@ -22,38 +26,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import tenacity
-from tenacity.stop import stop_base
+from tenacity.stop import stop_any, stop_base
 from tenacity.wait import wait_base
 
-from resilient_etl.errors import ApiRateLimitError, ResilientEtlError
+from resilient_etl.config.models import RetryPolicy
+from resilient_etl.exceptions import ApiRateLimitError, ResilientEtlError
 from resilient_etl.resilience import stopping
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """
-    How one dependency is retried.
-
-    :param dependency: its name in logs (``database``, ``postcodes_io``, ``companies_house``)
-    :param max_attempts: attempts in all, the first included
-    :param initial_wait: backoff ceiling of the first retry, seconds
-    :param multiplier: growth of the ceiling per attempt
-    :param max_wait: cap on one backoff wait, seconds
-    :param max_elapsed: give up rather than start a wait that would end past this, seconds
-    :param max_server_wait: the longest server-requested wait (Retry-After, quota reset) to honour;
-        a longer one gives up at once instead of waiting less and being refused again
-    """
-
-    dependency: str
-    max_attempts: int = 5
-    initial_wait: float = 0.5
-    multiplier: float = 2.0
-    max_wait: float = 30.0
-    max_elapsed: float = 120.0
-    max_server_wait: float = 330.0
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)
@@ -72,10 +54,10 @@ def is_transient(exc: BaseException | None) -> bool:
 
 def backoff_ceiling(policy: RetryPolicy, attempt: int) -> float:
     """Return the upper bound of the jittered wait after failed attempt number ``attempt`` (1-based)."""
-    return min(policy.max_wait, policy.initial_wait * policy.multiplier ** (attempt - 1))
+    return float(min(policy.max_wait_seconds, policy.initial_wait_seconds * policy.multiplier ** (attempt - 1)))
 
 
-def server_wait(exc: BaseException, now: float) -> float | None:
+def server_wait(exc: BaseException | None, now: float) -> float | None:
     """
     Return the wait the server asked for, or None: ``Retry-After`` first, else a 429's quota reset.
 
@@ -90,11 +72,110 @@ def server_wait(exc: BaseException, now: float) -> float | None:
     return None
 
 
+def _error(state: tenacity.RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome is not None else None
+
+
+class wait_server_or_full_jitter(wait_base):
+    """
+    Wait as long as the server asked; otherwise a uniform draw in ``[0, backoff ceiling]``.
+
+    :param policy: the dependency's policy (the ceiling)
+    :param clock: unix time source (quota resets are absolute times)
+    :param rng: the jitter source
+    """
+
+    def __init__(self, policy: RetryPolicy, *, clock: Clock = time.time, rng: random.Random | None = None) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        requested = server_wait(_error(retry_state), self.clock())
+        if requested is not None:
+            return requested
+        return self.rng.uniform(0, backoff_ceiling(self.policy, retry_state.attempt_number))
+
+
+class _stop_with_reason(stop_base):
+    """A stop strategy that can say why it stops (for the give-up log line and the error's note)."""
+
+    def reason(self, retry_state: tenacity.RetryCallState) -> str | None:
+        raise NotImplementedError
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.reason(retry_state) is not None
+
+
+class stop_after_attempts(_stop_with_reason):
+    """Stop once ``attempts`` attempts were made."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+
+    def reason(self, retry_state: tenacity.RetryCallState) -> str | None:
+        return f"{self.attempts} attempts made" if retry_state.attempt_number >= self.attempts else None
+
+
+class stop_on_server_wait_over(_stop_with_reason):
+    """Stop when the server asks for a longer wait than ``limit`` seconds (waiting less would be refused again)."""
+
+    def __init__(self, limit: float, *, clock: Clock = time.time) -> None:
+        self.limit = limit
+        self.clock = clock
+
+    def reason(self, retry_state: tenacity.RetryCallState) -> str | None:
+        requested = server_wait(_error(retry_state), self.clock())
+        if requested is not None and requested > self.limit:
+            return f"server asks for {requested:.0f}s, more than {self.limit:.0f}s"
+        return None
+
+
+class stop_before_budget(_stop_with_reason):
+    """Stop rather than start a wait that would end past ``budget`` seconds since the first attempt."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+
+    def reason(self, retry_state: tenacity.RetryCallState) -> str | None:
+        elapsed = retry_state.seconds_since_start or 0.0
+        if elapsed + retry_state.upcoming_sleep > self.budget:
+            return f"waiting {retry_state.upcoming_sleep:.1f}s would pass the {self.budget:.0f}s budget"
+        return None
+
+
+def wait_for(policy: RetryPolicy, *, clock: Clock = time.time, rng: random.Random | None = None) -> wait_base:
+    """Return the wait strategy of ``policy``."""
+    return wait_server_or_full_jitter(policy, clock=clock, rng=rng)
+
+
+def stop_for(policy: RetryPolicy, *, clock: Clock = time.time) -> stop_base:
+    """Return the stop strategy of ``policy``: attempts | server wait too long | elapsed budget."""
+    return (
+        stop_after_attempts(policy.max_attempts)
+        | stop_on_server_wait_over(policy.max_server_wait_seconds, clock=clock)
+        | stop_before_budget(policy.max_elapsed_seconds)
+    )
+
+
+def stop_reason(stop: stop_base, retry_state: tenacity.RetryCallState) -> str:
+    """Return why ``stop`` stops at ``retry_state`` (the first of its strategies that does)."""
+    if isinstance(stop, stop_any):  # a | b | c nests: stop_any(stop_any(a, b), c)
+        for part in stop.stops:
+            if part(retry_state):
+                return stop_reason(part, retry_state)
+    if isinstance(stop, _stop_with_reason):
+        return stop.reason(retry_state) or "stopped"
+    return "stopped"
+
+
 def decide(
     policy: RetryPolicy, *, attempt: int, exc: BaseException, elapsed: float, now: float, rng: random.Random
 ) -> Decision:
     """
-    Decide whether to retry after failed attempt ``attempt``, and how long to wait first.
+    Decide whether to retry after failed attempt ``attempt``, and how long to wait first (pure).
+
+    The same strategies :class:`Retrier` runs, applied to one failed attempt.
 
     :param policy: the dependency's policy
     :param attempt: the number of the attempt that just failed (1-based)
@@ -105,57 +186,19 @@ def decide(
     """
     if not is_transient(exc):
         return Decision(False, 0.0, "permanent error")
-    if attempt >= policy.max_attempts:
-        return Decision(False, 0.0, f"{policy.max_attempts} attempts made")
-    requested = server_wait(exc, now)
-    if requested is not None:
-        if requested > policy.max_server_wait:
-            return Decision(False, requested, f"server asks for {requested:.0f}s, more than {policy.max_server_wait:.0f}s")
-        wait, why = requested, "server-requested wait"
-    else:
-        wait, why = rng.uniform(0, backoff_ceiling(policy, attempt)), "full-jitter backoff"
-    if elapsed + wait > policy.max_elapsed:
-        return Decision(False, wait, f"waiting {wait:.1f}s would pass the {policy.max_elapsed:.0f}s budget")
-    return Decision(True, wait, why)
-
-
-class _Decider:
-    """One :func:`decide` per failed attempt, shared by the tenacity wait and stop strategies."""
-
-    def __init__(self, policy: RetryPolicy, clock: Callable[[], float], rng: random.Random) -> None:
-        self.policy = policy
-        self.clock = clock
-        self.rng = rng
-        self.last: Decision | None = None
-
-    def decision(self, state: tenacity.RetryCallState) -> Decision:
-        exc = state.outcome.exception() if state.outcome else None
-        self.last = decide(
-            self.policy,
-            attempt=state.attempt_number,
-            exc=exc if exc is not None else RuntimeError("no outcome"),
-            elapsed=state.seconds_since_start or 0.0,
-            now=self.clock(),
-            rng=self.rng,
-        )
-        return self.last
-
-
-class _Wait(wait_base):
-    def __init__(self, decider: _Decider) -> None:
-        self.decider = decider
-
-    def __call__(self, state: tenacity.RetryCallState) -> float:
-        return self.decider.decision(state).wait
-
-
-class _Stop(stop_base):
-    def __init__(self, decider: _Decider) -> None:
-        self.decider = decider
-
-    def __call__(self, state: tenacity.RetryCallState) -> bool:
-        # tenacity runs wait before stop, so the decision for this attempt is already made
-        return not (self.decider.last.retry if self.decider.last else False)
+    state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+    state.attempt_number = attempt
+    state.start_time, state.outcome_timestamp = 0.0, elapsed
+    outcome: tenacity.Future = tenacity.Future(attempt)
+    outcome.set_exception(exc)
+    state.outcome = outcome
+    clock = lambda: now  # noqa: E731 - a frozen clock for one decision
+    state.upcoming_sleep = wait_for(policy, clock=clock, rng=rng)(state)
+    stop = stop_for(policy, clock=clock)
+    if stop(state):
+        return Decision(False, state.upcoming_sleep, stop_reason(stop, state))
+    reason = "server-requested wait" if server_wait(exc, now) is not None else "full-jitter backoff"
+    return Decision(True, state.upcoming_sleep, reason)
 
 
 def _status(exc: BaseException | None) -> Any:
@@ -201,20 +244,31 @@ class Retrier:
             state.upcoming_sleep,
         )
 
+    def _gave_up(self, stop: stop_base, state: tenacity.RetryCallState) -> Any:
+        exc = _error(state)
+        assert exc is not None  # tenacity only stops after a failed attempt
+        reason, elapsed = stop_reason(stop, state), state.seconds_since_start or 0.0
+        self.log.error(
+            "%s: gave up after %d attempts and %.1fs (%s): %s (status %s)",
+            self.policy.dependency, state.attempt_number, elapsed, reason, type(exc).__name__, _status(exc),
+        )
+        exc.add_note(f"{self.policy.dependency}: gave up after {state.attempt_number} attempts and {elapsed:.1f}s ({reason})")
+        raise exc
+
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """
         Call ``fn`` until it succeeds or the policy gives up; re-raise the last error then.
 
         The error raised on giving up gets a note: how many attempts and seconds it took.
         """
-        decider = _Decider(self.policy, self.clock, self.rng)
+        stop = stop_for(self.policy, clock=self.clock)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_transient),
-            wait=_Wait(decider),
-            stop=_Stop(decider),
+            wait=wait_for(self.policy, clock=self.clock, rng=self.rng),
+            stop=stop,
             sleep=self.sleep,
             before_sleep=self._before_sleep,
-            reraise=True,
+            retry_error_callback=lambda state: self._gave_up(stop, state),
         )
         started = time.monotonic()
         try:
@@ -222,14 +276,7 @@ class Retrier:
         except BaseException as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             elapsed = time.monotonic() - started
-            if is_transient(exc):
-                reason = decider.last.reason if decider.last else "stopped"
-                self.log.error(
-                    "%s: gave up after %d attempts and %.1fs (%s): %s (status %s)",
-                    self.policy.dependency, attempts, elapsed, reason, type(exc).__name__, _status(exc),
-                )
-                exc.add_note(f"{self.policy.dependency}: gave up after {attempts} attempts and {elapsed:.1f}s ({reason})")
-            elif attempts > 1:
+            if not is_transient(exc) and attempts > 1:
                 self.log.error(
                     "%s: failed permanently on attempt %d after %.1fs: %s (status %s)",
                     self.policy.dependency, attempts, elapsed, type(exc).__name__, _status(exc),

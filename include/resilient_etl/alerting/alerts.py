@@ -1,0 +1,446 @@
+"""
+Alert routing: classify a failure, record it as an incident, tell the right people once.
+
+:class:`Alerter` is the engine (also used by the deadline callbacks and the escalation task); the
+notifiers below are the Airflow callbacks that feed it:
+
+* :class:`FailureNotifier` (``on_failure_callback``): classify, open or update the incident, alert the
+  severity's channels and its first on-call tier; a repeat of an active incident updates it silently.
+* :class:`RetryNotifier` (``on_retry_callback``): log the classified retry; alert only when the
+  severity's route has ``notify_retries``.
+* :class:`RecoveryNotifier` (``on_success_callback``): resolve the task's active incidents and send
+  the recovery message.
+* :class:`SoftDeadlineNotifier` (``on_execute_callback``): a timer that raises a ``deadline_missed``
+  alert if the task is still running after its configured minutes, without stopping it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseNotifier
+
+from resilient_etl.alerting import incidents as store
+from resilient_etl.exceptions import Category, DeadlineMissedError, Severity
+from resilient_etl.classification import Classification, classify
+from resilient_etl.alerting.channels import AlertMessage, connection_secrets, deliver, redact
+
+if TYPE_CHECKING:
+    from resilient_etl.config import ResilienceConfig
+    from resilient_etl.hooks.warehouse import WarehouseHook
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class AlertSpool:
+    """
+    A folder of alerts that could not be recorded, one JSON file each (written whole, then renamed).
+
+    :param folder: where they wait
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def put(self, *, classification: Classification, now: dt.datetime, **fields: Any) -> Path:
+        """Keep one unrecorded alert; return its file."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        entry = {**fields, "now": now.isoformat(), "classification": dataclasses.asdict(classification)}
+        name = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json"
+        tmp = self.folder / f".{name}"
+        tmp.write_text(json.dumps(entry, default=str), encoding="utf-8")
+        return tmp.rename(self.folder / name)
+
+    def entries(self) -> list[tuple[Path, dict[str, Any]]]:
+        """Return the waiting alerts, oldest first, as keyword arguments for recording."""
+        if not self.folder.is_dir():
+            return []
+        out = []
+        for path in sorted(self.folder.glob("*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            c = data.pop("classification")
+            data["classification"] = Classification(**{**c, "category": Category(c["category"]), "severity": Severity(c["severity"])})
+            data["now"] = dt.datetime.fromisoformat(data["now"])
+            out.append((path, data))
+        return out
+
+
+def _subject(dag_id: str, task_id: str | None, run_id: str | None) -> str:
+    """Name what failed for a log line: ``dag.task`` for a task, ``dag run <run_id>`` for a whole run."""
+    return f"{dag_id}.{task_id}" if task_id else f"{dag_id} run {run_id or '?'}"
+
+
+class Alerter:
+    """
+    Turn failures into incidents and messages, following the configured matrix and routes.
+
+    :param config: the configuration (default: the one in force)
+    :param warehouse: where incidents live (default: the configured warehouse)
+    :param clock: the current time (tests drive escalation with their own)
+    """
+
+    def __init__(self, config: ResilienceConfig | None = None, *, warehouse: WarehouseHook | None = None, clock: Clock = _utcnow) -> None:
+        if config is None:
+            from resilient_etl.config import get_config
+
+            config = get_config()
+        self.config = config
+        self._warehouse = warehouse
+        self.clock = clock
+
+    @property
+    def warehouse(self) -> WarehouseHook:
+        if self._warehouse is None:
+            from resilient_etl.hooks.warehouse import WarehouseHook
+
+            self._warehouse = WarehouseHook(warehouse_conn_id=self.config.warehouse.conn_id)
+        return self._warehouse
+
+    def classify(self, exc: BaseException) -> Classification:
+        """Classify ``exc`` with the configured matrix."""
+        return classify(exc, self.config.classification.entries())
+
+    @cached_property
+    def secrets(self) -> list[str]:
+        """The passwords and keys of the pipeline's connections, read once per alerter."""
+        c = self.config
+        return connection_secrets(
+            [c.apis.postcodes_io.conn_id, c.apis.companies_house.conn_id, c.warehouse.conn_id, c.shared_state.redis_conn_id,
+             c.alerts.email_conn_id, c.alerts.slack_conn_id]
+        )
+
+    def message(self, kind: str, classification: Classification, error: str, *, dag_id: str, task_id: str | None,
+                run_id: str | None, log_url: str | None = None, **extra: Any) -> AlertMessage:
+        """Build the message for one alert (pure apart from the config); ``error`` is the error's text."""
+        what = f"{dag_id}.{task_id}" if task_id else dag_id
+        verb = {"failure": "failed", "retry": "up for retry", "escalation": "still failing", "deadline": "missed a deadline",
+                "recovery": "recovered"}[kind]
+        alerts = self.config.alerts
+        return AlertMessage(
+            kind=kind,
+            title=f"{what} {verb}: {classification.category}",
+            dag_id=dag_id, task_id=task_id, run_id=run_id,
+            category=classification.category, severity=classification.severity, transient=classification.transient,
+            error_type=classification.error_type, error=error,
+            cause=classification.cause, action=classification.action,
+            log_url=log_url or _ui_url(alerts.ui_base_url, dag_id, run_id, task_id),
+            runbook_link=f"{alerts.runbook_url}#{classification.runbook}",
+            **extra,
+        )
+
+    def send(self, message: AlertMessage, severity: Severity, tiers: list[str]) -> dict[str, Any]:
+        """Send ``message`` on the severity's channels to the people on call for ``tiers``."""
+        route = getattr(self.config.alerts.routes, severity)
+        now = self.clock()
+        people = [store.on_call(self.config.alerts.oncall, tier, now) for tier in tiers]
+        if people:
+            message = dataclasses.replace(message, recipient=people[-1])
+        results = deliver(
+            message, channels=route.channels, emails=sorted({p.email for p in people}),
+            email_conn_id=self.config.alerts.email_conn_id, slack_conn_id=self.config.alerts.slack_conn_id,
+            from_email=self.config.alerts.from_email, secrets=self.secrets,
+        )
+        log.info("Alert %r (%s) to %s: %s", message.title, severity, [p.name for p in people] or "nobody", results or "recorded only")
+        return results
+
+    def failure(self, exc: BaseException, *, dag_id: str, task_id: str | None, run_id: str | None, kind: str = "failure",
+                severity: Severity | None = None, log_url: str | None = None, try_number: int | None = None,
+                max_tries: int | None = None) -> tuple[store.Incident | None, str]:
+        """
+        Route a failure: record the incident, alert unless it is a repeat.
+
+        When the incident store (the warehouse) is itself down, the alert is sent without dedup:
+        a database outage must still reach someone.
+
+        :param severity: override the matrix's severity (deadline tiers)
+        :return: the incident (None when the store was unreachable) and ``new``, ``repeat``,
+            ``raised`` or ``unrecorded``
+        """
+        c = self.classify(exc)
+        if severity is not None:
+            c = Classification(c.category, severity, c.transient, c.action, c.cause, c.runbook, c.error_type)
+        now = self.clock()
+        detail = redact(str(exc), self.secrets)[:4000]
+        first = [s.tier for s in getattr(self.config.alerts.routes, c.severity).escalation if s.after_minutes <= 0]
+        incident: store.Incident | None
+        try:
+            self.record_spooled()
+        except Exception as spool_error:  # boundary: an earlier alert must not stop this one; it stays spooled
+            log.warning("Spooled alerts not recorded yet (%s): kept for the next try", type(spool_error).__name__)
+        try:
+            incident, outcome = self._record(dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail,
+                                             now=now, first_steps=len(first))
+        except Exception as record_error:  # boundary: the store being down must not swallow the alert
+            spooled = self.spool.put(dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now,
+                                     first_steps=len(first))
+            log.error("Incident store unavailable (%s): alerting without dedup; the incident is recorded when it is back (%s)",
+                      type(record_error).__name__, spooled.name)
+            incident, outcome = None, "unrecorded"
+        log.warning("%s %s: %s, %s (%s) -> incident %s: %s", kind.capitalize(), _subject(dag_id, task_id, run_id), c.category,
+                    c.severity, "transient" if c.transient else "permanent", incident.id if incident else "-", outcome)
+        if outcome == "repeat":
+            return incident, outcome
+        message = self.message(kind, c, detail, dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url,
+                               try_number=try_number, max_tries=max_tries,
+                               incident_id=incident.id if incident else None, occurrences=incident.occurrences if incident else 1)
+        self.send(message, c.severity, first)
+        return incident, outcome
+
+    def _record(self, *, dag_id: str, task_id: str | None, run_id: str | None, classification: Classification, detail: str,
+                now: dt.datetime, first_steps: int) -> tuple[store.Incident, str]:
+        with self.warehouse.begin() as conn:
+            incident, outcome = store.record_failure(
+                conn, dag_id=dag_id, task_id=task_id, run_id=run_id, classification=classification, detail=detail, now=now
+            )
+            if outcome != "repeat" and first_steps:  # the first steps are taken by this alert
+                store.set_escalation_level(conn, incident.id, first_steps)
+        return incident, outcome
+
+    @cached_property
+    def spool(self) -> AlertSpool:
+        """Alerts sent while the incident store was down (``paths.alert_spool``)."""
+        return AlertSpool(self.config.paths.spool)
+
+    def record_spooled(self) -> list[tuple[int, str]]:
+        """
+        Record as incidents, with their original times, the alerts sent while the store was down.
+
+        Their messages went out then; recording them sends nothing. Each is removed from the spool
+        once its transaction commits, so a store failing half way leaves the rest for next time.
+
+        :return: ``(incident id, outcome)`` per recorded alert
+        """
+        recorded = []
+        for path, entry in self.spool.entries():
+            incident, outcome = self._record(**entry)
+            path.unlink()
+            log.warning("Recorded incident %s (%s) for the alert sent at %s while the incident store was down",
+                        incident.id, outcome, entry["now"].isoformat())
+            recorded.append((incident.id, outcome))
+        return recorded
+
+    def retry(self, exc: BaseException, *, dag_id: str, task_id: str, run_id: str, try_number: int, max_tries: int,
+              log_url: str | None = None) -> Classification:
+        """Log a classified retry; alert the first tier only when the severity's route asks for it."""
+        c = self.classify(exc)
+        route = getattr(self.config.alerts.routes, c.severity)
+        log.warning("Retry of %s.%s after try %s of %s: %s, %s (%s): %s", dag_id, task_id, try_number, max_tries, c.category,
+                    c.severity, "transient" if c.transient else "permanent", c.action)
+        if route.notify_retries:
+            first = [s.tier for s in route.escalation if s.after_minutes <= 0]
+            self.send(self.message("retry", c, str(exc), dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url,
+                                   try_number=try_number, max_tries=max_tries), c.severity, first)
+        return c
+
+    def escalate(self) -> list[tuple[int, str]]:
+        """
+        Take every escalation step now due on open incidents; return ``(incident id, tier)`` notified.
+
+        Run on a schedule (DAG ``incident_escalation``); the steps are a pure function of the
+        incident, the severity's route and the clock (:func:`resilient_etl.alerting.incidents.due_steps`).
+        """
+        now = self.clock()
+        taken: list[tuple[int, str]] = []
+        self.record_spooled()
+        with self.warehouse.begin() as conn:
+            open_incidents = [i for i in store.active(conn) if i.status == "open"]
+        for incident in open_incidents:
+            steps = getattr(self.config.alerts.routes, incident.severity).escalation
+            due = store.due_steps(incident, steps, now)
+            if not due:
+                continue
+            tiers = [steps[i].tier for i in due]
+            c = self._recorded(incident)
+            message = self.message("escalation", c, incident.detail or "", dag_id=incident.dag_id, task_id=incident.task_id,
+                                   run_id=incident.run_id, incident_id=incident.id, occurrences=incident.occurrences,
+                                   escalation=", ".join(tiers))
+            self.send(message, incident.severity, tiers)
+            with self.warehouse.begin() as conn:
+                store.set_escalation_level(conn, incident.id, due[-1] + 1)
+            taken += [(incident.id, t) for t in tiers]
+        return taken
+
+    def acknowledge(self, incident_id: int) -> store.Incident:
+        """Acknowledge an incident: its escalation stops."""
+        with self.warehouse.begin() as conn:
+            incident = store.acknowledge(conn, incident_id, self.clock())
+        log.info("Incident #%s acknowledged", incident_id)
+        return incident
+
+    def resolve(self, incident_id: int, resolution: str | None = None) -> store.Incident:
+        """Resolve an incident and send the recovery message to its severity's channels."""
+        with self.warehouse.begin() as conn:
+            incident = store.resolve(conn, incident_id, self.clock())
+        self._recovered(incident, resolution)
+        return incident
+
+    def recover_task(self, *, dag_id: str, task_id: str | None, run_id: str | None) -> list[store.Incident]:
+        """Resolve the active incidents of a task that just succeeded (recovery messages sent)."""
+        now = self.clock()
+        with self.warehouse.begin() as conn:
+            resolved = [store.resolve(conn, i.id, now) for i in store.active(conn, dag_id=dag_id, task_id=task_id) if i.task_id == task_id]
+        for incident in resolved:
+            self._recovered(incident, f"{task_id or dag_id} succeeded in run {run_id}")
+        return resolved
+
+    def _recorded(self, incident: store.Incident) -> Classification:
+        """The classification an incident was opened with (its transience is not stored: reported permanent)."""
+        entry = self.config.classification.entries()[incident.category]
+        return Classification(Category(incident.category), incident.severity, False, entry.action, entry.cause, entry.runbook,
+                              incident.error_type or "-")
+
+    def _recovered(self, incident: store.Incident, resolution: str | None) -> None:
+        c = self._recorded(incident)
+        open_for = (incident.resolved_at or self.clock()) - incident.first_seen_at
+        message = self.message("recovery", c, incident.detail or "", dag_id=incident.dag_id, task_id=incident.task_id,
+                               run_id=incident.run_id, incident_id=incident.id, occurrences=incident.occurrences,
+                               resolution=resolution, open_for=_duration(open_for))
+        steps = getattr(self.config.alerts.routes, incident.severity).escalation
+        self.send(message, incident.severity, [s.tier for s in steps[: max(incident.escalation_level, 1)]])
+
+
+def _duration(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+def _ui_url(base: str, dag_id: str, run_id: str | None, task_id: str | None) -> str:
+    from urllib.parse import quote
+
+    url = f"{base.rstrip('/')}/dags/{dag_id}"
+    if run_id:
+        url += f"/runs/{quote(run_id)}"
+        if task_id:
+            url += f"/tasks/{task_id}"
+    return url
+
+
+def _ti_fields(context: Any) -> dict[str, Any]:
+    ti = context["ti"]
+    return {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id}
+
+
+def _log_url(context: Any) -> str | None:
+    try:
+        return context["ti"].log_url
+    except Exception:  # boundary: a context without a runtime task instance (dag-processor callbacks)
+        return None
+
+
+class FailureNotifier(BaseNotifier):
+    """Classify a task failure and route it (``on_failure_callback``)."""
+
+    def notify(self, context: Any) -> None:
+        """Open or update the incident for the failure in ``context`` and alert when it is new."""
+        stop_soft_deadline(context)
+        exc = context.get("exception") or RuntimeError("task failed without an exception (killed or timed out)")
+        ti = context["ti"]
+        Alerter().failure(exc, **_ti_fields(context), log_url=_log_url(context), try_number=ti.try_number,
+                          max_tries=ti.max_tries + 1)
+
+
+class RetryNotifier(BaseNotifier):
+    """Log a classified retry, alerting only when the route asks for it (``on_retry_callback``)."""
+
+    def notify(self, context: Any) -> None:
+        """Log (and maybe alert) the retry in ``context``."""
+        stop_soft_deadline(context)
+        exc = context.get("exception") or RuntimeError("task is up for retry")
+        ti = context["ti"]
+        Alerter().retry(exc, **_ti_fields(context), try_number=ti.try_number, max_tries=ti.max_tries + 1, log_url=_log_url(context))
+
+
+class RecoveryNotifier(BaseNotifier):
+    """Resolve a task's incidents when it succeeds and send the recovery message (``on_success_callback``)."""
+
+    def notify(self, context: Any) -> None:
+        """Resolve the active incidents of the task (or, as a DAG callback, of the whole run) in ``context``."""
+        if "ti" not in context:  # DAG-level on_success_callback: the run's own incidents (deadlines)
+            run = context["dag_run"]
+            Alerter().recover_task(dag_id=run.dag_id, task_id=None, run_id=run.run_id)
+            return
+        stop_soft_deadline(context)
+        Alerter().recover_task(**_ti_fields(context))
+
+
+_timers: dict[tuple[str, str, str, int], threading.Timer] = {}
+
+
+def _timer_key(context: Any) -> tuple[str, str, str, int]:
+    ti = context["ti"]
+    return ti.dag_id, ti.task_id, ti.run_id, ti.map_index if ti.map_index is not None else -1
+
+
+def stop_soft_deadline(context: Any) -> None:
+    """Cancel the soft-deadline timer of the task in ``context``, if one runs."""
+    timer = _timers.pop(_timer_key(context), None)
+    if timer is not None:
+        timer.cancel()
+
+
+class SoftDeadlineNotifier(BaseNotifier):
+    """
+    Start a soft deadline for the task (``on_execute_callback``).
+
+    After ``deadlines.tasks.<task_id>`` minutes a still-running task raises a ``deadline_missed``
+    alert (classified and deduplicated like any failure) and keeps running: Airflow's
+    ``execution_timeout`` kills, this only tells.
+
+    :param minutes: task id -> minutes (default: ``deadlines.tasks`` from the config)
+    """
+
+    def __init__(self, minutes: dict[str, float] | None = None) -> None:
+        super().__init__()
+        self.minutes = minutes
+
+    def notify(self, context: Any) -> None:
+        """Start the timer for the task in ``context`` when it has a soft deadline."""
+        alerter = Alerter()
+        limits = self.minutes if self.minutes is not None else alerter.config.deadlines.tasks
+        fields = _ti_fields(context)
+        minutes = limits.get(fields["task_id"])
+        if minutes is None:
+            return
+        stop_soft_deadline(context)
+        url = _log_url(context)
+
+        def missed() -> None:
+            exc = DeadlineMissedError(
+                f"{fields['task_id']} is still running after its soft deadline of {minutes:g} min (it keeps running)",
+                scope="task", name=fields["task_id"], limit_seconds=minutes * 60,
+            )
+            try:
+                alerter.failure(exc, kind="deadline", log_url=url, **fields)
+            except Exception:  # boundary: a timer thread must log, never die silently
+                log.exception("Soft deadline alert for %s failed", fields["task_id"])
+
+        timer = threading.Timer(minutes * 60, missed)
+        timer.daemon = True
+        timer.name = f"soft-deadline-{fields['task_id']}"
+        _timers[_timer_key(context)] = timer
+        timer.start()
+        log.info("Soft deadline for %s: %s min", fields["task_id"], minutes)
+
+
+def task_callbacks() -> dict[str, list[BaseNotifier]]:
+    """Return the callback arguments that wire alerting into a DAG's ``default_args``."""
+    return {
+        "on_execute_callback": [SoftDeadlineNotifier()],
+        "on_failure_callback": [FailureNotifier()],
+        "on_retry_callback": [RetryNotifier()],
+        "on_success_callback": [RecoveryNotifier()],
+    }

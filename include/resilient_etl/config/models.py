@@ -1,0 +1,363 @@
+"""
+The configuration's schema: one pydantic model per section of ``config/resilience.yaml``.
+
+Each policy is declared here once (:class:`RetryPolicy`, :class:`BreakerPolicy`); the resilience
+layer runs them as they are. Reading the file and its overlays is :mod:`resilient_etl.config.loader`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from resilient_etl.exceptions import Category, Severity
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Strict):
+    """Folders; relative paths resolve against the directory holding the config file."""
+
+    landing: Path
+    archive: Path
+    rejected: Path
+    # Alerts sent while the incident store (the warehouse) was down wait here to be recorded.
+    # Default: alert-spool beside the archive folder.
+    alert_spool: Path | None = None
+
+    @property
+    def spool(self) -> Path:
+        """Return the folder of alerts not yet recorded as incidents."""
+        return self.alert_spool or self.archive.parent / "alert-spool"
+
+
+class LoadConfig(_Strict):
+    batch_size: int = Field(500, ge=1, le=100_000)
+    chunk_size: int = Field(100, ge=1, le=10_000)
+    max_quarantine_share: float = Field(0.05, ge=0, le=1)  # of a batch rejected by the database
+
+
+class ApiConfig(_Strict):
+    conn_id: str = Field(min_length=1)
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+
+
+class CompaniesHouseApiConfig(ApiConfig):
+    pace: bool = True  # spread requests over the quota window from the X-Ratelimit-* headers
+
+
+class PostcodesApiConfig(ApiConfig):
+    bulk_size: int = Field(100, ge=1, le=100)  # postcodes.io refuses more than 100 per request
+
+
+class ApisConfig(_Strict):
+    postcodes_io: PostcodesApiConfig
+    companies_house: CompaniesHouseApiConfig
+
+
+class WarehouseConfig(_Strict):
+    conn_id: str = Field("warehouse_default", min_length=1)
+
+
+class DagConfig(_Strict):
+    owner: str = Field(min_length=1)
+    schedule: str | None = None
+    tags: list[str] = Field(min_length=1)
+    retries: int = Field(2, ge=0, le=20)
+    retry_delay_seconds: float = Field(30, ge=0)
+    retry_exponential_backoff: float = Field(2.0, ge=0)
+    max_retry_delay_seconds: float = Field(600, gt=0)
+    execution_timeout_minutes: float = Field(60, gt=0)
+
+
+class RetryPolicy(_Strict):
+    """
+    How one dependency is retried inside a task (``retry.<dependency>``; the retry layer reads it).
+
+    :param dependency: its name in logs (``database``, ``postcodes_io``, ``companies_house``); set by
+        :meth:`RetryConfig.policy`, never written in the file
+    :param max_attempts: attempts in all, the first included
+    :param initial_wait_seconds: backoff ceiling of the first retry
+    :param multiplier: growth of the ceiling per attempt
+    :param max_wait_seconds: cap on one backoff wait
+    :param max_elapsed_seconds: give up rather than start a wait that would end past this
+    :param max_server_wait_seconds: the longest server-requested wait (Retry-After, quota reset) to
+        honour; a longer one gives up at once instead of waiting less and being refused again
+    """
+
+    dependency: str = Field("", exclude=True)
+    max_attempts: int = Field(5, ge=1, le=50)
+    initial_wait_seconds: float = Field(0.5, ge=0, le=600)
+    multiplier: float = Field(2.0, ge=1, le=10)
+    max_wait_seconds: float = Field(30, ge=0, le=3600)
+    max_elapsed_seconds: float = Field(120, gt=0, le=86_400)
+    max_server_wait_seconds: float = Field(330, ge=0, le=3600)
+
+
+class RetryConfig(_Strict):
+    database: RetryPolicy = RetryPolicy()
+    postcodes_io: RetryPolicy = RetryPolicy()
+    companies_house: RetryPolicy = RetryPolicy()
+
+    def policy(self, dependency: Literal["database", "postcodes_io", "companies_house"]) -> RetryPolicy:
+        """Return the retry policy of ``dependency``, named for its logs."""
+        section: RetryPolicy = getattr(self, dependency)
+        return section.model_copy(update={"dependency": dependency})
+
+
+class SharedStateConfig(_Strict):
+    """Where state shared by every worker lives (quota pacing, breaker state)."""
+
+    store: Literal["auto", "redis", "sql"] = "auto"  # auto: Redis when the connection exists, else SQL
+    redis_conn_id: str = Field("breaker_store", min_length=1)
+
+
+class BreakerPolicy(_Strict):
+    """
+    When one API's circuit breaker opens and how it heals (``breakers.<api>``; the breaker reads it).
+
+    :param name: the breaker (one per API); set by :meth:`BreakersConfig.policy`, never written in the file
+    :param fail_max: consecutive failures that open it
+    :param failure_rate_threshold: share of failed calls in the window that opens it …
+    :param minimum_calls: … once the window holds at least this many calls
+    :param window_seconds: the sliding window
+    :param reset_timeout_seconds: seconds open before one probe is let through
+    :param success_threshold: successful probes that close it again
+    :param sync_seconds: while closed, how often a worker reads the shared state and flushes its
+        successes; failures are written at once. A worker learns that another one opened the breaker
+        at most this late.
+    """
+
+    name: str = Field("", exclude=True)
+    fail_max: int = Field(5, ge=1, le=1000)
+    failure_rate_threshold: float = Field(0.5, gt=0, le=1)
+    minimum_calls: int = Field(10, ge=1, le=100_000)
+    window_seconds: float = Field(60, ge=1, le=86_400)
+    reset_timeout_seconds: float = Field(30, gt=0, le=86_400)
+    success_threshold: int = Field(1, ge=1, le=100)
+    sync_seconds: float = Field(0.5, ge=0, le=60)
+
+    @property
+    def bucket_seconds(self) -> float:
+        """Return the granularity of the window (a tenth of it, at least a second)."""
+        return max(1.0, self.window_seconds / 10)
+
+    @property
+    def probe_lease(self) -> float:
+        """Return how long a probe may take before another worker may probe instead."""
+        return max(self.reset_timeout_seconds, 5.0)
+
+
+class BreakersConfig(_Strict):
+    postcodes_io: BreakerPolicy = BreakerPolicy()
+    companies_house: BreakerPolicy = BreakerPolicy()
+
+    def policy(self, name: Literal["postcodes_io", "companies_house"]) -> BreakerPolicy:
+        """Return the breaker policy of ``name``."""
+        section: BreakerPolicy = getattr(self, name)
+        return section.model_copy(update={"name": name})
+
+
+class FallbackConfig(_Strict):
+    """What an open breaker may cost a run before the run fails."""
+
+    max_non_live_share: float = Field(0.25, ge=0, le=1)  # of a run's lookups answered by a fallback
+    backlog_batch: int = Field(500, ge=0, le=100_000)  # pending suppliers re-enriched per run
+    postcode_reference: Path | None = None  # the reference extract; None: the one shipped with the package
+
+
+class Threshold(_Strict):
+    """A data-quality rule's limits, as shares of a file's rows: above ``warn`` warns, above ``fail`` fails."""
+
+    warn: float = Field(ge=0, le=1)
+    fail: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Threshold:
+        if self.warn > self.fail:
+            raise ValueError(f"warn ({self.warn}) must not be above fail ({self.fail})")
+        return self
+
+
+class QualityConfig(_Strict):
+    """Data-quality thresholds per rule (see :mod:`resilient_etl.pipeline.quality`)."""
+
+    invalid_postcode: Threshold = Threshold(warn=0.01, fail=0.05)
+    invalid_company_number: Threshold = Threshold(warn=0.01, fail=0.05)
+    missing_fields: Threshold = Threshold(warn=0.01, fail=0.05)
+    duplicate_supplier_id: Threshold = Threshold(warn=0.0, fail=0.02)
+    unparseable_values: Threshold = Threshold(warn=0.01, fail=0.05)
+    unknown_columns: Threshold = Threshold(warn=0.0, fail=0.5)  # share of the contract's columns
+
+
+class MaintenanceConfig(_Strict):
+    """Housekeeping of the warehouse's working tables (DAG ``warehouse_maintenance``)."""
+
+    schedule: str | None = "@daily"
+    retention_days: int = Field(30, ge=1, le=3650)
+
+
+class MatrixEntryConfig(_Strict):
+    """One category's row of the classification matrix."""
+
+    severity: Severity
+    action: str = Field(min_length=1)  # the recommended action, in the alert
+    cause: str = Field(min_length=1)  # the likely cause, in the alert
+    runbook: str = Field(min_length=1, pattern=r"^[a-z0-9-]+$")  # section anchor in the runbook
+
+
+class _ClassificationBase(_Strict):
+    def entries(self) -> dict[str, MatrixEntryConfig]:
+        """Return the matrix as category value -> entry."""
+        return {c.value: getattr(self, c.value) for c in Category}
+
+
+# One required field per category: a category added to the taxonomy without a row fails the config.
+ClassificationConfig = create_model(
+    "ClassificationConfig",
+    __base__=_ClassificationBase,
+    **{c.value: (MatrixEntryConfig, ...) for c in Category},
+)
+
+
+class Person(_Strict):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    slack: str = Field(min_length=1)  # the handle mentioned in Slack alerts
+
+
+class OnCallConfig(_Strict):
+    """A rotation: each tier's list is walked one person per ``rotation_days`` from ``rotation_start``."""
+
+    rotation_start: dt.date
+    rotation_days: int = Field(7, ge=1, le=366)
+    people: dict[str, Person]
+    primary: list[str] = Field(min_length=1)
+    secondary: list[str] = Field(min_length=1)
+    lead: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_people(self) -> OnCallConfig:
+        for tier in ("primary", "secondary", "lead"):
+            for name in getattr(self, tier):
+                if name not in self.people:
+                    raise ValueError(f"{tier}: {name!r} is not in people")
+        return self
+
+
+class EscalationStep(_Strict):
+    after_minutes: float = Field(ge=0, le=10_080)  # since the incident opened, unacknowledged
+    tier: Literal["primary", "secondary", "lead"]
+
+
+class SeverityRoute(_Strict):
+    """Who hears of a failure of one severity, how, and how it escalates while unacknowledged."""
+
+    channels: list[Literal["email", "slack"]] = []
+    notify_retries: bool = False  # a retry is always logged; notified only when this is true
+    escalation: list[EscalationStep] = []
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeverityRoute:
+        minutes = [s.after_minutes for s in self.escalation]
+        if minutes != sorted(minutes):
+            raise ValueError("escalation steps must be in after_minutes order")
+        return self
+
+
+class RoutesConfig(_Strict):
+    SEV1: SeverityRoute
+    SEV2: SeverityRoute
+    SEV3: SeverityRoute
+    SEV4: SeverityRoute
+
+
+class AlertsConfig(_Strict):
+    """Alert channels and the on-call rotation (see :mod:`resilient_etl.alerting`)."""
+
+    email_conn_id: str = Field("smtp_default", min_length=1)
+    slack_conn_id: str = Field("slack_alerts", min_length=1)
+    from_email: str = Field("resilient-etl@localhost", pattern=r"^[^@\s]+@[^@\s]+$")
+    ui_base_url: str = Field("http://localhost:8080", pattern=r"^https?://")
+    runbook_url: str = Field(min_length=1)  # the runbook document; a category's section is appended as #anchor
+    escalation_schedule: str | None = "*/5 * * * *"  # DAG incident_escalation
+    routes: RoutesConfig
+    oncall: OnCallConfig
+
+
+class DeadlineTier(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    after_minutes: float = Field(gt=0, le=10_080)  # since the run was queued
+    severity: Severity
+
+
+class DeadlinesConfig(_Strict):
+    """Deadline Alerts on company_enrichment runs, and soft per-task deadlines (minutes)."""
+
+    # `airflow dags test` crashes on DAGs with Deadline Alerts (Airflow 3.3.2): the demo and the
+    # dag.test-based tests turn them off; the scheduler wires them everywhere else.
+    dag_run_alerts: bool = True
+    dag_run: list[DeadlineTier] = []
+    tasks: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _valid(self) -> DeadlinesConfig:
+        names = [t.name for t in self.dag_run]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dag_run deadline names must be unique: {names}")
+        for task, minutes in self.tasks.items():
+            if not 0 < minutes <= 10_080:
+                raise ValueError(f"tasks.{task}: {minutes} minutes is outside (0, 10080]")
+        return self
+
+
+class Limits(_Strict):
+    """A measurement's thresholds: beyond ``warn`` warns, beyond ``fail`` fails."""
+
+    warn: float = Field(ge=0)
+    fail: float = Field(ge=0)
+
+
+class HealthConfig(_Strict):
+    """Automated health checks (``resilient-etl health``, DAG ``pipeline_health``, ``/resilience/health``)."""
+
+    timeout_seconds: float = Field(5, gt=0, le=120)  # per check; a check that hangs fails at this
+    schedule: str | None = "*/10 * * * *"
+    airflow_api_url: str = Field("http://localhost:8080", pattern=r"^https?://")
+    latency_ms: Limits = Limits(warn=1000, fail=4000)  # above: warn / fail
+    free_space_mb: Limits = Limits(warn=1024, fail=256)  # below: warn / fail
+    rate_limit_headroom: Limits = Limits(warn=0.2, fail=0.05)  # share of the quota left, below: warn / fail
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HealthConfig:
+        if self.latency_ms.warn > self.latency_ms.fail:
+            raise ValueError("latency_ms: warn must not be above fail")
+        for name in ("free_space_mb", "rate_limit_headroom"):
+            limits = getattr(self, name)
+            if limits.warn < limits.fail:
+                raise ValueError(f"{name}: warn must not be below fail (less is worse)")
+        return self
+
+
+class ResilienceConfig(_Strict):
+    """The whole file."""
+
+    paths: PathsConfig
+    load: LoadConfig = LoadConfig()
+    apis: ApisConfig
+    warehouse: WarehouseConfig = WarehouseConfig()
+    retry: RetryConfig = RetryConfig()
+    shared_state: SharedStateConfig = SharedStateConfig()
+    breakers: BreakersConfig = BreakersConfig()
+    fallback: FallbackConfig = FallbackConfig()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
+    quality: QualityConfig = QualityConfig()
+    dag: DagConfig
+    classification: ClassificationConfig  # type: ignore[valid-type]
+    alerts: AlertsConfig
+    deadlines: DeadlinesConfig = DeadlinesConfig()
+    health: HealthConfig = HealthConfig()

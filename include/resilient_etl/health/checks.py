@@ -1,0 +1,237 @@
+"""
+One check per dependency: the warehouse, the folders, both APIs, the breakers, SMTP, Slack and
+Airflow's own API server. A check returns its measurements; :mod:`.runner` bounds and runs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import smtplib
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from resilient_etl.health.model import FAIL, PASS, WARN, Observation, above, below, worst
+
+if TYPE_CHECKING:
+    from resilient_etl.config.models import ResilienceConfig
+
+
+# A check returns (check name -> observations): one component may yield several measurements.
+Check = Callable[[], dict[str, list[Observation]]]
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def warehouse_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from sqlalchemy import text
+
+        from resilient_etl.hooks.warehouse import WarehouseHook
+
+        hook = WarehouseHook(cfg.warehouse.conn_id)
+        started = time.perf_counter()
+        with hook.engine.connect() as conn:  # no retries: health reports now, it does not wait
+            conn.execute(text("SELECT 1"))
+        latency = _ms(started)
+        status = above(latency, cfg.health.latency_ms)
+        return {"warehouse:responseTime": [Observation(cfg.warehouse.conn_id, "datastore", status, latency, "ms", f"{hook.dialect}: SELECT 1")]}
+
+    return run
+
+
+def _write_problem(path: Path) -> str | None:
+    """Return why a file cannot be created in ``path`` (tried for real: root ignores permission bits), or None."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".health-"):
+            return None
+    except OSError as exc:
+        return exc.strerror
+
+
+def _writable(path: Path) -> bool:
+    return _write_problem(path) is None
+
+
+def folders_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        access: list[Observation] = []
+        space: list[Observation] = []
+        for name in ("landing", "archive", "rejected"):
+            path = Path(getattr(cfg.paths, name))
+            if not path.is_dir():
+                # The pipeline creates its folders on first use: missing is fine while that can succeed.
+                parent = next((p for p in path.parents if p.exists()), None)
+                if parent is not None and parent.is_dir() and _writable(parent):
+                    access.append(Observation(name, "system", PASS, output=f"{path}: created on first use ({parent} is writable)"))
+                else:
+                    access.append(Observation(name, "system", FAIL, output=f"{path} does not exist and cannot be created"))
+                continue
+            problems = [] if os.access(path, os.R_OK) else ["not readable"]
+            if (why := _write_problem(path)) is not None:
+                problems.append(f"not writable ({why})")
+            access.append(Observation(name, "system", FAIL if problems else PASS, output=f"{path}: {', '.join(problems) or 'readable, writable'}"))
+            free_mb = round(shutil.disk_usage(path).free / 2**20, 1)
+            space.append(Observation(name, "system", below(free_mb, cfg.health.free_space_mb), free_mb, "MiB", str(path)))
+        return {"folders:access": access, **({"folders:freeSpace": space} if space else {})}
+
+    return run
+
+
+def _api_call(hook: Any, endpoint: str) -> tuple[int, float]:
+    """One request through the pipeline's own hook: no retries, no pacing; an error status raises typed."""
+    started = time.perf_counter()
+    try:
+        status, _ = hook.request_once("GET", endpoint, allow_status=(404,))  # 404: the API answered
+    finally:
+        hook.close()
+    return status, _ms(started)
+
+
+def postcodes_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from resilient_etl.hooks.postcodes import PostcodesIoHook
+
+        conn_id = cfg.apis.postcodes_io.conn_id
+        status, latency = _api_call(PostcodesIoHook(conn_id, timeout=cfg.health.timeout_seconds), "/postcodes/SW1A1AA")
+        return {"postcodes_io:responseTime": [Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")]}
+
+    return run
+
+
+def companies_house_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from resilient_etl.hooks.companies_house import CompaniesHouseHook
+
+        conn_id = cfg.apis.companies_house.conn_id
+        hook = CompaniesHouseHook(conn_id, timeout=cfg.health.timeout_seconds)
+        status, latency = _api_call(hook, "/company/00000006")
+        out = {"companies_house:responseTime": [Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")]}
+        quota = hook.last_rate_limit
+        if quota is not None and quota.remain is not None and quota.limit:
+            headroom = round(quota.remain / quota.limit, 3)
+            out["companies_house:rateLimitHeadroom"] = [
+                Observation(conn_id, "component", below(headroom, cfg.health.rate_limit_headroom), headroom, "ratio",
+                            f"{quota.remain} of {quota.limit} left")
+            ]
+        return out
+
+    return run
+
+
+def breakers_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from resilient_etl.hooks.shared_state import configured_store, uses_redis
+        from resilient_etl.hooks.warehouse import WarehouseHook
+        from resilient_etl.resilience.breaker import breaker_states
+
+        warehouse = WarehouseHook(cfg.warehouse.conn_id)
+        if not uses_redis(cfg.shared_state.store, cfg.shared_state.redis_conn_id):
+            warehouse.ensure_schema()  # a warehouse no run has used yet has no breaker tables: closed
+        store = configured_store(cfg, warehouse)
+        started = time.perf_counter()
+        states = breaker_states(store, [cfg.breakers.policy("postcodes_io"), cfg.breakers.policy("companies_house")])
+        latency = _ms(started)
+        kind = type(store).__name__
+        # An open breaker is the pipeline coping (fallbacks), not failing: warn, so someone looks.
+        return {
+            "breakers:state": [
+                Observation(s["name"], "component", PASS if s["state"] == "closed" else WARN, s["state"], None,
+                            "" if s["state"] == "closed" else f"probe in {s.get('seconds_to_probe', 0)} s")
+                for s in states
+            ],
+            "shared_state:responseTime": [Observation(cfg.shared_state.store, "datastore", above(latency, cfg.health.latency_ms), latency, "ms", kind)],
+        }
+
+    return run
+
+
+def smtp_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from airflow.sdk.bases.hook import BaseHook
+
+        from resilient_etl.hooks.shared_state import connection_exists
+
+        conn_id = cfg.alerts.email_conn_id
+        if not connection_exists(conn_id):
+            return {"smtp:responseTime": [_not_configured(conn_id, "e-mail alerts are not sent")]}
+        conn = BaseHook.get_connection(conn_id)
+        started = time.perf_counter()
+        with smtplib.SMTP(conn.host, conn.port or 25, timeout=cfg.health.timeout_seconds) as client:
+            code, _ = client.noop()
+        latency = _ms(started)
+        status = above(latency, cfg.health.latency_ms) if code == 250 else FAIL
+        return {"smtp:responseTime": [Observation(conn_id, "component", status, latency, "ms", f"NOOP {code}")]}
+
+    return run
+
+
+def _not_configured(conn_id: str, consequence: str) -> Observation:
+    return Observation(conn_id, "component", WARN, output=f"not configured (no connection {conn_id}): {consequence}", configured=False)
+
+
+def slack_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        from resilient_etl.hooks.shared_state import connection_exists
+
+        conn_id = cfg.alerts.slack_conn_id
+        if not connection_exists(conn_id):
+            return {"slack:connection": [_not_configured(conn_id, "Slack alerts are not sent")]}
+        # A webhook has no call that posts nothing: its connection is checked, the endpoint is not called.
+        return {"slack:connection": [Observation(conn_id, "component", PASS, output="configured (the webhook is not called by the check)")]}
+
+    return run
+
+
+def airflow_check(cfg: ResilienceConfig) -> Check:
+    def run() -> dict[str, list[Observation]]:
+        import requests
+
+        started = time.perf_counter()
+        response = requests.get(f"{cfg.health.airflow_api_url.rstrip('/')}/api/v2/monitor/health", timeout=cfg.health.timeout_seconds)
+        latency = _ms(started)
+        if response.status_code != 200:
+            return {"airflow:responseTime": [Observation("api-server", "system", FAIL, latency, "ms", f"HTTP {response.status_code}")]}
+        body = response.json()
+        unhealthy = sorted(k for k, v in body.items() if isinstance(v, dict) and v.get("status") not in (None, "healthy"))
+        status = worst([above(latency, cfg.health.latency_ms), WARN if unhealthy else PASS])
+        return {"airflow:responseTime": [Observation("api-server", "system", status, latency, "ms",
+                                                     f"unhealthy: {', '.join(unhealthy)}" if unhealthy else "all components healthy")]}
+
+    return run
+
+
+# What the checks import, loaded on the calling thread before they start: importing Airflow's
+# modules from several threads at once deadlocks on the module locks or half-configures logging.
+_CHECK_MODULES = (
+    "airflow.sdk.bases.hook",
+    "requests",
+    "resilient_etl.hooks.warehouse",
+    "resilient_etl.hooks.postcodes",
+    "resilient_etl.hooks.companies_house",
+    "resilient_etl.resilience.breaker",
+    "resilient_etl.hooks.shared_state",
+    "airflow.sdk.exceptions",
+)
+
+
+def default_checks(cfg: ResilienceConfig) -> dict[str, Check]:
+    """Return every component's check, by component name (their modules imported here, on this thread)."""
+    for module in _CHECK_MODULES:
+        importlib.import_module(module)
+    return {
+        "warehouse": warehouse_check(cfg),
+        "folders": folders_check(cfg),
+        "postcodes_io": postcodes_check(cfg),
+        "companies_house": companies_house_check(cfg),
+        "breakers": breakers_check(cfg),
+        "smtp": smtp_check(cfg),
+        "slack": slack_check(cfg),
+        "airflow": airflow_check(cfg),
+    }

@@ -1,0 +1,150 @@
+"""
+The one place that wires shared stores and breakers from Airflow connections and the configuration.
+
+Operators, hooks, the health check and the CLI all ask here: which store (Redis when the
+``breaker_store`` connection exists, else the warehouse tables), what happens when Redis stops
+answering (the warehouse tables, see :class:`~resilient_etl.resilience.stores.fallback.FallbackStore`),
+and the circuit breaker of an API with its state changes recorded in ``breaker_events``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+import pybreaker
+from sqlalchemy import insert
+
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.hooks.warehouse.schema import breaker_events
+from resilient_etl.resilience.stores.base import SharedStore, WindowCounts
+from resilient_etl.resilience.stores.fallback import FallbackStore
+from resilient_etl.resilience.stores.memory import MemoryStore
+from resilient_etl.resilience.stores.sql import SqlStore
+
+if TYPE_CHECKING:
+    import redis
+
+    from resilient_etl.config.models import ResilienceConfig
+    from resilient_etl.resilience.breaker import SharedCircuitBreaker
+
+log = logging.getLogger(__name__)
+
+
+def connection_exists(conn_id: str) -> bool:
+    """Return whether an Airflow connection ``conn_id`` is defined (env, secrets backend or DB)."""
+    from airflow.sdk.bases.hook import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+def redis_client(conn_id: str) -> redis.Redis:
+    """Return a Redis client for an Airflow connection (``redis://host:port/db``; db from schema or extra)."""
+    import redis
+    from airflow.sdk.bases.hook import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    db = conn.schema or conn.extra_dejson.get("db") or 0
+    return redis.Redis(
+        host=conn.host or "127.0.0.1",
+        port=conn.port or 6379,
+        db=int(db),
+        password=conn.password or None,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+    )
+
+
+def uses_redis(kind: str, redis_conn_id: str) -> bool:
+    """Return whether shared state goes to Redis: ``redis``, or ``auto`` when the connection exists."""
+    return kind == "redis" or (kind == "auto" and connection_exists(redis_conn_id))
+
+
+def shared_store(kind: str, *, warehouse: WarehouseHook, redis_conn_id: str) -> SharedStore:
+    """
+    Return the shared store for breakers and pacing.
+
+    :param kind: ``redis``, ``sql`` or ``auto`` (Redis when ``redis_conn_id`` exists, else SQL)
+    :param warehouse: the warehouse (its tables are the SQL store, and Redis's fallback)
+    :param redis_conn_id: the Redis connection id
+    """
+
+    def sql() -> SharedStore:
+        return SqlStore(warehouse.engine, retry_policy=warehouse.retry_policy)
+
+    if not uses_redis(kind, redis_conn_id):
+        return sql()
+    import redis
+
+    from resilient_etl.resilience.stores.redis import RedisStore
+
+    return FallbackStore(
+        RedisStore(redis_client(redis_conn_id)), sql,
+        unavailable=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError), what=f"redis {redis_conn_id}",
+    )
+
+
+def configured_store(cfg: ResilienceConfig, warehouse: WarehouseHook | None = None) -> SharedStore:
+    """Return the shared store the configuration asks for (``shared_state``)."""
+    warehouse = warehouse or WarehouseHook(cfg.warehouse.conn_id, retry_policy=cfg.retry.policy("database"))
+    return shared_store(cfg.shared_state.store, warehouse=warehouse, redis_conn_id=cfg.shared_state.redis_conn_id)
+
+
+class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
+    """Write every state change to the warehouse table ``breaker_events``."""
+
+    def __init__(self, warehouse: WarehouseHook) -> None:
+        self.warehouse = warehouse
+
+    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+        self.record(cb.name, old_state.name if old_state else "unknown", new_state.name, getattr(cb, "last_reason", ""),
+                    getattr(cb, "last_counts", None))
+
+    def record(self, name: str, old: str, new: str, reason: str, counts: WindowCounts | None = None) -> None:
+        """Write one state change (also a manual one, with who and why in ``reason``)."""
+        with self.warehouse.begin() as conn:
+            conn.execute(
+                insert(breaker_events).values(
+                    name=name, from_state=old, to_state=new, reason=reason,
+                    calls=counts.calls if counts else None,
+                    failures=counts.failures if counts else None,
+                    consecutive_failures=counts.consecutive_failures if counts else None,
+                    at=dt.datetime.now(dt.UTC),
+                )
+            )
+
+
+def api_breaker(service: Literal["postcodes_io", "companies_house"], *, cfg: ResilienceConfig | None = None,
+                warehouse: WarehouseHook | None = None, store: SharedStore | None = None) -> SharedCircuitBreaker:
+    """
+    Return the shared circuit breaker of an API, as configured (``breakers.<service>``, ``shared_state``).
+
+    :param service: the API
+    :param cfg: the configuration (default: the one in force)
+    :param warehouse: where events (and, without Redis, the state) are kept (default: the configured one)
+    :param store: the shared store (default: :func:`configured_store`)
+    """
+    from resilient_etl.config.loader import get_config
+    from resilient_etl.resilience.breaker import SharedCircuitBreaker
+
+    cfg = cfg or get_config()
+    policy = cfg.breakers.policy(service)
+    if store is None and warehouse is None and not _shared_store_defined(cfg):
+        # A hook used where neither Redis nor the warehouse is set up still gets a breaker, in this process only.
+        log.warning("Circuit breaker %s: neither connection %s nor %s exists; its state is kept in this process only",
+                    service, cfg.shared_state.redis_conn_id, cfg.warehouse.conn_id)
+        return SharedCircuitBreaker(policy, MemoryStore())
+    warehouse = warehouse or WarehouseHook(cfg.warehouse.conn_id, retry_policy=cfg.retry.policy("database"))
+    store = store or configured_store(cfg, warehouse)
+    return SharedCircuitBreaker(policy, store, listeners=[BreakerEventRecorder(warehouse)])
+
+
+def _shared_store_defined(cfg: ResilienceConfig) -> bool:
+    kind = cfg.shared_state.store
+    return uses_redis(kind, cfg.shared_state.redis_conn_id) or (kind != "redis" and connection_exists(cfg.warehouse.conn_id))

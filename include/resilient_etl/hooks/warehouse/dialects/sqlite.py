@@ -1,0 +1,50 @@
+"""SQLite: the embedded default. Savepoints need pysqlite's own transaction handling off."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Select, Table, event
+from sqlalchemy.dialects.sqlite import insert
+
+from resilient_etl.hooks.warehouse.dialects.on_conflict import upsert_from_select_statement, upsert_statement
+
+NAME = "sqlite"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT: turn it off and let SQLAlchemy emit BEGIN.
+    dbapi_conn.isolation_level = None
+    # WAL lets readers see only committed batches while a loader writes; busy_timeout rides out
+    # the short locks parallel Airflow tasks take on the same file.
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def configure(engine: Engine) -> None:
+    """Set up a new engine: WAL, busy timeout, and BEGIN emitted by SQLAlchemy (savepoints work)."""
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
+
+
+def engine_options() -> dict[str, Any]:
+    """Return the ``create_engine`` options of this dialect."""
+    return {}
+
+
+def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> None:
+    """Insert ``rows``, updating those whose key exists (``ON CONFLICT DO UPDATE``)."""
+    conn.execute(upsert_statement(insert, table, list(rows[0]), key_columns), list(rows))
+
+
+def upsert_from_select(conn: Connection, table: Table, columns: Sequence[str], source: Select,
+                       key_columns: Sequence[str], params: dict[str, Any]) -> None:
+    """``INSERT … SELECT … ON CONFLICT DO UPDATE``: no row leaves the database."""
+    conn.execute(upsert_from_select_statement(NAME, table, tuple(columns), source, tuple(key_columns)), params)

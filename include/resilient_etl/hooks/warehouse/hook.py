@@ -1,0 +1,161 @@
+"""
+Hook for the SQL warehouse (SQLite, PostgreSQL, SQL Server) over one SQLAlchemy engine.
+
+The loader owns one connection per batch and nests savepoints on it; DbApiHook's ``insert_rows`` and
+``run`` commit on connections of their own and cannot take part in an outer transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from airflow.sdk.bases.hook import BaseHook
+from sqlalchemy import Connection, Engine, Select, Table, create_engine, text
+from sqlalchemy.engine import URL
+
+from resilient_etl.config.models import RetryPolicy
+from resilient_etl.exceptions import ConfigError
+from resilient_etl.hooks.warehouse import dialects
+from resilient_etl.hooks.warehouse.schema import metadata
+from resilient_etl.resilience.stores.sql import connect as connect_with_retries
+
+_DRIVERS = {
+    "postgres": "postgresql+psycopg2",
+    "postgresql": "postgresql+psycopg2",
+    "mssql": "mssql+pymssql",
+}
+
+
+def url_for_connection(conn_type: str, *, host: str | None, login: str | None = None, password: str | None = None,
+                       port: int | None = None, schema: str | None = None) -> URL:
+    """
+    Return the SQLAlchemy URL for an Airflow connection's fields.
+
+    :param conn_type: ``sqlite``, ``postgres`` or ``mssql``
+    :param host: the server, or for SQLite the database file's absolute path
+    """
+    if conn_type == "sqlite":
+        if not host:
+            raise ConfigError("warehouse connection of type sqlite needs host = the database file path", field="host")
+        return URL.create("sqlite", database=host)
+    driver = _DRIVERS.get(conn_type)
+    if driver is None:
+        raise ConfigError(
+            f"warehouse connection type {conn_type!r} is not supported (sqlite, postgres, mssql)", field="conn_type"
+        )
+    return URL.create(driver, username=login or None, password=password or None, host=host, port=port, database=schema or None)
+
+
+class WarehouseHook(BaseHook):
+    """
+    Interact with the warehouse through SQLAlchemy: schema, transactions, savepoints, upserts.
+
+    :param warehouse_conn_id: an Airflow connection of type sqlite, postgres or mssql
+    :param retry_policy: how opening a connection is retried (default: the ``database`` policy)
+    """
+
+    conn_name_attr = "warehouse_conn_id"
+    default_conn_name = "warehouse_default"
+    conn_type = "warehouse"
+    hook_name = "Resilient ETL warehouse"
+
+    def __init__(self, warehouse_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None) -> None:
+        super().__init__()
+        self.warehouse_conn_id = warehouse_conn_id
+        self.retry_policy = retry_policy or RetryPolicy(dependency="database")
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """Return the engine, resolving the connection on first use."""
+        if self._engine is None:
+            conn = self.get_connection(self.warehouse_conn_id)
+            url = url_for_connection(
+                conn.conn_type, host=conn.host, login=conn.login, password=conn.password, port=conn.port, schema=conn.schema
+            )
+            dialect = dialects.for_name(url.get_backend_name())
+            engine = create_engine(url, pool_pre_ping=True, **dialect.engine_options())
+            dialect.configure(engine)
+            self._engine = engine
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """Return the dialect name: ``sqlite``, ``postgresql`` or ``mssql``."""
+        return self.engine.dialect.name
+
+    def connect(self) -> Connection:
+        """
+        Open a connection, retrying with backoff while the server is down or restarting.
+
+        :raises WarehouseUnavailableError: still unreachable when the retry budget is spent
+        """
+        return connect_with_retries(self.engine, self.retry_policy, what=f"warehouse {self.warehouse_conn_id}", logger=self.log)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """
+        Open one connection in a transaction: commit on success, roll back on any error.
+
+        :raises WarehouseUnavailableError: the database cannot be reached within the retry budget
+        """
+        conn = self.connect()
+        with conn, conn.begin():
+            yield conn
+
+    def ensure_schema(self) -> None:
+        """Create the warehouse tables (the shared-state tables among them) that do not exist yet (idempotent)."""
+        with self.begin() as conn:
+            metadata.create_all(conn, checkfirst=True)
+
+    def upsert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> int:
+        """
+        Insert ``rows`` into ``table``, updating rows whose key already exists.
+
+        ON CONFLICT on PostgreSQL and SQLite, MERGE on SQL Server.
+
+        :param conn: the connection (inside the caller's transaction)
+        :param table: the target table
+        :param rows: dictionaries with the same keys
+        :param key_columns: the columns that identify a row
+        :return: the number of rows written
+        """
+        if not rows:
+            return 0
+        dialects.for_name(conn.dialect.name).upsert(conn, table, rows, key_columns)
+        return len(rows)
+
+    def upsert_from_select(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        source: Select,
+        key_columns: Sequence[str],
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        """
+        Insert the rows of ``source`` into ``table`` inside the database, updating rows whose key exists.
+
+        ``INSERT … SELECT … ON CONFLICT`` on PostgreSQL and SQLite (no row leaves the server). On SQL
+        Server the rows are read and sent back through the MERGE of :meth:`upsert`.
+
+        :param conn: the connection (inside the caller's transaction)
+        :param table: the target table
+        :param columns: the target columns, in the order ``source`` selects them
+        :param source: the SELECT producing the rows
+        :param key_columns: the columns that identify a row
+        :param params: bind parameters of ``source``
+        """
+        dialects.for_name(conn.dialect.name).upsert_from_select(conn, table, columns, source, key_columns, params or {})
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Run ``SELECT 1`` on the warehouse."""
+        try:
+            with self.begin() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # a connection test reports any failure instead of raising
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, f"warehouse reachable ({self.dialect})"

@@ -1,0 +1,170 @@
+"""The ``resilient-etl-dev`` command: the sandbox APIs, sample files, the local Airflow env, the demo, generated docs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from resilient_etl_devtools.sandbox import DEMO_CH_LIMIT
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from resilient_etl_devtools.sandbox.server import Sandbox
+
+    sandbox = Sandbox(
+        postcodes_port=args.postcodes_port,
+        companies_port=args.companies_port,
+        api_keys=tuple(args.api_key),
+        ch_limit=args.ch_limit,
+        ch_window_seconds=args.ch_window,
+    ).start()
+    print(f"postcodes.io sandbox:      {sandbox.postcodes.url}", flush=True)
+    print(f"Companies House sandbox:   {sandbox.companies.url}  (quota {args.ch_limit}/{args.ch_window}s)", flush=True)
+    sinks = []
+    if args.outbox:
+        from resilient_etl_devtools.sandbox.sinks import SlackSink, SmtpSink
+
+        outbox = Path(args.outbox).resolve()
+        sinks = [SmtpSink(port=args.smtp_port, outbox=outbox).start(), SlackSink(port=args.slack_port, outbox=outbox).start()]
+        print(f"alert sinks:               smtp://127.0.0.1:{args.smtp_port}, http://127.0.0.1:{args.slack_port} "
+              f"(smtp_default, slack_alerts) -> {outbox}", flush=True)
+    print("fault control: PUT <url>/__sandbox/faults/<endpoint>; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    for sink in sinks:
+        sink.stop()
+    sandbox.stop()
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from resilient_etl_devtools.sandbox.data import write_sample_csv
+
+    drop = write_sample_csv(Path(args.path), rows=args.rows, dirty_share=args.dirty_share, seed=args.seed)
+    print(f"wrote {drop.rows} rows to {drop.path} ({len(drop.dirty_lines)} dirty)")
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    import shlex
+
+    from resilient_etl_devtools.localenv import airflow_env, connection_env, sink_connection_env
+    from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
+
+    project = Path(args.project_dir).resolve()
+    env = {
+        **airflow_env(project / ".airflow", project_dir=project),
+        **connection_env(
+            postcodes_url=f"http://127.0.0.1:{args.postcodes_port}",
+            companies_url=f"http://127.0.0.1:{args.companies_port}",
+            api_key=DEFAULT_API_KEY,
+            warehouse={"conn_type": "sqlite", "host": str(project / "data" / "warehouse.db")},
+        ),
+        **sink_connection_env(smtp_port=args.smtp_port, slack_port=args.slack_port),
+    }
+    for key, value in env.items():
+        print(f"export {key}={shlex.quote(value)}")
+    # The venv's bin first, so `resilient-etl` and `airflow` (and what airflow standalone spawns) resolve.
+    print(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from resilient_etl_devtools.demo import run_demo
+
+    return run_demo(Path(args.project_dir).resolve(), rows=args.rows)
+
+
+def _cmd_classification(args: argparse.Namespace) -> int:
+    from resilient_etl.config import get_config
+    from resilient_etl_devtools.docgen import DOC_PATH, render
+
+    text = render(get_config())
+    if args.write:
+        DOC_PATH.write_text(text, encoding="utf-8")
+        print(f"wrote {DOC_PATH}")
+        return 0
+    if args.check:
+        current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
+        if current != text:
+            print(f"{DOC_PATH} is stale: run `resilient-etl-dev classification --write`", file=sys.stderr)
+            return 1
+        print(f"{DOC_PATH} is up to date")
+        return 0
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser."""
+    parser = argparse.ArgumentParser(prog="resilient-etl-dev", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = sub.add_parser("sandbox", help="serve the postcodes.io and Companies House sandboxes on loopback")
+    sandbox.add_argument("--postcodes-port", type=int, default=8701)
+    sandbox.add_argument("--companies-port", type=int, default=8702)
+    sandbox.add_argument("--api-key", action="append", default=None, help="accepted Companies House key (repeatable)")
+    sandbox.add_argument("--ch-limit", type=int, default=600, help="Companies House requests per window (the real API's: 600)")
+    sandbox.add_argument("--demo-quota", dest="ch_limit", action="store_const", const=DEMO_CH_LIMIT,
+                         help=f"the demo's raised quota ({DEMO_CH_LIMIT:,} per window), as `make demo` and `make standalone` use")
+    sandbox.add_argument("--ch-window", type=float, default=300, help="Companies House quota window, seconds")
+    sandbox.add_argument("--outbox", default=None, help="also run the local alert sinks (SMTP, Slack webhook), writing each message here")
+    sandbox.set_defaults(func=_cmd_sandbox)
+
+    sample = sub.add_parser("sample", help="write a sample supplier CSV matching the sandbox data")
+    sample.add_argument("path")
+    sample.add_argument("--rows", type=int, default=1000)
+    sample.add_argument("--dirty-share", type=float, default=0.03)
+    sample.add_argument("--seed", type=int, default=20261126)
+    sample.set_defaults(func=_cmd_sample)
+
+    env = sub.add_parser("env", help="print `export` lines for a local Airflow against the sandbox (eval them)")
+    env.add_argument("--project-dir", default=".")
+    env.add_argument("--postcodes-port", type=int, default=8701)
+    env.add_argument("--companies-port", type=int, default=8702)
+    for local in (sandbox, env):
+        local.add_argument("--smtp-port", type=int, default=8703, help="the local SMTP sink (smtp_default)")
+        local.add_argument("--slack-port", type=int, default=8704, help="the local Slack-webhook sink (slack_alerts)")
+    env.set_defaults(func=_cmd_env)
+
+    classification = sub.add_parser("classification", help="print (or --write, --check) docs/error-classification.md")
+    mode = classification.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="regenerate the file")
+    mode.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale")
+    classification.set_defaults(func=_cmd_classification)
+
+    demo = sub.add_parser("demo", help="run company_enrichment end to end on SQLite against the sandboxes")
+    demo.add_argument("--project-dir", default=".", help="the repository (default: current directory)")
+    demo.add_argument("--rows", type=int, default=1000)
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line."""
+    args: Any = build_parser().parse_args(argv)
+    if getattr(args, "api_key", False) is None:
+        from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
+
+        args.api_key = [DEFAULT_API_KEY]
+    try:
+        code = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as `yes | head` does, and keep Python's
+        # exit-time flush from raising again on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

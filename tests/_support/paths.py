@@ -1,0 +1,8 @@
+"""Where the checkout's files are, for tests (the runtime finds its config through config_path())."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_FILE = REPO / "config" / "resilience.yaml"

@@ -30,7 +30,7 @@ from airflow.sdk import DAG, Param
 
 from resilient_etl.config import get_config
 from resilient_etl.operators.defaults import dag_arguments
-from resilient_etl.alerting.alerts import RecoveryNotifier
+from resilient_etl.alerting.notifiers import RecoveryNotifier
 from resilient_etl.alerting.deadline import dag_run_deadlines
 from resilient_etl.operators.backlog import ReenrichBacklogOperator
 from resilient_etl.operators.enrich import ApiSettings, EnrichCompaniesOperator, EnrichPostcodesOperator

@@ -1,6 +1,6 @@
 """
 One worker process for the shared-breaker tests: get ready, print ``ready``, wait for ``go`` on stdin
-(so every worker calls at the same moment), make one call to Companies House through the shared
+(so every worker calls at the same moment), make one call to Companies House through the hook and its shared
 breaker, print what happened (ok / refused / failed <status>).
 
 Usage: python breaker_worker.py <store: sql|redis> <company number>
@@ -25,13 +25,13 @@ def main() -> None:
     kind, number = sys.argv[1], sys.argv[2]
     store = shared_store(kind, warehouse=WarehouseHook(), redis_conn_id="breaker_store")
     breaker = SharedCircuitBreaker(POLICY, store)
-    hook = CompaniesHouseHook(retry_policy=RetryPolicy(dependency="companies_house", max_attempts=1))
+    hook = CompaniesHouseHook(retry_policy=RetryPolicy(dependency="companies_house", max_attempts=1), breaker=breaker)
     _ = hook.session  # resolve the connection before the start line
     store.read(POLICY.name)
     print("ready", flush=True)
     sys.stdin.readline()
     try:
-        breaker.call(hook.get_company, number)
+        hook.get_company(number)
         print("ok")
     except BreakerOpenError:
         print("refused")

@@ -84,7 +84,7 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
 
 def _cmd_incidents(args: argparse.Namespace) -> int:
     from resilient_etl.alerting import incidents as store
-    from resilient_etl.alerting.alerts import Alerter
+    from resilient_etl.alerting.engine import Alerter
 
     alerter = Alerter()
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -89,9 +91,14 @@ def test_the_backlog_calls_each_api_with_its_own_timeout_and_retry_policy(tmp_pa
     data["apis"]["companies_house"]["timeout_seconds"] = 7
     (tmp_path / "resilience.yaml").write_text(yaml.safe_dump(data))
     monkeypatch.setenv("RESILIENT_ETL_CONFIG", str(tmp_path / "resilience.yaml"))
+    # the hooks come with their shared breakers, whose state is kept in the warehouse
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")}))
+    for conn_id in ("POSTCODES_IO_DEFAULT", "COMPANIES_HOUSE_DEFAULT"):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id}", json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9"}))
     bag = BundleDagBag(dag_folder=str(DAGS / "company_enrichment.py"), bundle_path=DAGS)
     postcodes, companies = bag.dags["company_enrichment"].get_task("reenrich_backlog").hooks()
     cfg = get_config()
     assert (postcodes.timeout, companies.timeout) == (3, 7)
     assert postcodes.retry_policy == cfg.retry.policy("postcodes_io") and postcodes.retry_policy.dependency == "postcodes_io"
     assert companies.retry_policy == cfg.retry.policy("companies_house")
+    assert (postcodes.breaker.policy, companies.breaker.policy) == (cfg.breakers.policy("postcodes_io"), cfg.breakers.policy("companies_house"))

@@ -16,11 +16,13 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
+from resilient_etl.classification import classify
 from resilient_etl import exceptions as errors
 from resilient_etl.cli import main as cli
 from resilient_etl.config import get_config
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.alerting.alerts import Alerter, SoftDeadlineNotifier, stop_soft_deadline
+from resilient_etl.alerting.engine import Alerter
+from resilient_etl.alerting.timers import SoftDeadlineNotifier, stop_soft_deadline
 from resilient_etl.alerting.deadline import dag_run_deadline_missed
 from resilient_etl.config import RetryPolicy
 from resilient_etl.hooks.warehouse.schema import incidents
@@ -208,7 +210,7 @@ def test_dag_run_deadline_tiers_warn_then_page(alerter, caplog) -> None:
     a, _, smtp, slack = alerter
     context = {"dag_run": {"dag_id": "company_enrichment", "dag_run_id": "scheduled__x", "state": "running"},
                "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"}}
-    with caplog.at_level(logging.WARNING, logger="resilient_etl.alerting.alerts"):
+    with caplog.at_level(logging.WARNING, logger="resilient_etl.alerting.engine"):
         warn = asyncio.run(dag_run_deadline_missed(deadline="warn", severity="SEV3", minutes=45, context=context))
     assert warn.startswith("incident 1: new")
     assert "Deadline company_enrichment run scheduled__x: deadline_missed, SEV3" in caplog.text
@@ -235,22 +237,56 @@ def test_a_deadline_of_a_finished_run_alerts_nobody(alerter, state, caplog) -> N
         assert conn.execute(select(incidents)).all() == []
 
 
+class FakeTimer:
+    """A soft-deadline timer the test fires itself: no waiting for minutes to pass."""
+
+    made: list[FakeTimer] = []
+
+    def __init__(self, seconds: float, function) -> None:
+        self.seconds, self.function = seconds, function
+        self.started = self.cancelled = False
+        self.daemon, self.name = False, ""
+        FakeTimer.made.append(self)
+
+    def start(self) -> None:
+        self.started = True
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def fire(self) -> None:
+        assert self.started and not self.cancelled, "a cancelled or unstarted timer does not fire"
+        self.function()
+
+
 def test_soft_task_deadline_alerts_while_the_task_keeps_running(alerter) -> None:
     _, _, smtp, slack = alerter
+    FakeTimer.made.clear()
     ti = SimpleNamespace(dag_id="company_enrichment", task_id="load", run_id="manual__2", map_index=-1, log_url="http://x/log")
-    SoftDeadlineNotifier(minutes={"load": 0.01}).notify({"ti": ti})  # 0.6 s
-    deadline = time.monotonic() + 10
-    while not slack.posts and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert slack.posts, "no soft-deadline alert within 10 s"
+    SoftDeadlineNotifier(minutes={"load": 0.5}, timer=FakeTimer).notify({"ti": ti})
+    (timer,) = FakeTimer.made
+    assert timer.seconds == 30 and timer.started and timer.daemon and timer.name == "soft-deadline-load"
+    assert slack.posts == []  # nothing before the deadline
+    timer.fire()  # the deadline passes while the task still runs
     assert "company_enrichment.load missed a deadline: deadline_missed" in slack.texts()[0]
-    assert "soft deadline of 0.01 min (it keeps running)" in slack.texts()[0]
+    assert "soft deadline of 0.5 min (it keeps running)" in slack.texts()[0]
     # a task that finishes in time cancels its timer: nothing is sent
     ti2 = SimpleNamespace(dag_id="company_enrichment", task_id="load", run_id="manual__3", map_index=-1, log_url="")
-    SoftDeadlineNotifier(minutes={"load": 0.01}).notify({"ti": ti2})
+    SoftDeadlineNotifier(minutes={"load": 0.5}, timer=FakeTimer).notify({"ti": ti2})
     stop_soft_deadline({"ti": ti2})
-    time.sleep(1.2)
+    assert FakeTimer.made[-1].cancelled
     assert len(slack.posts) == 1
+
+
+def test_the_default_soft_deadline_timer_is_a_real_daemon_timer_that_fires(alerter) -> None:
+    """The production timer: a threading.Timer per task, which fires on its own (a short deadline here)."""
+    _, _, smtp, slack = alerter
+    ti = SimpleNamespace(dag_id="company_enrichment", task_id="validate", run_id="manual__4", map_index=-1, log_url="")
+    SoftDeadlineNotifier(minutes={"validate": 0.001}).notify({"ti": ti})  # 60 ms
+    deadline = time.monotonic() + 10
+    while not slack.posts and time.monotonic() < deadline:  # waiting for another thread, not for time to pass
+        time.sleep(0.02)
+    assert "company_enrichment.validate missed a deadline" in slack.texts()[0]
 
 
 def test_simultaneous_failures_of_one_key_open_one_incident(pg_warehouse) -> None:
@@ -261,7 +297,7 @@ def test_simultaneous_failures_of_one_key_open_one_incident(pg_warehouse) -> Non
 
     hook = WarehouseHook()
     hook.ensure_schema()
-    c = errors.classify(errors.DeadlineMissedError("late", scope="dag_run", name="warn", limit_seconds=1), get_config().classification.entries())
+    c = classify(errors.DeadlineMissedError("late", scope="dag_run", name="warn", limit_seconds=1), get_config().classification.entries())
     barrier = threading.Barrier(4)
     outcomes: list[str] = []
 

@@ -28,9 +28,10 @@ from resilient_etl.resilience.breaker import SharedCircuitBreaker
 from resilient_etl.config import RetryPolicy
 from resilient_etl.resilience.stores.redis import RedisStore
 from resilient_etl.resilience.stores.sql import SqlStore
-from resilient_etl.hooks.shared_state import redis_client
+from resilient_etl.hooks.connections import redis_client
 from resilient_etl_devtools.sandbox.data import company_register, live_postcodes, write_sample_csv
 from resilient_etl.hooks.warehouse.schema import breaker_events, run_enrichment, suppliers
+from _support.clock import Clock
 
 ONCE = RetryPolicy(dependency="test", max_attempts=1)
 NUMBER = next(iter(company_register().profiles))
@@ -55,7 +56,7 @@ def shared_store(request, api_connections):
         return "redis", RedisStore(redis_client("breaker_store"))
     request.getfixturevalue("pg_warehouse")
     WarehouseHook().ensure_schema()
-    return "sql", SqlStore(WarehouseHook())
+    return "sql", SqlStore(WarehouseHook().engine)
 
 
 def _workers(kind: str, n: int, tmp_path: Path) -> list[str]:
@@ -114,22 +115,26 @@ def test_failed_probe_reopens_and_still_only_one_call_reached_the_api(shared_sto
 def test_api_down_then_up(api_connections, sqlite_warehouse) -> None:
     wh = WarehouseHook()
     wh.ensure_schema()
-    policy = BreakerPolicy(name="postcodes_io", fail_max=3, reset_timeout_seconds=1.0)
-    breaker = SharedCircuitBreaker(policy, SqlStore(wh), listeners=[BreakerEventRecorder(wh)])
-    hook = PostcodesIoHook(retry_policy=ONCE)
+    policy = BreakerPolicy(name="postcodes_io", fail_max=3, reset_timeout_seconds=30)
+    clock = Clock(time.time())
+    breaker = SharedCircuitBreaker(policy, SqlStore(wh.engine), listeners=[BreakerEventRecorder(wh)], clock=clock)
+    hook = PostcodesIoHook(retry_policy=ONCE, breaker=breaker)
     _fault(api_connections.postcodes, "lookup", status=503)
     results = []
     for _ in range(10):
         try:
-            breaker.call(hook.lookup, "AB10 1AB")
+            hook.lookup("AB10 1AB")
             results.append("ok")
         except Exception as exc:  # recording each outcome
             results.append(type(exc).__name__)
     assert results == ["ApiServerError"] * 3 + ["BreakerOpenError"] * 7
     assert _calls(api_connections.postcodes, "lookup") == 3  # the dead API stopped being called
     requests.delete(f"{api_connections.postcodes.url}/__sandbox/faults", timeout=5)  # the API recovers
-    time.sleep(1.05)
-    assert breaker.call(hook.lookup, "AB10 1AB")["postcode"] == "AB10 1AB"
+    clock.advance(29)
+    with pytest.raises(BreakerOpenError):  # not before the reset timeout
+        hook.lookup("AB10 1AB")
+    clock.advance(1)
+    assert hook.lookup("AB10 1AB")["postcode"] == "AB10 1AB"
     assert breaker.current_state == "closed"
     with wh.begin() as conn:
         events = [(e.from_state, e.to_state) for e in conn.execute(select(breaker_events).order_by(breaker_events.c.id))]
@@ -164,8 +169,8 @@ def test_postcode_fallback_chain_level_by_level(api_connections, sqlite_warehous
     _fault(api_connections.postcodes, "bulk", status=503)
     wanted = _keys(wh, second)
     reference = {k: live_postcodes()[k.replace(" ", "")] for k in sorted(wanted - cached_keys)[:5]}
-    breaker = SharedCircuitBreaker(BreakerPolicy(name="postcodes_io", fail_max=1), SqlStore(wh))
-    summary = enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id=second, breaker=breaker, reference=reference)
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="postcodes_io", fail_max=1), SqlStore(wh.engine))
+    summary = enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE, breaker=breaker), run_id=second, reference=reference)
     got = _answers(wh, second, "postcode")
     assert {k for k, v in got.items() if v == "cached"} == wanted & cached_keys
     assert {k for k, v in got.items() if v == "fallback"} == set(reference)
@@ -193,9 +198,9 @@ def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_
     validate_staged(wh, run_id=second)
     enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id=second)
     _fault(api_connections.companies, "company", status=503)
-    breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2), SqlStore(wh))
+    breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2), SqlStore(wh.engine))
     with pytest.raises(FallbackThresholdError) as info:
-        enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id=second, breaker=breaker, max_non_live_share=0.9)
+        enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE, breaker=breaker), run_id=second, max_non_live_share=0.9)
     assert info.value.non_live_share == 1.0 and info.value.category.value == "breaker_open"
     # caused by the open breaker: transient, and it says when the breaker probes next
     assert info.value.transient and info.value.breaker == "companies_house"
@@ -213,13 +218,13 @@ def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_
 
     # the API comes back: the next run's backlog step re-enriches the pending suppliers
     requests.delete(f"{api_connections.companies.url}/__sandbox/faults", timeout=5)
-    open_breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=60), SqlStore(wh))
-    waiting = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(), run_id="third", limit=100, company_breaker=open_breaker)
+    open_breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=60), SqlStore(wh.engine))
+    waiting = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(breaker=open_breaker), run_id="third", limit=100)
     assert waiting["reenriched"] == 0 and "not closed" in waiting["skipped"] and waiting["remaining"] == 30
-    healed = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=0.01), SqlStore(wh))
-    time.sleep(0.02)
+    later = Clock(time.time() + 61)  # past the reset timeout
+    healed = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=60), SqlStore(wh.engine), clock=later)
     healed.call(lambda: None)  # the probe closes it
-    done = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(), run_id="third", limit=100, company_breaker=healed)
+    done = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(breaker=healed), run_id="third", limit=100)
     assert done == {"reenriched": 30, "quarantined": 0, "remaining": 0}
     with wh.begin() as conn:
         statuses = conn.execute(select(suppliers.c.enrichment_status)).scalars().all()
@@ -233,7 +238,7 @@ def test_breakers_command_reports_shared_state(sqlite_warehouse, capsys) -> None
     WarehouseHook().ensure_schema()
     assert main(["breakers"]) == 0
     assert [b["state"] for b in json.loads(capsys.readouterr().out)] == ["closed", "closed"]
-    SqlStore(WarehouseHook()).transition("companies_house", expected="closed", new="open", now=time.time())
+    SqlStore(WarehouseHook().engine).transition("companies_house", expected="closed", new="open", now=time.time())
     assert main(["breakers"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report[1]["name"] == "companies_house" and report[1]["state"] == "open" and report[1]["seconds_to_probe"] > 0
@@ -245,7 +250,7 @@ def test_breakers_reset_and_open_are_manual_recorded_changes(sqlite_warehouse, c
 
     wh = WarehouseHook()
     wh.ensure_schema()
-    store = SqlStore(wh)
+    store = SqlStore(wh.engine)
     assert store.transition("companies_house", expected="closed", new="open", now=time.time())
     assert main(["breakers", "reset", "companies_house", "--reason", "API back", "--by", "alice"]) == 0
     assert "circuit breaker companies_house: open -> closed (manual reset by alice: API back)" in capsys.readouterr().out
@@ -290,7 +295,7 @@ def test_a_resumed_try_reports_what_it_really_kept_and_looks_up(api_connections,
 def test_a_breaker_found_open_in_the_store_says_so(sqlite_warehouse, logs) -> None:
     wh = WarehouseHook()
     wh.ensure_schema()
-    store = SqlStore(wh)
+    store = SqlStore(wh.engine)
     store.transition("companies_house", expected="closed", new="open", now=time.time())
     breaker = SharedCircuitBreaker(BreakerPolicy(name="companies_house", reset_timeout_seconds=60), store)
     with pytest.raises(BreakerOpenError):

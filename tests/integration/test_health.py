@@ -21,7 +21,8 @@ from alert_sinks import SlackSink, SmtpSink, free_port
 
 from resilient_etl.config import get_config
 from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
-from resilient_etl.health import FAIL, PASS, WARN, check_health, default_checks, run_checks
+from resilient_etl.health import FAIL, PASS, WARN, check_health, run_checks
+from resilient_etl.health.checks import default_checks
 from resilient_etl_devtools.localenv import connection_env
 from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl_devtools.sandbox.faults import FaultSpec
@@ -190,7 +191,7 @@ def test_a_forced_open_breaker_warns(healthy) -> None:
 
     hook = WarehouseHook()
     hook.ensure_schema()
-    store = SqlStore(hook)
+    store = SqlStore(hook.engine)
     assert store.transition("companies_house", expected="closed", new="open", now=time.time())  # forced open, as a trip would
     try:
         doc = check_health(checks={"breakers": default_checks(get_config())["breakers"]})

@@ -14,7 +14,8 @@ from resilient_etl_devtools.localenv import connection_env
 from resilient_etl.config import RetryPolicy
 from resilient_etl.resilience.stores.redis import RedisStore
 from resilient_etl.resilience.stores.sql import SqlStore
-from resilient_etl.hooks.shared_state import shared_store, redis_client
+from resilient_etl.hooks.connections import redis_client
+from resilient_etl.hooks.shared_state import shared_store
 from resilient_etl_devtools.sandbox.data import company_register
 from resilient_etl_devtools.sandbox.server import Sandbox
 
@@ -61,7 +62,7 @@ def _assert_paced(sb: Sandbox, elapsed: float, sent: int) -> None:
 
 def test_sql_store_paces_workers(quota_sandbox, sqlite_warehouse) -> None:
     WarehouseHook().ensure_schema()
-    elapsed, sent = _run_workers(lambda: SqlStore(WarehouseHook()))
+    elapsed, sent = _run_workers(lambda: SqlStore(WarehouseHook().engine))
     _assert_paced(quota_sandbox, elapsed, sent)
 
 
@@ -72,7 +73,7 @@ def test_redis_store_paces_workers(quota_sandbox, breaker_store) -> None:
 
 def test_store_choice(sqlite_warehouse, breaker_store, monkeypatch) -> None:
     redis_first = shared_store("auto", warehouse=WarehouseHook(), redis_conn_id="breaker_store")
-    assert isinstance(redis_first.primary, RedisPacingStore) and redis_first.degraded is None  # the warehouse only if Redis fails
-    assert isinstance(shared_store("sql", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlPacingStore)
+    assert isinstance(redis_first.primary, RedisStore) and redis_first.degraded is None  # the warehouse only if Redis fails
+    assert isinstance(shared_store("sql", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlStore)
     monkeypatch.delenv("AIRFLOW_CONN_BREAKER_STORE")
-    assert isinstance(shared_store("auto", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlPacingStore)
+    assert isinstance(shared_store("auto", warehouse=WarehouseHook(), redis_conn_id="breaker_store"), SqlStore)

@@ -48,24 +48,26 @@ def test_enrichment_runs_on_the_warehouse_tables_and_warns_once(api_connections,
     with caplog.at_level(logging.WARNING):
         breakers = shared_store("redis", warehouse=wh, redis_conn_id="breaker_store")
         pacing = shared_store("redis", warehouse=wh, redis_conn_id="breaker_store")
-        companies = enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE, pacing_store=pacing), run_id="r",
-                                     breaker=SharedCircuitBreaker(cfg.breakers.policy("companies_house"), breakers))
-        postcodes = enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE), run_id="r",
-                                     breaker=SharedCircuitBreaker(cfg.breakers.policy("postcodes_io"), breakers))
+        companies = enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE, pacing_store=pacing,
+                                                            breaker=SharedCircuitBreaker(cfg.breakers.policy("companies_house"), breakers)),
+                                     run_id="r")
+        postcodes = enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE,
+                                                         breaker=SharedCircuitBreaker(cfg.breakers.policy("postcodes_io"), breakers)),
+                                     run_id="r")
     assert companies["by_source"]["live"] == companies["looked_up"] > 0
     assert postcodes["by_source"]["live"] == postcodes["looked_up"] > 0
     warnings = [r.getMessage() for r in caplog.records if "Shared-state store" in r.getMessage()]
     assert warnings == [
         "Shared-state store redis breaker_store unavailable (ConnectionError): falling back to the warehouse tables for this process",
     ] * 2  # once per store (breakers, pacing), not once per call
-    assert "falls back" not in breakers.description and "SqlBreakerStore (fell back" in breakers.description
+    assert "falls back" not in breakers.description and "SqlStore (fell back" in breakers.description
 
 
 def test_a_redis_failure_is_classified_as_the_shared_state_store() -> None:
     try:
         redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1).ping()
     except redis.exceptions.ConnectionError as exc:
-        c = classify(exc)
+        c = classify(exc, get_config().classification.entries())
     assert c.category is Category.SHARED_STATE_UNAVAILABLE and c.transient
     assert c.runbook == "shared-state-unavailable" and "Redis" in c.action
 

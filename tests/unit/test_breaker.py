@@ -15,16 +15,9 @@ from resilient_etl.resilience.breaker import SharedCircuitBreaker, breaker_state
 from resilient_etl.resilience.stores.sql import SqlStore
 from resilient_etl.resilience.stores.base import WindowCounts
 from resilient_etl.hooks.warehouse.schema import breaker_events
+from _support.clock import Clock
 
 POLICY = BreakerPolicy(name="companies_house", fail_max=3, failure_rate_threshold=0.5, minimum_calls=6, window_seconds=60, reset_timeout_seconds=30)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Recorder(pybreaker.CircuitBreakerListener):
@@ -43,7 +36,7 @@ def warehouse(sqlite_warehouse) -> WarehouseHook:
 
 
 def _breaker(warehouse: WarehouseHook, clock: Clock, policy: BreakerPolicy = POLICY, *listeners) -> SharedCircuitBreaker:
-    return SharedCircuitBreaker(policy, SqlStore(warehouse), listeners=list(listeners), clock=clock)
+    return SharedCircuitBreaker(policy, SqlStore(warehouse.engine), listeners=list(listeners), clock=clock)
 
 
 def _fail() -> None:
@@ -180,7 +173,7 @@ def test_a_crashed_probe_does_not_block_forever(warehouse) -> None:
     with pytest.raises(ApiServerError):
         cb.call(_fail)
     clock.now += 10
-    store = SqlStore(warehouse)
+    store = SqlStore(warehouse.engine)
     assert store.transition("c", expected="open", new="half-open", now=clock.now, lease=policy.probe_lease, opened_at=cb.snapshot().opened_at)
     # that worker died holding the lease
     with pytest.raises(BreakerOpenError):
@@ -196,7 +189,7 @@ def test_breaker_states_report(warehouse) -> None:
         with pytest.raises(ApiServerError):
             cb.call(_fail)
     clock.now += 10
-    report = breaker_states(SqlStore(warehouse), [POLICY, BreakerPolicy(name="postcodes_io")], now=clock.now)
+    report = breaker_states(SqlStore(warehouse.engine), [POLICY, BreakerPolicy(name="postcodes_io")], now=clock.now)
     assert report[0]["name"] == "companies_house" and report[0]["state"] == "open"
     assert report[0]["seconds_to_probe"] == 20.0
     assert report[1] == {"name": "postcodes_io", "state": "closed", "consecutive_failures": 0}

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from resilient_etl.pipeline.load import MAX_GROUP, _Isolation, _Item, group_size
+from resilient_etl.pipeline.load.isolation import MAX_GROUP, Isolation, group_size
+from resilient_etl.pipeline.load.decision import Item
 
 
-class FakeIsolation(_Isolation):
+class FakeIsolation(Isolation):
     """A database that refuses any statement holding one of ``bad`` lines, and records each try."""
 
     def __init__(self, bad: set[int]) -> None:
@@ -20,15 +21,15 @@ class FakeIsolation(_Isolation):
         self.bad_lines = bad
         self.tries: list[list[int]] = []
 
-    def attempt(self, items: list[_Item]) -> DBAPIError | None:
+    def attempt(self, items: list[Item]) -> DBAPIError | None:
         lines = [i.row.line_number for i in items]
         self.tries.append(lines)
         hit = [line for line in lines if line in self.bad_lines]
         return DBAPIError("INSERT", {}, ValueError(f"line {hit[0]}")) if hit else None
 
 
-def items(n: int) -> list[_Item]:
-    return [_Item(SimpleNamespace(line_number=i), "loaded", "live") for i in range(n)]
+def items(n: int) -> list[Item]:
+    return [Item(SimpleNamespace(line_number=i), "loaded", "live") for i in range(n)]
 
 
 @pytest.mark.parametrize(("pool", "expected", "size"), [(500, 1, MAX_GROUP), (500, 5, MAX_GROUP), (40, 5, 4), (8, 5, 1), (1, 1, 1)])

@@ -72,11 +72,11 @@ def test_checkpoint_table_and_constraints_for_mssql() -> None:
 
 
 def test_load_select_compiles_for_mssql() -> None:
-    from resilient_etl.pipeline.load import _COLUMNS, rows_select
+    from resilient_etl.pipeline.load.statements import COLUMNS, rows_select
 
     sql = str(rows_select().compile(dialect=mssql.dialect()))
     assert "FROM staged_rows LEFT OUTER JOIN run_enrichment AS pc ON pc.run_id = " in sql
     assert "LEFT OUTER JOIN run_enrichment AS co ON co.run_id = " in sql
     assert "CASE WHEN (pc.as_of IS NULL) THEN co.as_of" in sql
     assert "staged_rows.line_number IN (__[POSTCOMPILE_lines])" in sql
-    assert len(_COLUMNS) == len(suppliers.columns)  # every column of suppliers is written
+    assert len(COLUMNS) == len(suppliers.columns)  # every column of suppliers is written

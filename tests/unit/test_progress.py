@@ -5,18 +5,11 @@ from __future__ import annotations
 import logging
 
 from resilient_etl.pipeline.progress import ProgressLog
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from _support.clock import Clock
 
 
 def test_reports_every_30_seconds_with_rate_eta_and_quota_waits(caplog) -> None:
-    clock, reported = Clock(), []
+    clock, reported = Clock(1000.0), []
     waited = {"s": 0.0}
     progress = ProgressLog("companies", every_seconds=30, every_items=10_000, waited=lambda: waited["s"],
                            on_report=reported.append, clock=clock)
@@ -34,7 +27,7 @@ def test_reports_every_30_seconds_with_rate_eta_and_quota_waits(caplog) -> None:
 
 
 def test_fast_work_reports_every_n_items_and_silence_is_bounded() -> None:
-    clock, reported = Clock(), []
+    clock, reported = Clock(1000.0), []
     progress = ProgressLog("postcodes", every_seconds=30, every_items=100, on_report=reported.append, clock=clock)
     for done in range(1, 351):
         clock.now += 0.001
@@ -45,5 +38,5 @@ def test_fast_work_reports_every_n_items_and_silence_is_bounded() -> None:
 
 def test_nothing_to_do_still_says_so() -> None:
     reported = []
-    ProgressLog("companies", on_report=reported.append, clock=Clock())(0, 0)
+    ProgressLog("companies", on_report=reported.append, clock=Clock(1000.0))(0, 0)
     assert reported[0]["done"] == 0 and reported[0]["total"] == 0

@@ -8,18 +8,11 @@ from pathlib import Path
 from resilient_etl_devtools.sandbox.companies_app import RateLimiter
 from resilient_etl_devtools.sandbox.data import company_register, write_sample_csv
 from resilient_etl_devtools.sandbox.faults import FaultRegistry, FaultSpec
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from _support.clock import Clock
 
 
 def test_fixed_window_quota() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     limiter = RateLimiter(limit=3, window_seconds=10, clock=clock)
     results = [limiter.hit("k") for _ in range(4)]
     assert [ok for ok, _ in results] == [True, True, True, False]

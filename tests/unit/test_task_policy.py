@@ -6,6 +6,7 @@ import datetime as dt
 
 from airflow.sdk import ExceptionRetryPolicy, RetryAction
 
+from resilient_etl.classification import classify
 from resilient_etl import exceptions as errors
 from resilient_etl.config import get_config
 from resilient_etl.operators.retry_policy import task_retry_policy, transient_error_types
@@ -58,7 +59,7 @@ def test_an_open_breaker_is_transient_and_waits_for_its_next_probe() -> None:
         assert decision.action is RetryAction.RETRY
         assert decision.retry_delay == dt.timedelta(seconds=44)  # not before the probe at +42.3 s
         assert "open until 08:00:42 UTC" in decision.reason
-        assert errors.classify(exc, get_config().classification.entries()).transient
+        assert classify(exc, get_config().classification.entries()).transient
 
 
 def test_fallbacks_without_an_open_breaker_stay_permanent() -> None:

@@ -19,10 +19,10 @@ from typing import Any
 import jinja2
 
 from resilient_etl.alerting.incidents import Recipient
-from resilient_etl.hooks.shared_state import connection_exists
+from resilient_etl.hooks.connections import connection_exists
 
 log = logging.getLogger(__name__)
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 _SECRET_EXTRA = re.compile(r"key|token|secret|password", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
 

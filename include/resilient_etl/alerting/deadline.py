@@ -73,7 +73,7 @@ def deadline_alert(context: dict[str, Any], *, deadline: str, severity: str, min
     :param minutes: the tier's allowance, counted from when the run was queued
     :return: the incident and its outcome, or ``(None, "dropped")`` for a run that had already finished
     """
-    from resilient_etl.alerting.alerts import Alerter
+    from resilient_etl.alerting.engine import Alerter
 
     run = context.get("dag_run") or {}
     dag_id = run.get("dag_id", "?")

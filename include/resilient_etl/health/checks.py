@@ -156,7 +156,7 @@ def smtp_check(cfg: ResilienceConfig) -> Check:
     def run() -> dict[str, list[Observation]]:
         from airflow.sdk.bases.hook import BaseHook
 
-        from resilient_etl.hooks.shared_state import connection_exists
+        from resilient_etl.hooks.connections import connection_exists
 
         conn_id = cfg.alerts.email_conn_id
         if not connection_exists(conn_id):
@@ -178,7 +178,7 @@ def _not_configured(conn_id: str, consequence: str) -> Observation:
 
 def slack_check(cfg: ResilienceConfig) -> Check:
     def run() -> dict[str, list[Observation]]:
-        from resilient_etl.hooks.shared_state import connection_exists
+        from resilient_etl.hooks.connections import connection_exists
 
         conn_id = cfg.alerts.slack_conn_id
         if not connection_exists(conn_id):

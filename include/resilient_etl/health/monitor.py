@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from resilient_etl.alerting.alerts import Alerter
+from resilient_etl.alerting.engine import Alerter
 from resilient_etl.exceptions import HealthCheckError, Severity
 from resilient_etl.health.model import PASS, worst
 from resilient_etl.health.runner import check_health

@@ -135,6 +135,8 @@ class ApiHook(HttpHook):
         """Return the pooled session, building it (and resolving the connection) on first use."""
         if self._session is None:
             self._session = self.get_conn()
+            # HttpHook sends unknown connection extras as headers; ours configures the breaker instead
+            self._session.headers.pop(BREAKER_EXTRA, None)
             if self.pacing_store is not None:
                 conn = self.get_connection(self.http_conn_id)
                 self.pacer = QuotaPacer(self.pacing_store, pacing_key(self.service, conn.password or conn.host or ""))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pybreaker
 from sqlalchemy import insert
 
+from resilient_etl.hooks.connections import connection_exists, redis_client
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import breaker_events
 from resilient_etl.resilience.stores.base import SharedStore, WindowCounts
@@ -24,41 +25,10 @@ from resilient_etl.resilience.stores.memory import MemoryStore
 from resilient_etl.resilience.stores.sql import SqlStore
 
 if TYPE_CHECKING:
-    import redis
-
     from resilient_etl.config.models import ResilienceConfig
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
 log = logging.getLogger(__name__)
-
-
-def connection_exists(conn_id: str) -> bool:
-    """Return whether an Airflow connection ``conn_id`` is defined (env, secrets backend or DB)."""
-    from airflow.sdk.bases.hook import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return False
-    return True
-
-
-def redis_client(conn_id: str) -> redis.Redis:
-    """Return a Redis client for an Airflow connection (``redis://host:port/db``; db from schema or extra)."""
-    import redis
-    from airflow.sdk.bases.hook import BaseHook
-
-    conn = BaseHook.get_connection(conn_id)
-    db = conn.schema or conn.extra_dejson.get("db") or 0
-    return redis.Redis(
-        host=conn.host or "127.0.0.1",
-        port=conn.port or 6379,
-        db=int(db),
-        password=conn.password or None,
-        socket_timeout=2,
-        socket_connect_timeout=2,
-    )
 
 
 def uses_redis(kind: str, redis_conn_id: str) -> bool:
@@ -97,18 +67,30 @@ def configured_store(cfg: ResilienceConfig, warehouse: WarehouseHook | None = No
 
 
 class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
-    """Write every state change to the warehouse table ``breaker_events``."""
+    """
+    Write every state change to the warehouse table ``breaker_events`` (created on first use).
+
+    A change that cannot be recorded is logged and the call goes on: the breaker's job is the call.
+    """
 
     def __init__(self, warehouse: WarehouseHook) -> None:
         self.warehouse = warehouse
+        self._table_ready = False
 
     def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
-        self.record(cb.name, old_state.name if old_state else "unknown", new_state.name, getattr(cb, "last_reason", ""),
-                    getattr(cb, "last_counts", None))
+        try:
+            self.record(cb.name, old_state.name if old_state else "unknown", new_state.name, getattr(cb, "last_reason", ""),
+                        getattr(cb, "last_counts", None))
+        except Exception as exc:  # boundary: a listener must not turn the guarded call into a failure
+            log.error("Circuit breaker %s: %s -> %s not recorded in breaker_events (%s: %s)", cb.name,
+                      old_state.name if old_state else "unknown", new_state.name, type(exc).__name__, exc)
 
     def record(self, name: str, old: str, new: str, reason: str, counts: WindowCounts | None = None) -> None:
         """Write one state change (also a manual one, with who and why in ``reason``)."""
         with self.warehouse.begin() as conn:
+            if not self._table_ready:
+                breaker_events.create(conn, checkfirst=True)
+                self._table_ready = True
             conn.execute(
                 insert(breaker_events).values(
                     name=name, from_state=old, to_state=new, reason=reason,

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from resilient_etl.alerting.alerts import task_callbacks
+from resilient_etl.alerting.notifiers import task_callbacks
 from resilient_etl.operators.retry_policy import task_retry_policy
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def default_args(cfg: ResilienceConfig) -> dict[str, Any]:
         "execution_timeout": dt.timedelta(minutes=cfg.dag.execution_timeout_minutes),
         # Airflow 3.3 retry policy from the error taxonomy: permanent errors fail at once, retries unused.
         "retry_policy": task_retry_policy(),
-        # Classified alerts, incidents and soft deadlines (resilient_etl.alerting.alerts).
+        # Classified alerts, incidents and soft deadlines (resilient_etl.alerting.notifiers, resilient_etl.alerting.timers).
         **task_callbacks(),
         "warehouse_conn_id": cfg.warehouse.conn_id,
         "database_retry_policy": cfg.retry.policy("database"),

@@ -15,7 +15,7 @@ class EscalateIncidentsOperator(WarehouseOperator):
     """
 
     def execute(self, context: Any) -> list[list[Any]]:
-        from resilient_etl.alerting.alerts import Alerter
+        from resilient_etl.alerting.engine import Alerter
 
         self.warehouse.ensure_schema()  # a fresh warehouse has no incidents table until the first load
         taken = Alerter(warehouse=self.warehouse).escalate()

@@ -15,7 +15,7 @@ REFERENCE_COLUMNS = ("postcode", "country", "region", "admin_district", "latitud
 
 def default_reference_path() -> Path:
     """Return the extract shipped with the package."""
-    return Path(__file__).parent / "reference" / "postcodes.csv.gz"
+    return Path(__file__).parent / "data" / "postcodes.csv.gz"
 
 
 @lru_cache(maxsize=4)

@@ -14,12 +14,13 @@ from typing import Any
 from airflow.sdk.bases.hook import BaseHook
 from sqlalchemy import Connection, Engine, Select, Table, create_engine, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 
 from resilient_etl.config.models import RetryPolicy
-from resilient_etl.exceptions import ConfigError
+from resilient_etl.exceptions import ConfigError, WarehouseUnavailableError
 from resilient_etl.hooks.warehouse import dialects
 from resilient_etl.hooks.warehouse.schema import metadata
-from resilient_etl.resilience.stores.sql import connect as connect_with_retries
+from resilient_etl.resilience.retry import Retrier
 
 _DRIVERS = {
     "postgres": "postgresql+psycopg2",
@@ -92,7 +93,13 @@ class WarehouseHook(BaseHook):
 
         :raises WarehouseUnavailableError: still unreachable when the retry budget is spent
         """
-        return connect_with_retries(self.engine, self.retry_policy, what=f"warehouse {self.warehouse_conn_id}", logger=self.log)
+        return Retrier(self.retry_policy, logger=self.log).call(self._connect_once)
+
+    def _connect_once(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except OperationalError as exc:
+            raise WarehouseUnavailableError(f"warehouse {self.warehouse_conn_id} unreachable: {exc.orig}") from exc
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

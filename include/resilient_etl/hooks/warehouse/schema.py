@@ -136,25 +136,21 @@ pipeline_runs = Table(
     Column("finished_at", DateTime(timezone=True), nullable=False),
 )
 
-postcode_cache = Table(
-    "postcode_cache",
-    metadata,
-    Column("postcode", String(8), primary_key=True),
-    Column("found", Boolean, nullable=False),
-    Column("result", Text),
-    Column("fetched_at", DateTime(timezone=True), nullable=False),
-    Column("run_id", String(250), nullable=False),
-)
+def _cache_table(name: str, key: str) -> Table:
+    """An API answer cache: the whole answer per key, kept for fallbacks (postcodes, companies)."""
+    return Table(
+        name,
+        metadata,
+        Column(key, String(8), primary_key=True),
+        Column("found", Boolean, nullable=False),
+        Column("result", Text),
+        Column("fetched_at", DateTime(timezone=True), nullable=False),
+        Column("run_id", String(250), nullable=False),
+    )
 
-company_cache = Table(
-    "company_cache",
-    metadata,
-    Column("company_number", String(8), primary_key=True),
-    Column("found", Boolean, nullable=False),
-    Column("result", Text),
-    Column("fetched_at", DateTime(timezone=True), nullable=False),
-    Column("run_id", String(250), nullable=False),
-)
+
+postcode_cache = _cache_table("postcode_cache", "postcode")
+company_cache = _cache_table("company_cache", "company_number")
 
 incidents = Table(
     "incidents",

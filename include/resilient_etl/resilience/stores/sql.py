@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -31,14 +30,15 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from resilient_etl.classification.database import db_error
 from resilient_etl.config.models import RetryPolicy
-from resilient_etl.exceptions import WarehouseUnavailableError
 from resilient_etl.resilience.retry import Retrier
 from resilient_etl.resilience.stores.base import CLOSED, FRESH, HALF_OPEN, OPEN, BreakerSnapshot, WindowCounts, bucket_start
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 metadata = MetaData()
 
 # Quota pacing shared by every worker that uses the same API key (the key itself is never stored:
@@ -75,79 +75,80 @@ breaker_buckets = Table(
 )
 
 
-def connect(engine: Engine, policy: RetryPolicy, *, what: str, logger: Any = None) -> Connection:
-    """
-    Open a connection, retrying with backoff while the server is down or restarting.
-
-    :param engine: the database
-    :param policy: how connecting is retried
-    :param what: names the database in the error
-    :raises WarehouseUnavailableError: still unreachable when the retry budget is spent
-    """
-
-    def once() -> Connection:
-        try:
-            return engine.connect()
-        except OperationalError as exc:
-            raise WarehouseUnavailableError(f"{what} unreachable: {exc.orig}") from exc
-
-    return Retrier(policy, logger=logger).call(once)
-
-
 class SqlStore:
     """
     Pacing slots and breaker state in the three tables above.
 
     :param engine: the database holding them (the warehouse's engine)
-    :param retry_policy: how opening a connection is retried (default: the ``database`` defaults)
+    :param retry_policy: how an operation that could not reach the database, or lost a lock conflict
+        (SQLite ``database is locked``, a deadlock victim), is retried (default: the ``database`` defaults)
     """
 
     def __init__(self, engine: Engine, *, retry_policy: RetryPolicy | None = None) -> None:
         self.engine = engine
         self.retry_policy = retry_policy or RetryPolicy(dependency="database")
+        self._tables_ready = False
 
     @property
     def description(self) -> str:
         """Name the store for a log line."""
         return f"SqlStore ({self.engine.dialect.name})"
 
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """Open one connection in a transaction: commit on success, roll back on any error."""
-        conn = connect(self.engine, self.retry_policy, what="shared-state tables", logger=log)
-        with conn, conn.begin():
-            yield conn
+    def _transact(self, body: Callable[[Connection], T]) -> T:
+        """
+        Run ``body`` in one transaction, retried whole under the policy when it fails transiently.
+
+        The tables are created on first use (a fresh warehouse has none), so a hook used on its own
+        works without a pipeline run having created the schema first.
+        """
+
+        def once() -> T:
+            try:
+                with self.engine.connect() as conn, conn.begin():
+                    if not self._tables_ready:
+                        metadata.create_all(conn, checkfirst=True)
+                    result = body(conn)
+            except DBAPIError as exc:
+                raise db_error(exc) from exc
+            self._tables_ready = True
+            return result
+
+        return Retrier(self.retry_policy, logger=log).call(once)
 
     def claim(self, key: str, *, interval: float, now: float) -> float:
         t = shared_pacing
         stamp = dt.datetime.now(dt.UTC)
         later = case((t.c.next_slot_at > now, t.c.next_slot_at), else_=now)
+
+        def body(conn: Connection) -> float | None:
+            row = conn.execute(
+                update(t).where(t.c.pacing_key == key).values(next_slot_at=later + interval, updated_at=stamp).returning(t.c.next_slot_at)
+            ).first()
+            if row is not None:
+                return float(row[0]) - interval
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(t).values(pacing_key=key, next_slot_at=now + interval, updated_at=stamp))
+            except IntegrityError:
+                return None  # another process created the row first: claim again
+            return now
+
         for _ in range(3):
-            with self.begin() as conn:
-                row = conn.execute(
-                    update(t).where(t.c.pacing_key == key).values(next_slot_at=later + interval, updated_at=stamp).returning(t.c.next_slot_at)
-                ).first()
-                if row is not None:
-                    return float(row[0]) - interval
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(t).values(pacing_key=key, next_slot_at=now + interval, updated_at=stamp))
-                    return now
-                except IntegrityError:
-                    continue  # another process created the row first: claim again
+            slot = self._transact(body)
+            if slot is not None:
+                return slot
         raise RuntimeError(f"could not claim a pacing slot for {key}")
 
     def defer(self, key: str, *, until: float) -> None:
         t = shared_pacing
-        with self.begin() as conn:
-            conn.execute(
-                update(t)
-                .where(t.c.pacing_key == key)
-                .values(next_slot_at=case((t.c.next_slot_at > until, t.c.next_slot_at), else_=until), updated_at=dt.datetime.now(dt.UTC))
-            )
+        statement = (
+            update(t)
+            .where(t.c.pacing_key == key)
+            .values(next_slot_at=case((t.c.next_slot_at > until, t.c.next_slot_at), else_=until), updated_at=dt.datetime.now(dt.UTC))
+        )
+        self._transact(lambda conn: conn.execute(statement))
 
-
-    def _ensure(self, conn: Any, name: str) -> None:
+    def _ensure(self, conn: Connection, name: str) -> None:
         t = breaker_state
         if conn.execute(select(t.c.name).where(t.c.name == name)).first() is None:
             try:
@@ -163,10 +164,8 @@ class SqlStore:
 
     def read(self, name: str) -> BreakerSnapshot:
         t = breaker_state
-        with self.begin() as conn:
-            row = conn.execute(
-                select(t.c.state, t.c.opened_at, t.c.probe_until, t.c.consecutive_failures, t.c.half_open_successes).where(t.c.name == name)
-            ).first()
+        query = select(t.c.state, t.c.opened_at, t.c.probe_until, t.c.consecutive_failures, t.c.half_open_successes).where(t.c.name == name)
+        row = self._transact(lambda conn: conn.execute(query).first())
         return BreakerSnapshot(*row) if row else FRESH
 
     def record(self, name: str, *, successes: int, failed: bool, now: float, window: float, bucket: float) -> WindowCounts:
@@ -174,7 +173,8 @@ class SqlStore:
         start = bucket_start(now, bucket)
         calls, failures = successes + int(failed), int(failed)
         base = 0 if successes else t.c.consecutive_failures
-        with self.begin() as conn:
+
+        def body(conn: Connection) -> WindowCounts:
             self._ensure(conn, name)
             consecutive = conn.execute(
                 update(t).where(t.c.name == name).values(consecutive_failures=base + failures).returning(t.c.consecutive_failures)
@@ -187,12 +187,14 @@ class SqlStore:
                 except IntegrityError:
                     conn.execute(bump)
                 conn.execute(delete(b).where(b.c.name == name, b.c.bucket_start <= now - window - bucket))
-            calls, failures = conn.execute(
+            in_window, failed_in_window = conn.execute(
                 select(func.coalesce(func.sum(b.c.calls), 0), func.coalesce(func.sum(b.c.failures), 0)).where(
                     b.c.name == name, b.c.bucket_start > now - window
                 )
             ).one()
-        return WindowCounts(int(calls), int(failures), int(consecutive))
+            return WindowCounts(int(in_window), int(failed_in_window), int(consecutive))
+
+        return self._transact(body)
 
     def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
                    opened_at: float | None = None) -> bool:
@@ -204,30 +206,31 @@ class SqlStore:
             values.update(probe_until=now + lease, half_open_successes=0)
         else:
             values.update(probe_until=0.0, half_open_successes=0, consecutive_failures=0)
-        with self.begin() as conn:
+        cond = (t.c.name == name) & (t.c.state == expected)
+        if opened_at is not None:
+            cond &= t.c.opened_at == opened_at
+
+        def body(conn: Connection) -> bool:
             self._ensure(conn, name)
-            cond = (t.c.name == name) & (t.c.state == expected)
-            if opened_at is not None:
-                cond &= t.c.opened_at == opened_at
-            won = conn.execute(update(t).where(cond).values(**values)).rowcount == 1
+            won = bool(conn.execute(update(t).where(cond).values(**values)).rowcount == 1)
             if won and new == CLOSED:
                 conn.execute(delete(breaker_buckets).where(breaker_buckets.c.name == name))
-        return won
+            return won
+
+        return self._transact(body)
 
     def acquire_probe(self, name: str, *, now: float, lease: float) -> bool:
         t = breaker_state
-        with self.begin() as conn:
-            return conn.execute(
-                update(t).where(t.c.name == name, t.c.state == HALF_OPEN, t.c.probe_until <= now).values(probe_until=now + lease)
-            ).rowcount == 1
+        statement = update(t).where(t.c.name == name, t.c.state == HALF_OPEN, t.c.probe_until <= now).values(probe_until=now + lease)
+        return self._transact(lambda conn: conn.execute(statement).rowcount == 1)
 
     def probe_succeeded(self, name: str) -> int:
         t = breaker_state
-        with self.begin() as conn:
-            row = conn.execute(
-                update(t)
-                .where(t.c.name == name, t.c.state == HALF_OPEN)
-                .values(half_open_successes=t.c.half_open_successes + 1, probe_until=0.0)
-                .returning(t.c.half_open_successes)
-            ).first()
+        statement = (
+            update(t)
+            .where(t.c.name == name, t.c.state == HALF_OPEN)
+            .values(half_open_successes=t.c.half_open_successes + 1, probe_until=0.0)
+            .returning(t.c.half_open_successes)
+        )
+        row = self._transact(lambda conn: conn.execute(statement).first())
         return int(row[0]) if row else 0

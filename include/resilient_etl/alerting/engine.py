@@ -1,41 +1,28 @@
 """
-Alert routing: classify a failure, record it as an incident, tell the right people once.
+The alert engine: classify a failure, record it as an incident, tell the right people once.
 
-:class:`Alerter` is the engine (also used by the deadline callbacks and the escalation task); the
-notifiers below are the Airflow callbacks that feed it:
-
-* :class:`FailureNotifier` (``on_failure_callback``): classify, open or update the incident, alert the
-  severity's channels and its first on-call tier; a repeat of an active incident updates it silently.
-* :class:`RetryNotifier` (``on_retry_callback``): log the classified retry; alert only when the
-  severity's route has ``notify_retries``.
-* :class:`RecoveryNotifier` (``on_success_callback``): resolve the task's active incidents and send
-  the recovery message.
-* :class:`SoftDeadlineNotifier` (``on_execute_callback``): a timer that raises a ``deadline_missed``
-  alert if the task is still running after its configured minutes, without stopping it.
+:class:`Alerter` is used by the task callbacks (:mod:`.notifiers`), the soft-deadline timers
+(:mod:`.timers`), the Deadline Alert callback (:mod:`.deadline`), the escalation task and the CLI.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
-import threading
-import uuid
 from collections.abc import Callable
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseNotifier
-
 from resilient_etl.alerting import incidents as store
-from resilient_etl.exceptions import Category, DeadlineMissedError, Severity
-from resilient_etl.classification import Classification, classify
 from resilient_etl.alerting.channels import AlertMessage, connection_secrets, deliver, redact
+from resilient_etl.alerting.messages import build_message, duration, subject
+from resilient_etl.alerting.spool import AlertSpool
+from resilient_etl.classification import Classification, classify
+from resilient_etl.exceptions import Category, Severity
 
 if TYPE_CHECKING:
-    from resilient_etl.config import ResilienceConfig
+    from resilient_etl.config.models import ResilienceConfig
     from resilient_etl.hooks.warehouse import WarehouseHook
 
 log = logging.getLogger(__name__)
@@ -44,44 +31,6 @@ Clock = Callable[[], dt.datetime]
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class AlertSpool:
-    """
-    A folder of alerts that could not be recorded, one JSON file each (written whole, then renamed).
-
-    :param folder: where they wait
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def put(self, *, classification: Classification, now: dt.datetime, **fields: Any) -> Path:
-        """Keep one unrecorded alert; return its file."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        entry = {**fields, "now": now.isoformat(), "classification": dataclasses.asdict(classification)}
-        name = f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json"
-        tmp = self.folder / f".{name}"
-        tmp.write_text(json.dumps(entry, default=str), encoding="utf-8")
-        return tmp.rename(self.folder / name)
-
-    def entries(self) -> list[tuple[Path, dict[str, Any]]]:
-        """Return the waiting alerts, oldest first, as keyword arguments for recording."""
-        if not self.folder.is_dir():
-            return []
-        out = []
-        for path in sorted(self.folder.glob("*.json")):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            c = data.pop("classification")
-            data["classification"] = Classification(**{**c, "category": Category(c["category"]), "severity": Severity(c["severity"])})
-            data["now"] = dt.datetime.fromisoformat(data["now"])
-            out.append((path, data))
-        return out
-
-
-def _subject(dag_id: str, task_id: str | None, run_id: str | None) -> str:
-    """Name what failed for a log line: ``dag.task`` for a task, ``dag run <run_id>`` for a whole run."""
-    return f"{dag_id}.{task_id}" if task_id else f"{dag_id} run {run_id or '?'}"
 
 
 class Alerter:
@@ -125,22 +74,9 @@ class Alerter:
 
     def message(self, kind: str, classification: Classification, error: str, *, dag_id: str, task_id: str | None,
                 run_id: str | None, log_url: str | None = None, **extra: Any) -> AlertMessage:
-        """Build the message for one alert (pure apart from the config); ``error`` is the error's text."""
-        what = f"{dag_id}.{task_id}" if task_id else dag_id
-        verb = {"failure": "failed", "retry": "up for retry", "escalation": "still failing", "deadline": "missed a deadline",
-                "recovery": "recovered"}[kind]
-        alerts = self.config.alerts
-        return AlertMessage(
-            kind=kind,
-            title=f"{what} {verb}: {classification.category}",
-            dag_id=dag_id, task_id=task_id, run_id=run_id,
-            category=classification.category, severity=classification.severity, transient=classification.transient,
-            error_type=classification.error_type, error=error,
-            cause=classification.cause, action=classification.action,
-            log_url=log_url or _ui_url(alerts.ui_base_url, dag_id, run_id, task_id),
-            runbook_link=f"{alerts.runbook_url}#{classification.runbook}",
-            **extra,
-        )
+        """Build the message for one alert (see :func:`~resilient_etl.alerting.messages.build_message`)."""
+        return build_message(self.config.alerts, kind, classification, error, dag_id=dag_id, task_id=task_id, run_id=run_id,
+                             log_url=log_url, **extra)
 
     def send(self, message: AlertMessage, severity: Severity, tiers: list[str]) -> dict[str, Any]:
         """Send ``message`` on the severity's channels to the people on call for ``tiers``."""
@@ -190,7 +126,7 @@ class Alerter:
             log.error("Incident store unavailable (%s): alerting without dedup; the incident is recorded when it is back (%s)",
                       type(record_error).__name__, spooled.name)
             incident, outcome = None, "unrecorded"
-        log.warning("%s %s: %s, %s (%s) -> incident %s: %s", kind.capitalize(), _subject(dag_id, task_id, run_id), c.category,
+        log.warning("%s %s: %s, %s (%s) -> incident %s: %s", kind.capitalize(), subject(dag_id, task_id, run_id), c.category,
                     c.severity, "transient" if c.transient else "permanent", incident.id if incident else "-", outcome)
         if outcome == "repeat":
             return incident, outcome
@@ -308,139 +244,6 @@ class Alerter:
         open_for = (incident.resolved_at or self.clock()) - incident.first_seen_at
         message = self.message("recovery", c, incident.detail or "", dag_id=incident.dag_id, task_id=incident.task_id,
                                run_id=incident.run_id, incident_id=incident.id, occurrences=incident.occurrences,
-                               resolution=resolution, open_for=_duration(open_for))
+                               resolution=resolution, open_for=duration(open_for))
         steps = getattr(self.config.alerts.routes, incident.severity).escalation
         self.send(message, incident.severity, [s.tier for s in steps[: max(incident.escalation_level, 1)]])
-
-
-def _duration(delta: dt.timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-
-
-def _ui_url(base: str, dag_id: str, run_id: str | None, task_id: str | None) -> str:
-    from urllib.parse import quote
-
-    url = f"{base.rstrip('/')}/dags/{dag_id}"
-    if run_id:
-        url += f"/runs/{quote(run_id)}"
-        if task_id:
-            url += f"/tasks/{task_id}"
-    return url
-
-
-def _ti_fields(context: Any) -> dict[str, Any]:
-    ti = context["ti"]
-    return {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id}
-
-
-def _log_url(context: Any) -> str | None:
-    try:
-        return context["ti"].log_url
-    except Exception:  # boundary: a context without a runtime task instance (dag-processor callbacks)
-        return None
-
-
-class FailureNotifier(BaseNotifier):
-    """Classify a task failure and route it (``on_failure_callback``)."""
-
-    def notify(self, context: Any) -> None:
-        """Open or update the incident for the failure in ``context`` and alert when it is new."""
-        stop_soft_deadline(context)
-        exc = context.get("exception") or RuntimeError("task failed without an exception (killed or timed out)")
-        ti = context["ti"]
-        Alerter().failure(exc, **_ti_fields(context), log_url=_log_url(context), try_number=ti.try_number,
-                          max_tries=ti.max_tries + 1)
-
-
-class RetryNotifier(BaseNotifier):
-    """Log a classified retry, alerting only when the route asks for it (``on_retry_callback``)."""
-
-    def notify(self, context: Any) -> None:
-        """Log (and maybe alert) the retry in ``context``."""
-        stop_soft_deadline(context)
-        exc = context.get("exception") or RuntimeError("task is up for retry")
-        ti = context["ti"]
-        Alerter().retry(exc, **_ti_fields(context), try_number=ti.try_number, max_tries=ti.max_tries + 1, log_url=_log_url(context))
-
-
-class RecoveryNotifier(BaseNotifier):
-    """Resolve a task's incidents when it succeeds and send the recovery message (``on_success_callback``)."""
-
-    def notify(self, context: Any) -> None:
-        """Resolve the active incidents of the task (or, as a DAG callback, of the whole run) in ``context``."""
-        if "ti" not in context:  # DAG-level on_success_callback: the run's own incidents (deadlines)
-            run = context["dag_run"]
-            Alerter().recover_task(dag_id=run.dag_id, task_id=None, run_id=run.run_id)
-            return
-        stop_soft_deadline(context)
-        Alerter().recover_task(**_ti_fields(context))
-
-
-_timers: dict[tuple[str, str, str, int], threading.Timer] = {}
-
-
-def _timer_key(context: Any) -> tuple[str, str, str, int]:
-    ti = context["ti"]
-    return ti.dag_id, ti.task_id, ti.run_id, ti.map_index if ti.map_index is not None else -1
-
-
-def stop_soft_deadline(context: Any) -> None:
-    """Cancel the soft-deadline timer of the task in ``context``, if one runs."""
-    timer = _timers.pop(_timer_key(context), None)
-    if timer is not None:
-        timer.cancel()
-
-
-class SoftDeadlineNotifier(BaseNotifier):
-    """
-    Start a soft deadline for the task (``on_execute_callback``).
-
-    After ``deadlines.tasks.<task_id>`` minutes a still-running task raises a ``deadline_missed``
-    alert (classified and deduplicated like any failure) and keeps running: Airflow's
-    ``execution_timeout`` kills, this only tells.
-
-    :param minutes: task id -> minutes (default: ``deadlines.tasks`` from the config)
-    """
-
-    def __init__(self, minutes: dict[str, float] | None = None) -> None:
-        super().__init__()
-        self.minutes = minutes
-
-    def notify(self, context: Any) -> None:
-        """Start the timer for the task in ``context`` when it has a soft deadline."""
-        alerter = Alerter()
-        limits = self.minutes if self.minutes is not None else alerter.config.deadlines.tasks
-        fields = _ti_fields(context)
-        minutes = limits.get(fields["task_id"])
-        if minutes is None:
-            return
-        stop_soft_deadline(context)
-        url = _log_url(context)
-
-        def missed() -> None:
-            exc = DeadlineMissedError(
-                f"{fields['task_id']} is still running after its soft deadline of {minutes:g} min (it keeps running)",
-                scope="task", name=fields["task_id"], limit_seconds=minutes * 60,
-            )
-            try:
-                alerter.failure(exc, kind="deadline", log_url=url, **fields)
-            except Exception:  # boundary: a timer thread must log, never die silently
-                log.exception("Soft deadline alert for %s failed", fields["task_id"])
-
-        timer = threading.Timer(minutes * 60, missed)
-        timer.daemon = True
-        timer.name = f"soft-deadline-{fields['task_id']}"
-        _timers[_timer_key(context)] = timer
-        timer.start()
-        log.info("Soft deadline for %s: %s min", fields["task_id"], minutes)
-
-
-def task_callbacks() -> dict[str, list[BaseNotifier]]:
-    """Return the callback arguments that wire alerting into a DAG's ``default_args``."""
-    return {
-        "on_execute_callback": [SoftDeadlineNotifier()],
-        "on_failure_callback": [FailureNotifier()],
-        "on_retry_callback": [RetryNotifier()],
-        "on_success_callback": [RecoveryNotifier()],
-    }

@@ -1,0 +1,23 @@
+"""
+Load: upsert the run's enriched rows into ``suppliers`` in batches.
+
+* Each batch is one transaction on one connection the loader owns; inside it, each chunk runs under
+  a savepoint (``begin_nested``) as one ``INSERT … SELECT … ON CONFLICT`` from the staged rows and
+  their enrichment: the rows never leave the database. A chunk that fails on a row's data
+  (constraint, bad or overlong value) is rolled back to its savepoint and its bad rows are isolated
+  (the same statement over groups of its lines sized by generalized binary splitting, then over
+  halves of a failing group, each under a savepoint): the rows the database rejects go to
+  quarantine with the database's error, the good ones load.
+* A chunk's checkpoint row (``etl_checkpoints``) and its staged rows' new status commit with the
+  chunk's data, so a retried or cleared task resumes after the last committed chunk, exactly once.
+* A critical error (connection lost, deadlock, disk full) rolls the whole batch back (no reader ever
+  sees half of it) and is raised typed; transient ones are retried with the database policy first.
+* More rejected rows in a batch than ``max_quarantine_share`` fails the batch.
+"""
+
+from __future__ import annotations
+
+from resilient_etl.pipeline.load.batches import BatchResult, load
+from resilient_etl.pipeline.load.decision import decide
+
+__all__ = ["BatchResult", "decide", "load"]

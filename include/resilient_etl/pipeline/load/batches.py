@@ -1,0 +1,172 @@
+"""The load loop: batches in transactions, chunks under savepoints, a checkpoint per chunk, retries per batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.exc import DBAPIError
+
+from resilient_etl.classification import db_error
+from resilient_etl.config.models import RetryPolicy
+from resilient_etl.exceptions import QuarantineThresholdError
+from resilient_etl.hooks.warehouse.schema import etl_checkpoints
+from resilient_etl.pipeline import chaos
+from resilient_etl.pipeline.load.decision import Item, decide
+from resilient_etl.pipeline.load.isolation import Isolation
+from resilient_etl.pipeline.load.statements import select_batch
+from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_lines_status
+from resilient_etl.resilience.retry import Retrier
+
+if TYPE_CHECKING:
+    from resilient_etl.hooks.warehouse import WarehouseHook
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    """What one committed batch did."""
+
+    rows: int = 0
+    chunks: int = 0
+    by_outcome: Counter[str] = field(default_factory=Counter)
+    rejected_by_database: int = 0
+
+
+def _db_detail(exc: DBAPIError) -> str:
+    message = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    return f"rejected by the database: {type(exc.orig).__name__}: {message}"
+
+
+def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_id: str, task_id: str, map_index: int,
+                batch_size: int, chunk_size: int, max_quarantine_share: float) -> BatchResult:
+    rows = select_batch(conn, run_id=run_id, batch_size=batch_size)
+    result = BatchResult(rows=len(rows))
+    if not rows:
+        return result
+    now = dt.datetime.now(dt.UTC)
+    by_file: dict[str, list[Item]] = defaultdict(list)
+    unknown: list[Quarantined] = []
+    for row in rows:
+        outcome, detail = decide(row)
+        result.by_outcome[detail] += 1
+        if outcome == "quarantined":
+            what = f"postcode {row.postcode}" if detail == "unknown_postcode" else f"company {row.company_number}"
+            source = "postcodes.io" if detail == "unknown_postcode" else "Companies House"
+            unknown.append(Quarantined(row.source_file, row.line_number, row.raw_row, detail, f"{source} has no live {what}"))
+            continue
+        by_file[row.source_file].append(Item(row, outcome, detail))
+    quarantine_rows(conn, run_id=run_id, stage="load", rows=unknown)
+    c = etl_checkpoints.c
+    next_chunk = dict(
+        conn.execute(
+            select(c.source_file, func.max(c.chunk_index) + 1)
+            .where(c.dag_id == dag_id, c.run_id == run_id, c.task_id == task_id, c.map_index == map_index)
+            .group_by(c.source_file)
+        ).all()
+    )
+    isolation = Isolation(warehouse, conn, run_id, now)
+    for source_file, items in by_file.items():
+        for start in range(0, len(items), chunk_size):
+            chunk = items[start : start + chunk_size]
+            loaded, rejected = isolation.upsert(chunk)
+            for outcome in ("loaded", "pending"):
+                lines = [(i.row.source_file, i.row.line_number) for i in loaded if i.outcome == outcome]
+                if lines:
+                    set_lines_status(conn, run_id=run_id, lines=lines, status=outcome)
+            quarantine_rows(
+                conn, run_id=run_id, stage="load",
+                rows=[Quarantined(i.row.source_file, i.row.line_number, i.row.raw_row, "rejected_by_database", _db_detail(e)) for i, e in rejected],
+            )
+            for item, _ in rejected:
+                result.by_outcome[item.status] -= 1
+                result.by_outcome["rejected_by_database"] += 1
+            result.rejected_by_database += len(rejected)
+            index = next_chunk.get(source_file, 0)
+            next_chunk[source_file] = index + 1
+            conn.execute(
+                insert(etl_checkpoints).values(
+                    dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index, source_file=source_file,
+                    chunk_index=index, first_line=chunk[0].row.line_number, last_line=chunk[-1].row.line_number,
+                    rows=len(chunk), committed_at=now,
+                )
+            )
+            result.chunks += 1
+            chaos.inject("load.chunk")
+    share = result.rejected_by_database / len(rows)
+    if share > max_quarantine_share:
+        raise QuarantineThresholdError(
+            f"the database rejected {result.rejected_by_database} of {len(rows)} rows in a batch ({share:.1%}), "
+            f"over the {max_quarantine_share:.1%} allowed: the batch was rolled back",
+            rejected=result.rejected_by_database, rows=len(rows), threshold=max_quarantine_share,
+        )
+    return result
+
+
+def load(
+    warehouse: WarehouseHook,
+    *,
+    run_id: str,
+    batch_size: int,
+    chunk_size: int = 100,
+    max_quarantine_share: float = 1.0,
+    dag_id: str = "company_enrichment",
+    task_id: str = "load",
+    map_index: int = -1,
+    retry_policy: RetryPolicy | None = None,
+) -> dict[str, Any]:
+    """
+    Load the run's valid rows, ``batch_size`` per transaction and ``chunk_size`` per savepoint.
+
+    A rerun picks up only rows still ``valid``: committed chunks are never loaded twice.
+
+    :param warehouse: the warehouse hook
+    :param run_id: the Airflow run id
+    :param batch_size: rows per transaction
+    :param chunk_size: rows per savepoint (and per checkpoint)
+    :param max_quarantine_share: fail a batch when the database rejects more of its rows than this
+    :param dag_id: checkpoint identity: the DAG
+    :param task_id: checkpoint identity: the task
+    :param map_index: checkpoint identity: the mapped task index
+    :param retry_policy: how a batch that failed on a transient database error is retried
+    :raises QuarantineThresholdError: a batch had too many rejected rows (it was rolled back)
+    :raises ResilientEtlError: a typed critical database error, after retries when transient
+    """
+    retrier = Retrier(retry_policy or warehouse.retry_policy, logger=log)
+    identity = {"dag_id": dag_id, "task_id": task_id, "map_index": map_index}
+
+    def one_batch() -> BatchResult:
+        try:
+            with warehouse.begin() as conn:
+                return _load_batch(
+                    warehouse, conn, run_id=run_id, batch_size=batch_size, chunk_size=chunk_size,
+                    max_quarantine_share=max_quarantine_share, **identity,
+                )
+        except DBAPIError as exc:
+            raise db_error(exc) from exc
+
+    total = BatchResult()
+    batches = 0
+    while True:
+        result = retrier.call(one_batch)
+        if not result.rows:
+            break
+        batches += 1
+        total.rows += result.rows
+        total.chunks += result.chunks
+        total.by_outcome.update(result.by_outcome)
+        total.rejected_by_database += result.rejected_by_database
+        log.info("Committed load batch %s: %s rows in %s chunks %s", batches, result.rows, result.chunks, dict(result.by_outcome))
+        chaos.inject("load.batch")
+    return {
+        "batches": batches,
+        "chunks": total.chunks,
+        "rows": total.rows,
+        "rejected_by_database": total.rejected_by_database,
+        "by_outcome": {k: v for k, v in total.by_outcome.items() if v},
+    }

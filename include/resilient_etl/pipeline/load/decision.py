@@ -1,0 +1,46 @@
+"""What happens to one staged row at load: loaded, pending or quarantined, with its enrichment status (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+_RANK = {"live": 0, "cached": 1, "fallback": 2, "pending": 3}
+
+
+def decide(row: Any) -> tuple[str, str]:
+    """
+    Return (outcome, detail) for a staged row and its two enrichments (a pure function).
+
+    ``quarantined`` with the reason when the postcode or company does not exist, else ``loaded`` or
+    ``pending`` with the enrichment status: the worse of the two sources (live < cached < fallback <
+    pending). A missing enrichment counts as pending.
+    """
+    if row.pc_found is False:
+        return "quarantined", "unknown_postcode"
+    if row.co_found is False:
+        return "quarantined", "unknown_company"
+    status = max(row.pc_source or "pending", row.co_source or "pending", key=_RANK.__getitem__)
+    return ("pending" if status == "pending" else "loaded"), status
+
+
+@dataclass
+class Item:
+    row: Any
+    outcome: str  # loaded | pending
+    status: str  # the enrichment status written to suppliers
+
+
+@dataclass(frozen=True)
+class Row:
+    """A staged row with its two enrichment answers (what :func:`decide` reads)."""
+
+    source_file: str
+    line_number: int
+    raw_row: str
+    postcode: str
+    company_number: str
+    pc_found: bool | None
+    pc_source: str | None
+    co_found: bool | None
+    co_source: str | None

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints/airflow-3.3.2-py3.11.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit sandbox standalone config-check bench clean
+.PHONY: install demo test lint test-unit sandbox standalone config-check bench clean
 
 $(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,14 @@ install: $(STAMP)  ## create .venv and install Airflow, the providers and this p
 demo: install  ## run company_enrichment end to end on SQLite against the sandbox APIs
 	$(BIN)/resilient-etl-dev demo
 
-test: install  ## the whole suite (needs PostgreSQL on 127.0.0.1:5432; .ci/run starts it)
+test: install lint  ## lint, layers, types, then the whole suite (needs PostgreSQL and Redis; .ci/run starts them)
 	$(BIN)/pytest -p no:cacheprovider
+
+lint: install  ## ruff (lint + format), the import-linter layer contracts, mypy on the typed layers
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test-unit: install  ## unit tests only: no network, no services
 	$(BIN)/pytest -p no:cacheprovider tests/unit

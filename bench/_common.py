@@ -9,9 +9,9 @@ from pathlib import Path
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="retl-bench-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from resilient_etl_devtools.localenv import connection_env  # noqa: E402
-from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY  # noqa: E402
-from resilient_etl_devtools.sandbox.server import Sandbox  # noqa: E402
+from resilient_etl_devtools.localenv import connection_env
+from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
+from resilient_etl_devtools.sandbox.server import Sandbox
 
 
 def use_sandbox(sandbox: Sandbox, warehouse_db: Path) -> None:

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from _common import row, use_sandbox
 
+from _common import row, use_sandbox
+from resilient_etl.config import BreakerPolicy, RetryPolicy
 from resilient_etl.exceptions import BreakerOpenError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.config import BreakerPolicy
 from resilient_etl.resilience.breaker import SharedCircuitBreaker
-from resilient_etl.config import RetryPolicy
 from resilient_etl.resilience.stores.redis import RedisStore
 from resilient_etl.resilience.stores.sql import SqlStore
 from resilient_etl_devtools.sandbox.data import company_register

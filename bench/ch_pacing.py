@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 from _common import row, use_sandbox
-
+from resilient_etl.config import RetryPolicy
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.config import RetryPolicy
 from resilient_etl.resilience.stores.sql import SqlStore
 from resilient_etl_devtools.sandbox.data import company_register
 from resilient_etl_devtools.sandbox.server import Sandbox
@@ -28,7 +27,9 @@ def run(n: int, limit: int, window: float, *, paced: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, Sandbox(ch_limit=limit, ch_window_seconds=window) as sb:
         use_sandbox(sb, Path(tmp) / "w.db")
         WarehouseHook().ensure_schema()
-        policy = RetryPolicy(dependency="companies_house", max_attempts=10, max_elapsed_seconds=10 * window, max_server_wait_seconds=2 * window)
+        policy = RetryPolicy(
+            dependency="companies_house", max_attempts=10, max_elapsed_seconds=10 * window, max_server_wait_seconds=2 * window
+        )
         hook = CompaniesHouseHook(retry_policy=policy, pacing_store=SqlStore(WarehouseHook().engine) if paced else None)
         started = time.time()
         first_reset: float | None = None

@@ -24,20 +24,20 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy
-from _common import row, use_sandbox
 from sqlalchemy import delete, func, insert, select, text, update
 
-from resilient_etl.pipeline.checkpoints import committed_chunks
+from _common import row, use_sandbox
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.hooks.warehouse.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
+from resilient_etl.pipeline.checkpoints import committed_chunks
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.load import load
 from resilient_etl.pipeline.validate import validate_staged
 from resilient_etl_devtools.sandbox.data import write_sample_csv
 from resilient_etl_devtools.sandbox.server import Sandbox
-from resilient_etl.hooks.warehouse.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
 
 ADMIN = sqlalchemy.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
 BATCH, CHUNK = 5000, 500
@@ -48,7 +48,9 @@ def _reset_load(wh: WarehouseHook, run_id: str) -> None:
         conn.execute(delete(suppliers))
         conn.execute(delete(etl_checkpoints))
         conn.execute(delete(quarantine).where(quarantine.c.stage == "load"))
-        conn.execute(update(staged_rows).where(staged_rows.c.run_id == run_id, staged_rows.c.status != "quarantined").values(status="valid"))
+        conn.execute(
+            update(staged_rows).where(staged_rows.c.run_id == run_id, staged_rows.c.status != "quarantined").values(status="valid")
+        )
     with wh.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
 
@@ -58,22 +60,34 @@ def _poison(wh: WarehouseHook, run_id: str, share: float) -> None:
     e = run_enrichment
     with wh.begin() as conn:
         conn.execute(text("ALTER TABLE run_enrichment ALTER COLUMN co_registered_office TYPE text"))
-        keys = conn.execute(select(e.c.lookup_key).where(e.c.run_id == run_id, e.c.kind == "company").order_by(e.c.lookup_key)).scalars().all()
+        keys = (
+            conn.execute(select(e.c.lookup_key).where(e.c.run_id == run_id, e.c.kind == "company").order_by(e.c.lookup_key)).scalars().all()
+        )
         bad = keys[: max(1, round(len(keys) * share))]
-        conn.execute(update(e).where(e.c.run_id == run_id, e.c.kind == "company", e.c.lookup_key.in_(bad)).values(co_registered_office="x" * 600))
+        conn.execute(
+            update(e).where(e.c.run_id == run_id, e.c.kind == "company", e.c.lookup_key.in_(bad)).values(co_registered_office="x" * 600)
+        )
 
 
 def _unpoison(wh: WarehouseHook, run_id: str) -> None:
     e = run_enrichment
     with wh.begin() as conn:
-        conn.execute(update(e).where(e.c.run_id == run_id, e.c.kind == "company", func.length(e.c.co_registered_office) > 500).values(co_registered_office="x"))
+        conn.execute(
+            update(e)
+            .where(e.c.run_id == run_id, e.c.kind == "company", func.length(e.c.co_registered_office) > 500)
+            .values(co_registered_office="x")
+        )
 
 
 def _dba_rule(wh: WarehouseHook, run_id: str, share: float) -> None:
     """A CHECK the pipeline does not know about, refusing every supplier of some companies."""
     e = run_enrichment
     with wh.begin() as conn:
-        keys = conn.execute(select(e.c.lookup_key).where(e.c.run_id == run_id, e.c.kind == "company").order_by(e.c.lookup_key.desc())).scalars().all()
+        keys = (
+            conn.execute(select(e.c.lookup_key).where(e.c.run_id == run_id, e.c.kind == "company").order_by(e.c.lookup_key.desc()))
+            .scalars()
+            .all()
+        )
         listed = ", ".join(f"'{k}'" for k in keys[: max(1, round(len(keys) * share))])
         conn.execute(text(f"ALTER TABLE suppliers ADD CONSTRAINT dba_rule CHECK (company_number NOT IN ({listed}))"))
 
@@ -95,7 +109,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp, Sandbox(ch_limit=10_000_000) as sb:
             use_sandbox(sb, Path(tmp) / "unused.db")
-            os.environ["AIRFLOW_CONN_WAREHOUSE_DEFAULT"] = json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": db})
+            os.environ["AIRFLOW_CONN_WAREHOUSE_DEFAULT"] = json.dumps(
+                {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": db}
+            )
             wh = WarehouseHook()
             wh.ensure_schema()
             run_id = "bench"
@@ -105,7 +121,9 @@ def main() -> None:
             enrich_postcodes(wh, PostcodesIoHook(), run_id=run_id)
             enrich_companies(wh, CompaniesHouseHook(), run_id=run_id)
             with wh.begin() as conn:
-                valid = conn.execute(select(func.count()).where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")).scalar_one()
+                valid = conn.execute(
+                    select(func.count()).where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")
+                ).scalar_one()
 
             _reset_load(wh, run_id)
             started = time.perf_counter()
@@ -140,16 +158,32 @@ def main() -> None:
             print(row("bare executemany (baseline)", f"{bare:.2f}", f"{valid / bare:.0f}", "1.00"))
             print(row("loader logic, 1 tx, no chunks", f"{one_tx:.2f}", f"{valid / one_tx:.0f}", f"{bare / one_tx:.2f}"))
             print(row("loader, clean", f"{loader:.2f}", f"{valid / loader:.0f}", f"{bare / loader:.2f}"))
-            print(row(f"loader, {wide['rejected_by_database']} too-wide rows", f"{poisoned:.2f}", f"{valid / poisoned:.0f}", f"{bare / poisoned:.2f}"))
-            print(row(f"loader, {refused['rejected_by_database']} DB-refused rows", f"{isolated:.2f}", f"{valid / isolated:.0f}", f"{bare / isolated:.2f}"))
+            print(
+                row(
+                    f"loader, {wide['rejected_by_database']} too-wide rows",
+                    f"{poisoned:.2f}",
+                    f"{valid / poisoned:.0f}",
+                    f"{bare / poisoned:.2f}",
+                )
+            )
+            print(
+                row(
+                    f"loader, {refused['rejected_by_database']} DB-refused rows",
+                    f"{isolated:.2f}",
+                    f"{valid / isolated:.0f}",
+                    f"{bare / isolated:.2f}",
+                )
+            )
 
             # SIGKILL at about half, then rerun
             _reset_load(wh, run_id)
             with wh.begin() as conn:
                 conn.execute(delete(quarantine).where(quarantine.c.stage == "load"))
                 conn.execute(update(staged_rows).where(staged_rows.c.run_id == run_id).values(status="valid"))
-            worker = Path(__file__).resolve().parents[1] / "tests" / "load_worker.py"
-            proc = subprocess.Popen([sys.executable, str(worker), run_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+            worker = Path(__file__).resolve().parents[1] / "tests" / "_support" / "load_worker.py"
+            proc = subprocess.Popen(
+                [sys.executable, str(worker), run_id], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy()
+            )
             while committed_chunks(wh, dag_id="company_enrichment", run_id=run_id, task_id="load")[1] < valid // 2:
                 time.sleep(0.02)
             proc.send_signal(signal.SIGKILL)

@@ -14,15 +14,15 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINE = '''
+BASELINE = """
 from __future__ import annotations
 import datetime as dt
 from airflow.sdk import DAG
 from airflow.providers.standard.operators.empty import EmptyOperator
 with DAG(dag_id="baseline", schedule=None, start_date=dt.datetime(2026, 1, 1), tags=["x"]) as dag:
     EmptyOperator(task_id="a") >> EmptyOperator(task_id="b")
-'''
-PROBE = '''
+"""
+PROBE = """
 import sys, time
 from pathlib import Path
 from airflow.dag_processing.dagbag import BundleDagBag
@@ -32,7 +32,7 @@ bag = BundleDagBag(dag_folder=str(folder), bundle_path=folder)
 elapsed = time.perf_counter() - t
 assert not bag.import_errors, bag.import_errors
 print(f"{elapsed:.4f} {len(bag.dags)}")
-'''
+"""
 
 
 def parse_seconds(folder: Path, runs: int) -> tuple[float, int]:

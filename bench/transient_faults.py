@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import requests
-from _common import row, use_sandbox
 
+from _common import row, use_sandbox
 from resilient_etl.config import get_config
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
@@ -27,6 +27,7 @@ from resilient_etl.pipeline.reconcile import reconcile
 from resilient_etl.pipeline.validate import validate_staged
 from resilient_etl_devtools.sandbox.data import write_sample_csv
 from resilient_etl_devtools.sandbox.server import Sandbox
+
 
 def run(rows: int, share: float) -> dict[str, float]:
     cfg = get_config()

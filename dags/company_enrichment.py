@@ -25,14 +25,13 @@ file's import with the field named.
 
 from __future__ import annotations
 
-
 from airflow.sdk import DAG, Param
 
-from resilient_etl.config import get_config
-from resilient_etl.operators.defaults import dag_arguments
-from resilient_etl.alerting.notifiers import RecoveryNotifier
 from resilient_etl.alerting.deadline import dag_run_deadlines
+from resilient_etl.alerting.notifiers import RecoveryNotifier
+from resilient_etl.config import get_config
 from resilient_etl.operators.backlog import ReenrichBacklogOperator
+from resilient_etl.operators.defaults import dag_arguments
 from resilient_etl.operators.enrich import ApiSettings, EnrichCompaniesOperator, EnrichPostcodesOperator
 from resilient_etl.operators.extract import ExtractSuppliersOperator
 from resilient_etl.operators.load import LoadSuppliersOperator
@@ -58,9 +57,7 @@ with DAG(
     on_success_callback=RecoveryNotifier(),
     params={
         "full_refresh": Param(False, type="boolean", description="Restage files this run already staged."),
-        "landing_dir": Param(
-            None, type=["null", "string"], description=f"One-off landing folder (default: {cfg.paths.landing})."
-        ),
+        "landing_dir": Param(None, type=["null", "string"], description=f"One-off landing folder (default: {cfg.paths.landing})."),
     },
 ) as dag:
     extract = ExtractSuppliersOperator(

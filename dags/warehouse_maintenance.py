@@ -11,12 +11,11 @@ the others still commit.
 
 from __future__ import annotations
 
-
 from airflow.sdk import DAG, Param
 
 from resilient_etl.config import get_config
-from resilient_etl.operators.sql import SavepointSQLOperator
 from resilient_etl.operators.defaults import dag_arguments
+from resilient_etl.operators.sql import SavepointSQLOperator
 
 cfg = get_config()
 

@@ -184,7 +184,7 @@ def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]):
 @pytest.fixture
 def alert_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, object]]:
     """A real SMTP server and a Slack webhook endpoint on loopback, wired as ``smtp_default`` / ``slack_alerts``."""
-    from alert_sinks import SlackSink, SmtpSink
+    from _support.alert_sinks import SlackSink, SmtpSink
 
     smtp, slack = SmtpSink().start(), SlackSink().start()
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(smtp.connection()))

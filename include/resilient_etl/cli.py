@@ -63,8 +63,11 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
         states = breaker_states(store, list(policies.values()))
         print(json.dumps(states, indent=2))
         if getattr(store, "degraded", None) is not None:
-            print(f"resilient-etl breakers: shared-state store {store.what} unavailable; these are the warehouse "
-                  "tables the workers fall back to (runbook: shared-state-unavailable)", file=sys.stderr)
+            print(
+                f"resilient-etl breakers: shared-state store {store.what} unavailable; these are the warehouse "
+                "tables the workers fall back to (runbook: shared-state-unavailable)",
+                file=sys.stderr,
+            )
             return EXIT_SHARED_STATE_UNAVAILABLE
         return 0 if all(s["state"] == "closed" for s in states) else 1
     if args.name not in policies:
@@ -75,10 +78,16 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
     hold = args.minutes * 60 if action == "open" else 0.0
     old = force_state(store, policies[args.name], new, now=now, hold_seconds=hold)
     who = args.by or getpass.getuser()
-    reason = f"manual {action} by {who}" + (f" until {utc_clock(now + hold)}" if action == "open" else "") + (f": {args.reason}" if args.reason else "")
+    reason = (
+        f"manual {action} by {who}"
+        + (f" until {utc_clock(now + hold)}" if action == "open" else "")
+        + (f": {args.reason}" if args.reason else "")
+    )
     BreakerEventRecorder(warehouse).record(args.name, old, new, reason)
     logging.getLogger("resilient_etl.resilience.breaker").warning("Circuit breaker %s: %s -> %s (%s)", args.name, old, new, reason)
-    print(f"circuit breaker {args.name}: {old} -> {new} ({reason}) at {dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec='seconds')}")
+    print(
+        f"circuit breaker {args.name}: {old} -> {new} ({reason}) at {dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec='seconds')}"
+    )
     return 0
 
 
@@ -93,8 +102,10 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
             with alerter.warehouse.begin() as conn:
                 rows = store.active(conn)
             for i in rows:
-                print(f"#{i.id}\t{i.status}\t{i.severity}\t{i.category}\t{i.dag_id}.{i.task_id or '*'}\t"
-                      f"x{i.occurrences}\tsince {i.first_seen_at:%Y-%m-%d %H:%M} UTC\tlevel {i.escalation_level}\t{i.detail or ''}")
+                print(
+                    f"#{i.id}\t{i.status}\t{i.severity}\t{i.category}\t{i.dag_id}.{i.task_id or '*'}\t"
+                    f"x{i.occurrences}\tsince {i.first_seen_at:%Y-%m-%d %H:%M} UTC\tlevel {i.escalation_level}\t{i.detail or ''}"
+                )
             if not rows:
                 print("no open incidents")
             return 0
@@ -131,11 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="config file (default: $RESILIENT_ETL_CONFIG or config/resilience.yaml)")
     check.set_defaults(func=_cmd_config_check)
 
-    breakers = sub.add_parser("breakers", help="print every circuit breaker's shared state (exit 1 unless all closed, 3 when Redis is unreachable); reset or open one")
+    breakers = sub.add_parser(
+        "breakers",
+        help="print every circuit breaker's shared state (exit 1 unless all closed, 3 when Redis is unreachable); reset or open one",
+    )
     breakers.set_defaults(func=_cmd_breakers)
     breakers_sub = breakers.add_subparsers(dest="breaker_action")
-    for verb, text in (("reset", "force a breaker closed now (the API is known to be back); recorded in breaker_events"),
-                       ("open", "force a breaker open for maintenance: calls use the fallbacks until --minutes pass")):
+    for verb, text in (
+        ("reset", "force a breaker closed now (the API is known to be back); recorded in breaker_events"),
+        ("open", "force a breaker open for maintenance: calls use the fallbacks until --minutes pass"),
+    ):
         forced = breakers_sub.add_parser(verb, help=text)
         forced.add_argument("name", help="postcodes_io or companies_house")
         forced.add_argument("--reason", default="", help="why, kept with the change")

@@ -223,8 +223,16 @@ class FallbackThresholdError(ResilientEtlError):
 
     category = Category.BREAKER_OPEN
 
-    def __init__(self, message: str, *, source: str, non_live_share: float, threshold: float,
-                 breaker: str | None = None, retry_at: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        non_live_share: float,
+        threshold: float,
+        breaker: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
         if breaker is not None and retry_at is not None:
             message = f"{message}; breaker {breaker} is open until {utc_clock(retry_at)}"
         super().__init__(message)

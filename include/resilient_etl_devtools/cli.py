@@ -31,8 +31,11 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
         outbox = Path(args.outbox).resolve()
         sinks = [SmtpSink(port=args.smtp_port, outbox=outbox).start(), SlackSink(port=args.slack_port, outbox=outbox).start()]
-        print(f"alert sinks:               smtp://127.0.0.1:{args.smtp_port}, http://127.0.0.1:{args.slack_port} "
-              f"(smtp_default, slack_alerts) -> {outbox}", flush=True)
+        print(
+            f"alert sinks:               smtp://127.0.0.1:{args.smtp_port}, http://127.0.0.1:{args.slack_port} "
+            f"(smtp_default, slack_alerts) -> {outbox}",
+            flush=True,
+        )
     print("fault control: PUT <url>/__sandbox/faults/<endpoint>; Ctrl-C stops", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -113,8 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--companies-port", type=int, default=8702)
     sandbox.add_argument("--api-key", action="append", default=None, help="accepted Companies House key (repeatable)")
     sandbox.add_argument("--ch-limit", type=int, default=600, help="Companies House requests per window (the real API's: 600)")
-    sandbox.add_argument("--demo-quota", dest="ch_limit", action="store_const", const=DEMO_CH_LIMIT,
-                         help=f"the demo's raised quota ({DEMO_CH_LIMIT:,} per window), as `make demo` and `make standalone` use")
+    sandbox.add_argument(
+        "--demo-quota",
+        dest="ch_limit",
+        action="store_const",
+        const=DEMO_CH_LIMIT,
+        help=f"the demo's raised quota ({DEMO_CH_LIMIT:,} per window), as `make demo` and `make standalone` use",
+    )
     sandbox.add_argument("--ch-window", type=float, default=300, help="Companies House quota window, seconds")
     sandbox.add_argument("--outbox", default=None, help="also run the local alert sinks (SMTP, Slack webhook), writing each message here")
     sandbox.set_defaults(func=_cmd_sandbox)

@@ -14,14 +14,13 @@ from sqlalchemy import func, select
 
 from resilient_etl.config import load_config
 from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.hooks.warehouse.schema import pipeline_runs, quality_results, suppliers
 from resilient_etl_devtools.localenv import airflow_env, connection_env, run_airflow
+from resilient_etl_devtools.sandbox import DEMO_CH_LIMIT
 from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl_devtools.sandbox.data import write_sample_csv
-from resilient_etl_devtools.sandbox import DEMO_CH_LIMIT
 from resilient_etl_devtools.sandbox.server import Sandbox
 from resilient_etl_devtools.sandbox.sinks import SlackSink, SmtpSink
-from resilient_etl.hooks.warehouse.schema import pipeline_runs, quality_results, suppliers
-
 
 
 @contextlib.contextmanager
@@ -78,8 +77,9 @@ def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
     with warehouse.begin() as conn:
         last = conn.execute(select(pipeline_runs).order_by(pipeline_runs.c.finished_at.desc()).limit(1)).first()
         quality = conn.execute(
-            select(quality_results.c.source_file, quality_results.c.rule, quality_results.c.rows_failed, quality_results.c.verdict)
-            .where(quality_results.c.run_id == (last.run_id if last else ""), quality_results.c.verdict != "pass")
+            select(quality_results.c.source_file, quality_results.c.rule, quality_results.c.rows_failed, quality_results.c.verdict).where(
+                quality_results.c.run_id == (last.run_id if last else ""), quality_results.c.verdict != "pass"
+            )
         ).all()
         total = conn.execute(select(func.count()).select_from(suppliers)).scalar_one()
         distinct = conn.execute(select(func.count(suppliers.c.supplier_id.distinct()))).scalar_one()

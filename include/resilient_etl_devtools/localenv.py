@@ -23,9 +23,7 @@ def connection_env(*, postcodes_url: str, companies_url: str, api_key: str, ware
     """
     return {
         "AIRFLOW_CONN_POSTCODES_IO_DEFAULT": json.dumps({"conn_type": "postcodes_io", "host": postcodes_url}),
-        "AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT": json.dumps(
-            {"conn_type": "companies_house", "host": companies_url, "password": api_key}
-        ),
+        "AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT": json.dumps({"conn_type": "companies_house", "host": companies_url, "password": api_key}),
         "AIRFLOW_CONN_WAREHOUSE_DEFAULT": json.dumps(warehouse),
     }
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alert_sinks import free_port
-
+from _support.alert_sinks import free_port
 from resilient_etl_devtools.localenv import airflow_bin, airflow_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,21 +100,36 @@ def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = Tru
     home.mkdir(parents=True, exist_ok=True)
     (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
     port = port or free_port()
-    env = airflow_process_env(home, {"AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
-                                     "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", **extra_env})
+    env = airflow_process_env(
+        home,
+        {
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            **extra_env,
+        },
+    )
     for step in (["db", "migrate"], *([["dags", "reserialize"]] if reserialize else [])):
         done = subprocess.run([airflow_bin(), *step], env=env, capture_output=True, text=True, check=False, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(step)} failed:\n{done.stderr[-4000:]}")
     log = home / "api-server.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([airflow_bin(), "api-server", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [airflow_bin(), "api-server", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_api(url, proc, log)
-        req = urllib.request.Request(f"{url}/auth/token", data=json.dumps({"username": "admin", "password": "admin"}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{url}/auth/token",
+            data=json.dumps({"username": "admin", "password": "admin"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             token = json.loads(r.read())["access_token"]
         yield ApiServer(url=url, env=env, token=token, log=log)

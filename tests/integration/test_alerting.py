@@ -16,15 +16,14 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from resilient_etl.classification import classify
 from resilient_etl import exceptions as errors
-from resilient_etl.cli import main as cli
-from resilient_etl.config import get_config
-from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.alerting.deadline import dag_run_deadline_missed
 from resilient_etl.alerting.engine import Alerter
 from resilient_etl.alerting.timers import SoftDeadlineNotifier, stop_soft_deadline
-from resilient_etl.alerting.deadline import dag_run_deadline_missed
-from resilient_etl.config import RetryPolicy
+from resilient_etl.classification import classify
+from resilient_etl.cli import main as cli
+from resilient_etl.config import RetryPolicy, get_config
+from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import incidents
 
 T0 = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)  # rotation turn 46: primary alice, secondary bob, lead carol
@@ -149,8 +148,14 @@ def test_cli_lists_acknowledges_and_resolves(alerter, capsys) -> None:
 
 def test_retries_are_logged_and_notified_only_when_the_route_asks(alerter, logs) -> None:
     a, _, smtp, slack = alerter
-    a.retry(errors.ApiServerError("503", service="postcodes_io", status_code=503), dag_id="d", task_id="t", run_id="r",
-            try_number=1, max_tries=3)
+    a.retry(
+        errors.ApiServerError("503", service="postcodes_io", status_code=503),
+        dag_id="d",
+        task_id="t",
+        run_id="r",
+        try_number=1,
+        max_tries=3,
+    )
     assert smtp.messages == [] and slack.posts == []  # SEV3: notify_retries false
     assert "Retry of d.t after try 1 of 3: upstream_5xx" in logs()
     a.retry(errors.WarehouseUnavailableError("down"), dag_id="d", task_id="t", run_id="r", try_number=1, max_tries=3)
@@ -184,11 +189,14 @@ def test_a_down_incident_store_still_alerts_and_records_the_incident_when_it_is_
     cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"alert_spool": tmp_path / "spool"})})
     monkeypatch.setenv("RESILIENT_ETL__PATHS__ALERT_SPOOL", str(tmp_path / "spool"))
     good_warehouse = os.environ["AIRFLOW_CONN_WAREHOUSE_DEFAULT"]
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x"})
+    )
     once = RetryPolicy(dependency="database", max_attempts=1, initial_wait_seconds=0.01, max_wait_seconds=0.01, max_elapsed_seconds=1)
     down = Alerter(cfg, warehouse=WarehouseHook(retry_policy=once), clock=clock)
-    incident, outcome = down.failure(errors.WarehouseUnavailableError("warehouse down"), dag_id="company_enrichment", task_id="load",
-                                     run_id="r")
+    incident, outcome = down.failure(
+        errors.WarehouseUnavailableError("warehouse down"), dag_id="company_enrichment", task_id="load", run_id="r"
+    )
     assert (incident, outcome) == (None, "unrecorded")
     assert len(smtp.messages) == 1 and len(slack.posts) == 1
     sent_at = clock.now
@@ -208,8 +216,10 @@ def test_a_down_incident_store_still_alerts_and_records_the_incident_when_it_is_
 def test_dag_run_deadline_tiers_warn_then_page(alerter, caplog) -> None:
     """The Deadline Alert callback, called as the triggerer calls it (context + kwargs)."""
     a, _, smtp, slack = alerter
-    context = {"dag_run": {"dag_id": "company_enrichment", "dag_run_id": "scheduled__x", "state": "running"},
-               "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"}}
+    context = {
+        "dag_run": {"dag_id": "company_enrichment", "dag_run_id": "scheduled__x", "state": "running"},
+        "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"},
+    }
     with caplog.at_level(logging.WARNING, logger="resilient_etl.alerting.engine"):
         warn = asyncio.run(dag_run_deadline_missed(deadline="warn", severity="SEV3", minutes=45, context=context))
     assert warn.startswith("incident 1: new")
@@ -226,8 +236,10 @@ def test_dag_run_deadline_tiers_warn_then_page(alerter, caplog) -> None:
 def test_a_deadline_of_a_finished_run_alerts_nobody(alerter, state, caplog) -> None:
     """The scheduler can still hand over a deadline of a run that has just finished: it is dropped."""
     a, _, smtp, slack = alerter
-    context = {"dag_run": {"dag_id": "company_enrichment", "dag_run_id": "manual__x", "state": state},
-               "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"}}
+    context = {
+        "dag_run": {"dag_id": "company_enrichment", "dag_run_id": "manual__x", "state": state},
+        "deadline": {"id": "1", "deadline_time": "2026-11-26T09:45:00Z"},
+    }
     with caplog.at_level(logging.INFO, logger="resilient_etl.alerting.deadline"):
         result = asyncio.run(dag_run_deadline_missed(deadline="warn", severity="SEV3", minutes=45, context=context))
     assert result.startswith("incident -: dropped")
@@ -329,6 +341,8 @@ def test_alerts_to_unconfigured_channels_log_one_warning_not_errors(sqlite_wareh
         for task in ("load", "validate"):
             _failure(a, errors.ApiAuthError("401", service="companies_house", status_code=401), task=task)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "are not sent" in r.getMessage()]
-    assert warnings == ["Alerts are not sent by email: no connection smtp_default is configured (`resilient-etl-dev sandbox --outbox` runs a local one)",
-                        "Alerts are not sent by slack: no connection slack_alerts is configured (`resilient-etl-dev sandbox --outbox` runs a local one)"]
+    assert warnings == [
+        "Alerts are not sent by email: no connection smtp_default is configured (`resilient-etl-dev sandbox --outbox` runs a local one)",
+        "Alerts are not sent by slack: no connection slack_alerts is configured (`resilient-etl-dev sandbox --outbox` runs a local one)",
+    ]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

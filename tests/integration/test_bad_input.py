@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.hooks.warehouse.schema import quarantine, staged_rows
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.validate import CSV_COLUMNS, validate_staged
 from resilient_etl_devtools.sandbox.data import write_sample_csv
-from resilient_etl.hooks.warehouse.schema import quarantine, staged_rows
 
 RUN = "manual__bad-input"
 
@@ -49,7 +49,10 @@ def _stage(tmp_path: Path) -> tuple[WarehouseHook, dict]:
 def _quarantined(wh: WarehouseHook) -> list[tuple[str, int, str, str]]:
     q = quarantine.c
     with wh.begin() as conn:
-        return [tuple(r) for r in conn.execute(select(q.source_file, q.line_number, q.error_category, q.detail).order_by(q.source_file, q.line_number))]
+        return [
+            tuple(r)
+            for r in conn.execute(select(q.source_file, q.line_number, q.error_category, q.detail).order_by(q.source_file, q.line_number))
+        ]
 
 
 def _valid(wh: WarehouseHook) -> int:

@@ -13,29 +13,28 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from _support.clock import Clock
+from resilient_etl.config import BreakerPolicy, RetryPolicy
 from resilient_etl.exceptions import BreakerOpenError, FallbackThresholdError, utc_clock
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
+from resilient_etl.hooks.connections import redis_client
 from resilient_etl.hooks.postcodes import PostcodesIoHook
+from resilient_etl.hooks.shared_state import BreakerEventRecorder
 from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.hooks.warehouse.schema import breaker_events, run_enrichment, suppliers
 from resilient_etl.pipeline.backlog import reenrich_backlog
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes, source_counts
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.load import load
 from resilient_etl.pipeline.validate import validate_staged
-from resilient_etl.hooks.shared_state import BreakerEventRecorder
-from resilient_etl.config import BreakerPolicy
 from resilient_etl.resilience.breaker import SharedCircuitBreaker
-from resilient_etl.config import RetryPolicy
 from resilient_etl.resilience.stores.redis import RedisStore
 from resilient_etl.resilience.stores.sql import SqlStore
-from resilient_etl.hooks.connections import redis_client
 from resilient_etl_devtools.sandbox.data import company_register, live_postcodes, write_sample_csv
-from resilient_etl.hooks.warehouse.schema import breaker_events, run_enrichment, suppliers
-from _support.clock import Clock
 
 ONCE = RetryPolicy(dependency="test", max_attempts=1)
 NUMBER = next(iter(company_register().profiles))
-WORKER = Path(__file__).resolve().parents[1] / "breaker_worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "_support" / "breaker_worker.py"
 
 
 def _fault(app, endpoint: str, **spec) -> None:
@@ -65,7 +64,11 @@ def _workers(kind: str, n: int, tmp_path: Path) -> list[str]:
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), kind, NUMBER],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("w"), text=True, env=os.environ.copy(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log.open("w"),
+            text=True,
+            env=os.environ.copy(),
         )
         for log in logs
     ]
@@ -183,7 +186,11 @@ def _keys(wh: WarehouseHook, run_id: str) -> set[str]:
     from resilient_etl.hooks.warehouse.schema import staged_rows
 
     with wh.begin() as conn:
-        return set(conn.execute(select(staged_rows.c.postcode).distinct().where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")).scalars())
+        return set(
+            conn.execute(
+                select(staged_rows.c.postcode).distinct().where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")
+            ).scalars()
+        )
 
 
 def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_connections, sqlite_warehouse, tmp_path) -> None:
@@ -222,7 +229,9 @@ def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_
     waiting = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(breaker=open_breaker), run_id="third", limit=100)
     assert waiting["reenriched"] == 0 and "not closed" in waiting["skipped"] and waiting["remaining"] == 30
     later = Clock(time.time() + 61)  # past the reset timeout
-    healed = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=60), SqlStore(wh.engine), clock=later)
+    healed = SharedCircuitBreaker(
+        BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=60), SqlStore(wh.engine), clock=later
+    )
     healed.call(lambda: None)  # the probe closes it
     done = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(breaker=healed), run_id="third", limit=100)
     assert done == {"reenriched": 30, "quarantined": 0, "remaining": 0}

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from _support.api_server import ApiServer, api_server
 
 pytestmark = pytest.mark.airflow_run
@@ -56,8 +57,11 @@ def run_id(server: ApiServer) -> str:
 
 def test_clearing_a_task_through_the_rest_api(server: ApiServer, run_id: str) -> None:
     _mark_success(server, run_id, "extract")
-    status, body = server.request("POST", f"/api/v2/dags/{DAG}/clearTaskInstances",
-                                  {"dry_run": False, "dag_run_id": run_id, "task_ids": ["extract"], "only_failed": False})
+    status, body = server.request(
+        "POST",
+        f"/api/v2/dags/{DAG}/clearTaskInstances",
+        {"dry_run": False, "dag_run_id": run_id, "task_ids": ["extract"], "only_failed": False},
+    )
     assert status == 200, body
     assert [t["task_id"] for t in body["task_instances"]] == ["extract"]
     assert _state(server, run_id, "extract") is None

@@ -19,8 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_eval_env_puts_both_commands_on_path(tmp_path: Path) -> None:
     bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # a fresh shell without the venv
-    script = (f'eval "$({BIN / "resilient-etl-dev"} env --project-dir {REPO})" && command -v resilient-etl resilient-etl-dev airflow'
-              ' && echo "$AIRFLOW__API__HOST"')
+    script = (
+        f'eval "$({BIN / "resilient-etl-dev"} env --project-dir {REPO})" && command -v resilient-etl resilient-etl-dev airflow'
+        ' && echo "$AIRFLOW__API__HOST"'
+    )
     done = subprocess.run(["bash", "-c", script], env=bare, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(BIN / "resilient-etl"), str(BIN / "resilient-etl-dev"), str(BIN / "airflow"), "127.0.0.1"]
@@ -28,8 +30,12 @@ def test_eval_env_puts_both_commands_on_path(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", [["resilient-etl-dev", "classification"], ["resilient-etl", "config", "check"]])
 def test_a_closed_pipe_ends_the_command_quietly(command: list[str]) -> None:
-    proc = subprocess.Popen([str(BIN / command[0]), *command[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.Popen(
+        [str(BIN / command[0]), *command[1:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     proc.stdout.close()  # the reader is gone before the first line is written, as with `| head -0`
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
@@ -37,8 +43,7 @@ def test_a_closed_pipe_ends_the_command_quietly(command: list[str]) -> None:
 
 
 def test_make_standalone_serves_the_demo_quota() -> None:
-    from alert_sinks import free_port
-
+    from _support.alert_sinks import free_port
     from resilient_etl_devtools.sandbox import DEMO_CH_LIMIT
     from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 
@@ -49,11 +54,12 @@ def test_make_standalone_serves_the_demo_quota() -> None:
     assert "--outbox" in args  # with the local alert sinks
     pc, ch = free_port(), free_port()
     ports = ["--postcodes-port", str(pc), "--companies-port", str(ch), "--smtp-port", str(free_port()), "--slack-port", str(free_port())]
-    proc = subprocess.Popen([str(BIN / "resilient-etl-dev"), *args, *ports],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([str(BIN / "resilient-etl-dev"), *args, *ports], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        request = urllib.request.Request(f"http://127.0.0.1:{ch}/company/00000006",
-                                         headers={"Authorization": "Basic " + base64.b64encode(f"{DEFAULT_API_KEY}:".encode()).decode()})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{ch}/company/00000006",
+            headers={"Authorization": "Basic " + base64.b64encode(f"{DEFAULT_API_KEY}:".encode()).decode()},
+        )
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl_devtools.sandbox.data import write_sample_csv
 from resilient_etl.hooks.warehouse.schema import incidents, pipeline_runs, quarantine, staged_rows, suppliers
+from resilient_etl_devtools.sandbox.data import write_sample_csv
 
 pytestmark = pytest.mark.airflow_run
 ROWS = 300
@@ -70,7 +70,14 @@ def test_end_to_end_run_reconciles_and_enriches(airflow_db, api_connections, war
     # every dirty line of the drop is quarantined, with its own line number and a reason
     assert {r.line_number for r in row_q} == set(drop.dirty_lines) - _accepted_dirty_lines(drop, row_q)
     assert all(r.detail for r in row_q)
-    assert {r.error_category for r in row_q} >= {"invalid_postcode", "invalid_company_number", "missing_field", "duplicate_supplier_id", "unknown_postcode", "unknown_company"}
+    assert {r.error_category for r in row_q} >= {
+        "invalid_postcode",
+        "invalid_company_number",
+        "missing_field",
+        "duplicate_supplier_id",
+        "unknown_postcode",
+        "unknown_company",
+    }
     # the unreadable file went to rejected/ and is named in the run summary
     assert (pipeline_config["rejected"] / "broken.csv").exists()
     assert [f["file"] for f in json.loads(run.summary)["rejected_files"]] == ["broken.csv"]
@@ -104,7 +111,9 @@ def test_second_run_loads_no_duplicates(airflow_db, api_connections, sqlite_ware
     assert latest == {second.run_id}  # upserted by the second run, not inserted again
 
 
-def test_landing_dir_param_overrides_the_configured_folder(airflow_db, api_connections, sqlite_warehouse, pipeline_config, tmp_path) -> None:
+def test_landing_dir_param_overrides_the_configured_folder(
+    airflow_db, api_connections, sqlite_warehouse, pipeline_config, tmp_path
+) -> None:
     one_off = tmp_path / "one-off"
     write_sample_csv(one_off / "extra.csv", rows=50, dirty_share=0)
     write_sample_csv(pipeline_config["landing"] / "untouched.csv", rows=50, dirty_share=0)
@@ -131,7 +140,9 @@ def test_transient_api_errors_are_retried_and_no_row_is_lost(airflow_db, api_con
     assert (run.rows_in, run.rows_loaded, run.rows_quarantined) == (ROWS, ROWS, 0)
 
 
-def test_permanent_error_fails_at_once_with_retries_unused(airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch, alert_sinks) -> None:
+def test_permanent_error_fails_at_once_with_retries_unused(
+    airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch, alert_sinks
+) -> None:
     from resilient_etl_devtools.localenv import connection_env
 
     env = connection_env(postcodes_url="", companies_url=api_connections.companies.url, api_key="revoked-key", warehouse={})
@@ -175,15 +186,22 @@ def test_api_outage_runs_on_fallbacks_without_burning_retries(airflow_db, api_co
     assert calls <= 2 * 6  # two failed companies (6 attempts each), then the breaker opened
     with WarehouseHook().begin() as conn:
         run = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == dag_run.run_id)).one()
-        statuses = dict(conn.execute(select(suppliers.c.enrichment_status, func.count()).where(suppliers.c.run_id == dag_run.run_id).group_by(suppliers.c.enrichment_status)).all())
+        statuses = dict(
+            conn.execute(
+                select(suppliers.c.enrichment_status, func.count())
+                .where(suppliers.c.run_id == dag_run.run_id)
+                .group_by(suppliers.c.enrichment_status)
+            ).all()
+        )
     assert (run.rows_in, run.rows_loaded, run.rows_pending) == (80, 40, 40)
     assert statuses == {"cached": 40, "pending": 40}
     assert tis["reenrich_backlog"].state == "success"
 
 
 @pytest.mark.config(breakers={"companies_house": {"reset_timeout_seconds": 4}}, dag={"retries": 1, "retry_delay_seconds": 1})
-def test_too_much_fallback_behind_an_open_breaker_retries_after_the_next_probe(airflow_db, api_connections, sqlite_warehouse,
-                                                                               pipeline_config) -> None:
+def test_too_much_fallback_behind_an_open_breaker_retries_after_the_next_probe(
+    airflow_db, api_connections, sqlite_warehouse, pipeline_config
+) -> None:
     import requests
     from airflow.models.taskinstancehistory import TaskInstanceHistory
     from airflow.utils.session import create_session
@@ -200,11 +218,13 @@ def test_too_much_fallback_behind_an_open_breaker_retries_after_the_next_probe(a
     assert (ti.start_date - first.end_date).total_seconds() >= 3.0
 
 
-def test_clear_and_rerun_resumes_after_the_last_committed_chunk(airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch) -> None:
+def test_clear_and_rerun_resumes_after_the_last_committed_chunk(
+    airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch
+) -> None:
     import datetime as dt
 
-    from resilient_etl.pipeline import chaos
     from resilient_etl.hooks.warehouse.schema import etl_checkpoints
+    from resilient_etl.pipeline import chaos
 
     write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=ROWS, dirty_share=0)
     when = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -219,7 +239,9 @@ def test_clear_and_rerun_resumes_after_the_last_committed_chunk(airflow_db, api_
     second = _run_dag(logical_date=when)
     assert second.state == "success" and second.run_id == first.run_id
     with WarehouseHook().begin() as conn:
-        chunks = conn.execute(select(etl_checkpoints.c.first_line, etl_checkpoints.c.last_line, etl_checkpoints.c.rows).order_by(etl_checkpoints.c.first_line)).all()
+        chunks = conn.execute(
+            select(etl_checkpoints.c.first_line, etl_checkpoints.c.last_line, etl_checkpoints.c.rows).order_by(etl_checkpoints.c.first_line)
+        ).all()
         loaded = conn.execute(select(func.count()).select_from(suppliers)).scalar_one()
         run = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == second.run_id)).one()
     assert sum(c.rows for c in chunks) == ROWS and loaded == ROWS  # every row exactly once
@@ -274,8 +296,14 @@ def test_a_file_that_warns_loads_and_a_file_that_fails_is_rejected(airflow_db, a
     assert (rejected / "b_fails.csv").exists() and not (landing / "b_fails.csv").exists()
     assert list(pipeline_config["archive"].glob("*/a_warns.csv"))
     with WarehouseHook().begin() as conn:
-        verdicts = dict(conn.execute(select(quality_results.c.source_file, quality_results.c.verdict).where(quality_results.c.rule == "invalid_postcode")).all())
-        thresholds = conn.execute(select(quality_results.c.warn_threshold, quality_results.c.fail_threshold).where(quality_results.c.rule == "invalid_postcode")).first()
+        verdicts = dict(
+            conn.execute(
+                select(quality_results.c.source_file, quality_results.c.verdict).where(quality_results.c.rule == "invalid_postcode")
+            ).all()
+        )
+        thresholds = conn.execute(
+            select(quality_results.c.warn_threshold, quality_results.c.fail_threshold).where(quality_results.c.rule == "invalid_postcode")
+        ).first()
         run = conn.execute(select(pipeline_runs).where(pipeline_runs.c.run_id == dag_run.run_id)).one()
         loaded_files = set(conn.execute(select(suppliers.c.source_file)).scalars())
     assert verdicts == {"a_warns.csv": "warn", "b_fails.csv": "fail"}

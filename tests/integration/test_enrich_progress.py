@@ -6,14 +6,14 @@ import logging
 import time
 from pathlib import Path
 
+from resilient_etl.config import RetryPolicy
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.pipeline.extract import extract
-from resilient_etl.pipeline.validate import validate_staged
 from resilient_etl.pipeline.progress import ProgressLog
-from resilient_etl.config import RetryPolicy
+from resilient_etl.pipeline.validate import validate_staged
 from resilient_etl_devtools.sandbox.data import write_sample_csv
 
 ONCE = RetryPolicy(dependency="test", max_attempts=1)
@@ -27,10 +27,18 @@ def test_companies_and_postcodes_report_while_they_run(api_connections, sqlite_w
     validate_staged(wh, run_id="r1")
     companies, postcodes = [], []
     with caplog.at_level(logging.INFO, logger="resilient_etl.pipeline.progress"):
-        summary = enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id="r1",
-                                   on_progress=ProgressLog("companies", every_items=20, on_report=companies.append, waited=lambda: 0.0))
-        enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE, bulk_size=10), run_id="r1",
-                         on_progress=ProgressLog("postcodes", every_items=20, on_report=postcodes.append, clock=time.monotonic))
+        summary = enrich_companies(
+            wh,
+            CompaniesHouseHook(retry_policy=ONCE),
+            run_id="r1",
+            on_progress=ProgressLog("companies", every_items=20, on_report=companies.append, waited=lambda: 0.0),
+        )
+        enrich_postcodes(
+            wh,
+            PostcodesIoHook(retry_policy=ONCE, bulk_size=10),
+            run_id="r1",
+            on_progress=ProgressLog("postcodes", every_items=20, on_report=postcodes.append, clock=time.monotonic),
+        )
     total = summary["looked_up"]
     assert [r["done"] for r in companies] == [*range(20, total, 20), total]  # during the work, and at its end
     assert all(r["total"] == total and r["rate_per_second"] > 0 for r in companies)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _support.api_server import api_server
-from alert_sinks import SlackSink, SmtpSink, free_port
 
-from resilient_etl.config import get_config
+from _support.alert_sinks import SlackSink, SmtpSink, free_port
+from _support.api_server import api_server
 from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
+from resilient_etl.config import get_config
 from resilient_etl.health import FAIL, PASS, WARN, check_health, run_checks
 from resilient_etl.health.checks import default_checks
 from resilient_etl_devtools.localenv import connection_env
@@ -57,9 +57,12 @@ def stack(sandbox, tmp_path_factory) -> Iterator[dict]:
     config = tmp / "resilience.yaml"
     config.write_text(yaml.safe_dump(data))
     env = {
-        **connection_env(postcodes_url=sandbox.postcodes.url, companies_url=sandbox.companies.url,
-                         api_key=DEFAULT_API_KEY,
-                         warehouse={"conn_type": "sqlite", "host": str(tmp / "warehouse.db")}),
+        **connection_env(
+            postcodes_url=sandbox.postcodes.url,
+            companies_url=sandbox.companies.url,
+            api_key=DEFAULT_API_KEY,
+            warehouse={"conn_type": "sqlite", "host": str(tmp / "warehouse.db")},
+        ),
         "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp.connection()),
         "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack.connection()),
         "RESILIENT_ETL_CONFIG": str(config),
@@ -99,14 +102,22 @@ def test_one_document_for_every_component_and_the_cli_exit_code(healthy, capsys)
     code = main(["health"])
     elapsed = time.perf_counter() - started
     out = capsys.readouterr().out
-    doc, _ = json.JSONDecoder().raw_decode(out[out.index('{\n  "status"'):])
+    doc, _ = json.JSONDecoder().raw_decode(out[out.index('{\n  "status"') :])
     # only the API server runs here (no scheduler): Airflow reports its other components unhealthy
     assert (code, doc["status"]) == (1, WARN), {n: [x.get("output") for x in o] for n, o in doc["checks"].items() if o[0]["status"] == FAIL}
     assert {n for n, s in _statuses(doc).items() if s != PASS} == {"airflow:responseTime"}
     assert "unhealthy: scheduler" in doc["checks"]["airflow:responseTime"][0]["output"]
     assert set(doc["checks"]) == {
-        "warehouse:responseTime", "folders:access", "folders:freeSpace", "postcodes_io:responseTime", "companies_house:responseTime",
-        "companies_house:rateLimitHeadroom", "breakers:state", "shared_state:responseTime", "smtp:responseTime", "slack:connection",
+        "warehouse:responseTime",
+        "folders:access",
+        "folders:freeSpace",
+        "postcodes_io:responseTime",
+        "companies_house:responseTime",
+        "companies_house:rateLimitHeadroom",
+        "breakers:state",
+        "shared_state:responseTime",
+        "smtp:responseTime",
+        "slack:connection",
         "airflow:responseTime",
     }
     entry = doc["checks"]["warehouse:responseTime"][0]
@@ -138,7 +149,10 @@ def test_a_stopped_api_fails(healthy, monkeypatch) -> None:
 def test_an_api_error_answer_fails_the_component(healthy) -> None:
     healthy["sandbox"].companies.registry.set("*", FaultSpec(status=503))
     doc = check_health(checks={"companies_house": default_checks(get_config())["companies_house"]})
-    assert doc["checks"]["companies_house:status"][0]["output"].startswith("ApiServerError: ") and "503" in doc["checks"]["companies_house:status"][0]["output"]
+    assert (
+        doc["checks"]["companies_house:status"][0]["output"].startswith("ApiServerError: ")
+        and "503" in doc["checks"]["companies_house:status"][0]["output"]
+    )
     assert doc["status"] == FAIL
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from resilient_etl.config import RetryPolicy
 from resilient_etl.exceptions import (
     ApiAuthError,
     ApiBadResponseError,
@@ -16,7 +17,6 @@ from resilient_etl.exceptions import (
 )
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
-from resilient_etl.config import RetryPolicy
 from resilient_etl_devtools.sandbox.data import company_register, live_postcodes
 
 ONCE = RetryPolicy(dependency="test", max_attempts=1)

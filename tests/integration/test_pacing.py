@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from resilient_etl.hooks.companies_house import CompaniesHouseHook
-from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl_devtools.localenv import connection_env
 from resilient_etl.config import RetryPolicy
-from resilient_etl.resilience.stores.redis import RedisStore
-from resilient_etl.resilience.stores.sql import SqlStore
+from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.connections import redis_client
 from resilient_etl.hooks.shared_state import shared_store
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.resilience.stores.redis import RedisStore
+from resilient_etl.resilience.stores.sql import SqlStore
+from resilient_etl_devtools.localenv import connection_env
 from resilient_etl_devtools.sandbox.data import company_register
 from resilient_etl_devtools.sandbox.server import Sandbox
 

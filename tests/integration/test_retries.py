@@ -10,16 +10,16 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from _support.tcpproxy import TcpProxy
 from conftest import PG_HOST, PG_PORT
+from resilient_etl.config import RetryPolicy
 from resilient_etl.exceptions import ApiServerError, WarehouseUnavailableError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl_devtools.localenv import connection_env
-from resilient_etl.config import RetryPolicy
 from resilient_etl_devtools.sandbox.data import company_register
 from resilient_etl_devtools.sandbox.server import Sandbox
-from tcpproxy import TcpProxy
 
 FAST = RetryPolicy(dependency="companies_house", max_attempts=5, initial_wait_seconds=0.05, max_wait_seconds=0.2, max_elapsed_seconds=20)
 NUMBER = next(iter(company_register().profiles))

@@ -25,7 +25,11 @@ def test_lookup_errors(clean_faults) -> None:
     assert (r.status_code, r.json()) == (404, {"status": 404, "error": "Postcode not found"})
     r = requests.get(f"{url}/postcodes/AB1%200AA", timeout=5)
     assert r.status_code == 404 and r.json()["terminated"] == {
-        "postcode": "AB1 0AA", "year_terminated": 1996, "month_terminated": 6, "longitude": -2.242851, "latitude": 57.101474,
+        "postcode": "AB1 0AA",
+        "year_terminated": 1996,
+        "month_terminated": 6,
+        "longitude": -2.242851,
+        "latitude": 57.101474,
     }
     r = requests.get(f"{url}/no/such/route", timeout=5)
     assert (r.status_code, r.json()) == (404, {"status": 404, "error": "Resource not found"})
@@ -56,7 +60,9 @@ def test_bulk_limits_and_400_messages(clean_faults) -> None:
 
 
 def test_bulk_filter(clean_faults) -> None:
-    r = requests.post(f"{clean_faults.postcodes.url}/postcodes?filter=postcode,%20Longitude,bogus", json={"postcodes": ["AB10 1AB", "X"]}, timeout=5)
+    r = requests.post(
+        f"{clean_faults.postcodes.url}/postcodes?filter=postcode,%20Longitude,bogus", json={"postcodes": ["AB10 1AB", "X"]}, timeout=5
+    )
     assert r.json()["result"][0]["result"] == {"postcode": "AB10 1AB", "longitude": -2.096916}
     assert r.json()["result"][1]["result"] is None
 

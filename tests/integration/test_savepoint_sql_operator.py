@@ -65,8 +65,9 @@ def test_bad_policy_is_refused() -> None:
 
 
 def test_warehouse_maintenance_dag_purges_old_working_data(airflow_db, sqlite_warehouse) -> None:
-    from airflow.dag_processing.dagbag import BundleDagBag
     from pathlib import Path
+
+    from airflow.dag_processing.dagbag import BundleDagBag
 
     from resilient_etl.hooks.warehouse.schema import breaker_events, staged_rows
 
@@ -75,7 +76,11 @@ def test_warehouse_maintenance_dag_purges_old_working_data(airflow_db, sqlite_wa
     old, new = dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC)
     with wh.begin() as conn:
         for run_id, when in (("old-run", old), ("new-run", new)):
-            conn.execute(staged_rows.insert().values(run_id=run_id, source_file="f.csv", line_number=2, raw_row="{}", status="loaded", staged_at=when))
+            conn.execute(
+                staged_rows.insert().values(
+                    run_id=run_id, source_file="f.csv", line_number=2, raw_row="{}", status="loaded", staged_at=when
+                )
+            )
             conn.execute(breaker_events.insert().values(name="x", from_state="closed", to_state="open", reason="r", at=when))
     dags = Path(__file__).resolve().parents[2] / "dags"
     bag = BundleDagBag(dag_folder=str(dags / "warehouse_maintenance.py"), bundle_path=dags)

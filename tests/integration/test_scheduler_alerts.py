@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from alert_sinks import free_port
 
+from _support.alert_sinks import free_port
 from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
 from resilient_etl_devtools.localenv import airflow_bin, airflow_env, connection_env
 from resilient_etl_devtools.sandbox.data import write_sample_csv
@@ -58,8 +58,11 @@ def test_deadline_and_failure_alerts_under_a_real_scheduler(api_connections, ale
     data["deadlines"] = {
         "dag_run_alerts": True,
         # "late" is still pending when the run fails: the plugin's listener must drop it.
-        "dag_run": [{"name": "warn", "after_minutes": 0.02, "severity": "SEV3"}, {"name": "page", "after_minutes": 0.1, "severity": "SEV1"},
-                    {"name": "late", "after_minutes": 30, "severity": "SEV2"}],
+        "dag_run": [
+            {"name": "warn", "after_minutes": 0.02, "severity": "SEV3"},
+            {"name": "page", "after_minutes": 0.1, "severity": "SEV1"},
+            {"name": "late", "after_minutes": 30, "severity": "SEV2"},
+        ],
         "tasks": {},
     }
     data["apis"]["postcodes_io"]["timeout_seconds"] = 60
@@ -73,8 +76,12 @@ def test_deadline_and_failure_alerts_under_a_real_scheduler(api_connections, ale
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RESILIENT_ETL"))},
         **airflow_env(home, project_dir=REPO),
-        **connection_env(postcodes_url=api_connections.postcodes.url, companies_url=api_connections.companies.url,
-                         api_key="revoked-key", warehouse={"conn_type": "sqlite", "host": str(tmp_path / "warehouse.db")}),
+        **connection_env(
+            postcodes_url=api_connections.postcodes.url,
+            companies_url=api_connections.companies.url,
+            api_key="revoked-key",
+            warehouse={"conn_type": "sqlite", "host": str(tmp_path / "warehouse.db")},
+        ),
         "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp.connection()),
         "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack.connection()),
         "RESILIENT_ETL_CONFIG": str(config),
@@ -152,6 +159,8 @@ def test_deadline_and_failure_alerts_under_a_real_scheduler(api_connections, ale
     post_at = next(at for at, body, _ in slack.posts if "enrich_companies failed" in body["text"])
     # The failure callback runs in the task's process right after the exception, before Airflow records
     # the end: so the delivery can precede end_date; the incident row is written as the callback starts.
-    print(f"\nincident opened -> e-mail accepted {mail_at - opened_at:.3f} s, -> Slack post {post_at - opened_at:.3f} s; "
-          f"task end_date -> e-mail {mail_at - failed_at:+.3f} s, -> Slack {post_at - failed_at:+.3f} s")
+    print(
+        f"\nincident opened -> e-mail accepted {mail_at - opened_at:.3f} s, -> Slack post {post_at - opened_at:.3f} s; "
+        f"task end_date -> e-mail {mail_at - failed_at:+.3f} s, -> Slack {post_at - failed_at:+.3f} s"
+    )
     assert 0 <= mail_at - opened_at < 30 and 0 <= post_at - opened_at < 30

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from _support.alert_sinks import free_port
 from _support.api_server import wait_for_api
-from alert_sinks import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.airflow_run
@@ -43,8 +44,9 @@ def test_make_standalone_listens_on_loopback_only_and_stops_on_ctrl_c(tmp_path: 
     }
     log = tmp_path / "standalone.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(["bash", str(project / "scripts" / "standalone.sh")], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", str(project / "scripts" / "standalone.sh")], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_for_api(f"http://127.0.0.1:{api_port}", proc, log)
         # the scheduler and triggerer heartbeat once they run (that is when they would start log servers)
@@ -54,8 +56,7 @@ def test_make_standalone_listens_on_loopback_only_and_stops_on_ctrl_c(tmp_path: 
             time.sleep(1)
         family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         pids = {p.pid for p in family}
-        listening = {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp")
-                     if c.status == psutil.CONN_LISTEN and c.pid in pids}
+        listening = {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.pid in pids}
         assert {port for _, port in listening} >= {api_port, *ports.values()}, listening
         assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening  # no 0.0.0.0 / [::] log servers
         started = time.monotonic()

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-SCRIPT = r'''
+SCRIPT = r"""
 import signal, sys, time
 from resilient_etl.resilience.ratelimit import RateLimitStatus
 from resilient_etl.operators.enrich import EnrichCompaniesOperator
@@ -27,7 +27,7 @@ except StopRequested as exc:
     sys.exit(0)
 print("slept through", flush=True)
 sys.exit(1)
-'''
+"""
 
 
 def test_sigterm_ends_a_five_minute_quota_wait_within_seconds(tmp_path) -> None:

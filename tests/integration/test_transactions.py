@@ -15,19 +15,19 @@ import pytest
 import sqlalchemy
 from sqlalchemy import func, select, text, update
 
-from resilient_etl.pipeline.checkpoints import committed_chunks
+from resilient_etl.classification import db_error
+from resilient_etl.config import RetryPolicy
 from resilient_etl.exceptions import DatabaseConnectionLostError, DeadlockError, QuarantineThresholdError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.classification import db_error
+from resilient_etl.hooks.warehouse.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
+from resilient_etl.pipeline.checkpoints import committed_chunks
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.load import load
 from resilient_etl.pipeline.validate import validate_staged
-from resilient_etl.config import RetryPolicy
 from resilient_etl_devtools.sandbox.data import write_sample_csv
-from resilient_etl.hooks.warehouse.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
 
 ONCE = RetryPolicy(dependency="database", max_attempts=1)
 RUN = "run-tx"
@@ -51,7 +51,9 @@ def _poison(wh: WarehouseHook, companies: int) -> set[str]:
     with wh.begin() as conn:
         if conn.dialect.name == "postgresql":  # the staging column is as wide as the target: widen it to get a bad value in
             conn.execute(text("ALTER TABLE run_enrichment ALTER COLUMN co_registered_office TYPE text"))
-        conn.execute(update(e).where(e.c.run_id == RUN, e.c.kind == "company", e.c.lookup_key.in_(keys)).values(co_registered_office="x" * 600))
+        conn.execute(
+            update(e).where(e.c.run_id == RUN, e.c.kind == "company", e.c.lookup_key.in_(keys)).values(co_registered_office="x" * 600)
+        )
     return keys
 
 
@@ -60,7 +62,11 @@ def _dba_rule(wh: WarehouseHook, companies: set[str]) -> None:
     listed = ", ".join(f"'{c}'" for c in sorted(companies))
     with wh.begin() as conn:
         if conn.dialect.name == "sqlite":  # SQLite cannot add a CHECK to a table: a trigger does the same
-            conn.execute(text(f"CREATE TRIGGER dba_rule BEFORE INSERT ON suppliers WHEN NEW.company_number IN ({listed}) BEGIN SELECT RAISE(ABORT, 'dba rule'); END"))
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER dba_rule BEFORE INSERT ON suppliers WHEN NEW.company_number IN ({listed}) BEGIN SELECT RAISE(ABORT, 'dba rule'); END"
+                )
+            )
         else:
             conn.execute(text(f"ALTER TABLE suppliers ADD CONSTRAINT dba_rule CHECK (company_number NOT IN ({listed}))"))
 
@@ -68,7 +74,11 @@ def _dba_rule(wh: WarehouseHook, companies: set[str]) -> None:
 def _companies(wh: WarehouseHook, skip: int, take: int) -> set[str]:
     e = run_enrichment
     with wh.begin() as conn:
-        return set(conn.execute(select(e.c.lookup_key).where(e.c.run_id == RUN, e.c.kind == "company").order_by(e.c.lookup_key).offset(skip).limit(take)).scalars())
+        return set(
+            conn.execute(
+                select(e.c.lookup_key).where(e.c.run_id == RUN, e.c.kind == "company").order_by(e.c.lookup_key).offset(skip).limit(take)
+            ).scalars()
+        )
 
 
 def _count(wh: WarehouseHook, table) -> int:
@@ -90,7 +100,9 @@ def test_poison_rows_are_isolated_and_the_rest_loads(api_connections, warehouse_
     assert summary["rejected_by_database"] == 5
     assert summary["rows"] == 300 and summary["by_outcome"]["live"] == 295
     with wh.begin() as conn:
-        q = conn.execute(select(quarantine.c.error_category, quarantine.c.detail, quarantine.c.raw_row).where(quarantine.c.stage == "load")).all()
+        q = conn.execute(
+            select(quarantine.c.error_category, quarantine.c.detail, quarantine.c.raw_row).where(quarantine.c.stage == "load")
+        ).all()
         loaded = set(conn.execute(select(suppliers.c.company_number)).scalars())
         chunks = conn.execute(select(etl_checkpoints.c.rows)).scalars().all()
     by_category = {}
@@ -134,7 +146,7 @@ def test_rerun_resumes_after_the_last_committed_chunk(api_connections, warehouse
 def test_sigkill_mid_file_then_rerun(api_connections, pg_warehouse, tmp_path) -> None:
     wh = _prepare(tmp_path, rows=2000)
     env = {**os.environ, "RESILIENT_ETL_CHAOS": json.dumps({"load.chunk": {"delay": 0.1}})}
-    worker = Path(__file__).resolve().parents[1] / "load_worker.py"
+    worker = Path(__file__).resolve().parents[1] / "_support" / "load_worker.py"
     proc = subprocess.Popen([sys.executable, str(worker), RUN], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load")[1] < 800:
@@ -158,7 +170,9 @@ def test_sigkill_mid_file_then_rerun(api_connections, pg_warehouse, tmp_path) ->
 def _loader_pid(engine: sqlalchemy.Engine, database: str) -> int | None:
     with engine.connect() as conn:
         return conn.execute(
-            text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%' LIMIT 1"),
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%' LIMIT 1"
+            ),
             {"d": database},
         ).scalar()
 

@@ -11,18 +11,24 @@ from sqlalchemy import func, inspect, select
 
 from resilient_etl.exceptions import BadInputFileError, WarehouseUnavailableError
 from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.hooks.warehouse.schema import metadata, quarantine, staged_rows, suppliers
 from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.validate import validate_staged
 from resilient_etl_devtools.sandbox.data import CSV_COLUMNS
-from resilient_etl.hooks.warehouse.schema import metadata, quarantine, staged_rows, suppliers
 
 HEADER = ",".join(CSV_COLUMNS)
 
 
 def _row(i: int, **over: str) -> dict:
     base = {
-        "supplier_id": f"S{i}", "company_number": "00445790", "company_name": "Tesco", "postcode": "AB10 1AB",
-        "enrichment_status": "live", "source_file": "f.csv", "source_line": i, "run_id": "r1",
+        "supplier_id": f"S{i}",
+        "company_number": "00445790",
+        "company_name": "Tesco",
+        "postcode": "AB10 1AB",
+        "enrichment_status": "live",
+        "source_file": "f.csv",
+        "source_line": i,
+        "run_id": "r1",
         "loaded_at": dt.datetime.now(dt.UTC),
     }
     return {**base, **over}
@@ -62,7 +68,9 @@ def test_unreachable_postgres_is_typed(monkeypatch) -> None:
         port = s.getsockname()[1]
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAREHOUSE_DEFAULT",
-        json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "etl", "password": "pw-not-logged", "schema": "x"}),
+        json.dumps(
+            {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "etl", "password": "pw-not-logged", "schema": "x"}
+        ),
     )
     hook = WarehouseHook()
     with pytest.raises(WarehouseUnavailableError) as info:
@@ -107,7 +115,11 @@ def test_extract_resumes_and_full_refresh_restages(warehouse_conn, tmp_path: Pat
     hook = WarehouseHook()
     hook.ensure_schema()
     landing, rejected = _dirs(tmp_path)
-    lines = [HEADER] + [f"S{i},00445790,Tesco,1 Rd,Aberdeen,AB10 1AB,10,2024-01-01" for i in range(5)] + ["S0,00445790,Dup,1 Rd,Aberdeen,AB10 1AB,10,2024-01-01", "S9,1-2,Bad,1 Rd,Aberdeen,nope,x,2024-02-30"]
+    lines = (
+        [HEADER]
+        + [f"S{i},00445790,Tesco,1 Rd,Aberdeen,AB10 1AB,10,2024-01-01" for i in range(5)]
+        + ["S0,00445790,Dup,1 Rd,Aberdeen,AB10 1AB,10,2024-01-01", "S9,1-2,Bad,1 Rd,Aberdeen,nope,x,2024-02-30"]
+    )
     (landing / "a.csv").write_text("\n".join(lines) + "\n")
     assert extract(hook, landing_dir=landing, rejected_dir=rejected, run_id="r1")["rows_staged"] == 7
     result = validate_staged(hook, run_id="r1")
@@ -115,7 +127,12 @@ def test_extract_resumes_and_full_refresh_restages(warehouse_conn, tmp_path: Pat
     with hook.begin() as conn:
         q = {r.line_number: (r.error_category, r.detail) for r in conn.execute(select(quarantine))}
     assert q[7][0] == "duplicate_supplier_id"
-    assert q[8][0] == "invalid_postcode" and "company_number '1-2'" in q[8][1] and "annual_spend_gbp 'x'" in q[8][1] and "2024-02-30" in q[8][1]
+    assert (
+        q[8][0] == "invalid_postcode"
+        and "company_number '1-2'" in q[8][1]
+        and "annual_spend_gbp 'x'" in q[8][1]
+        and "2024-02-30" in q[8][1]
+    )
 
     again = extract(hook, landing_dir=landing, rejected_dir=rejected, run_id="r1")
     assert again["resumed_files"] == ["a.csv"] and again["rows_staged"] == 0

@@ -124,8 +124,14 @@ def send_slack(conn_id: str, *, text: str) -> None:
 
 
 def deliver(
-    message: AlertMessage, *, channels: Iterable[str], emails: list[str], email_conn_id: str, slack_conn_id: str,
-    from_email: str, secrets: Iterable[str],
+    message: AlertMessage,
+    *,
+    channels: Iterable[str],
+    emails: list[str],
+    email_conn_id: str,
+    slack_conn_id: str,
+    from_email: str,
+    secrets: Iterable[str],
 ) -> dict[str, Any]:
     """
     Send ``message`` on each channel; a failing channel is logged and does not stop the others.
@@ -146,7 +152,13 @@ def deliver(
                 if not emails:
                     results[channel] = "no recipient"
                     continue
-                send_email(email_conn_id, to=emails, subject_line=subject(clean), html=redact(render("email", clean), secrets), from_email=from_email)
+                send_email(
+                    email_conn_id,
+                    to=emails,
+                    subject_line=subject(clean),
+                    html=redact(render("email", clean), secrets),
+                    from_email=from_email,
+                )
             else:
                 send_slack(slack_conn_id, text=redact(render("slack", clean), secrets))
             results[channel] = "sent"
@@ -162,5 +174,8 @@ _UNCONFIGURED_WARNED: set[str] = set()
 def _warn_unconfigured(channel: str, conn_id: str) -> None:
     if channel not in _UNCONFIGURED_WARNED:
         _UNCONFIGURED_WARNED.add(channel)
-        log.warning("Alerts are not sent by %s: no connection %s is configured (`resilient-etl-dev sandbox --outbox` runs a local one)",
-                    channel, conn_id)
+        log.warning(
+            "Alerts are not sent by %s: no connection %s is configured (`resilient-etl-dev sandbox --outbox` runs a local one)",
+            channel,
+            conn_id,
+        )

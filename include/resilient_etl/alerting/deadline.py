@@ -85,7 +85,9 @@ def deadline_alert(context: dict[str, Any], *, deadline: str, severity: str, min
     exc = DeadlineMissedError(
         f"run {run_id} of {dag_id} is not finished {minutes:g} min after it was queued (deadline {deadline!r}"
         f"{f', due {due}' if due else ''}; state {run.get('state', '?')})",
-        scope="dag_run", name=deadline, limit_seconds=minutes * 60,
+        scope="dag_run",
+        name=deadline,
+        limit_seconds=minutes * 60,
     )
     return Alerter().failure(exc, kind="deadline", severity=Severity(severity), dag_id=dag_id, task_id=None, run_id=run_id)
 
@@ -141,4 +143,3 @@ class DeadlineCleanup:
     def on_dag_run_failed(self, dag_run: Any, msg: str) -> None:
         """Drop the unfired deadlines of a run that failed."""
         self._finished(dag_run)
-

@@ -68,15 +68,32 @@ class Alerter:
         """The passwords and keys of the pipeline's connections, read once per alerter."""
         c = self.config
         return connection_secrets(
-            [c.apis.postcodes_io.conn_id, c.apis.companies_house.conn_id, c.warehouse.conn_id, c.shared_state.redis_conn_id,
-             c.alerts.email_conn_id, c.alerts.slack_conn_id]
+            [
+                c.apis.postcodes_io.conn_id,
+                c.apis.companies_house.conn_id,
+                c.warehouse.conn_id,
+                c.shared_state.redis_conn_id,
+                c.alerts.email_conn_id,
+                c.alerts.slack_conn_id,
+            ]
         )
 
-    def message(self, kind: str, classification: Classification, error: str, *, dag_id: str, task_id: str | None,
-                run_id: str | None, log_url: str | None = None, **extra: Any) -> AlertMessage:
+    def message(
+        self,
+        kind: str,
+        classification: Classification,
+        error: str,
+        *,
+        dag_id: str,
+        task_id: str | None,
+        run_id: str | None,
+        log_url: str | None = None,
+        **extra: Any,
+    ) -> AlertMessage:
         """Build the message for one alert (see :func:`~resilient_etl.alerting.messages.build_message`)."""
-        return build_message(self.config.alerts, kind, classification, error, dag_id=dag_id, task_id=task_id, run_id=run_id,
-                             log_url=log_url, **extra)
+        return build_message(
+            self.config.alerts, kind, classification, error, dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url, **extra
+        )
 
     def send(self, message: AlertMessage, severity: Severity, tiers: list[str]) -> dict[str, Any]:
         """Send ``message`` on the severity's channels to the people on call for ``tiers``."""
@@ -86,16 +103,30 @@ class Alerter:
         if people:
             message = dataclasses.replace(message, recipient=people[-1])
         results = deliver(
-            message, channels=route.channels, emails=sorted({p.email for p in people}),
-            email_conn_id=self.config.alerts.email_conn_id, slack_conn_id=self.config.alerts.slack_conn_id,
-            from_email=self.config.alerts.from_email, secrets=self.secrets,
+            message,
+            channels=route.channels,
+            emails=sorted({p.email for p in people}),
+            email_conn_id=self.config.alerts.email_conn_id,
+            slack_conn_id=self.config.alerts.slack_conn_id,
+            from_email=self.config.alerts.from_email,
+            secrets=self.secrets,
         )
         log.info("Alert %r (%s) to %s: %s", message.title, severity, [p.name for p in people] or "nobody", results or "recorded only")
         return results
 
-    def failure(self, exc: BaseException, *, dag_id: str, task_id: str | None, run_id: str | None, kind: str = "failure",
-                severity: Severity | None = None, log_url: str | None = None, try_number: int | None = None,
-                max_tries: int | None = None) -> tuple[store.Incident | None, str]:
+    def failure(
+        self,
+        exc: BaseException,
+        *,
+        dag_id: str,
+        task_id: str | None,
+        run_id: str | None,
+        kind: str = "failure",
+        severity: Severity | None = None,
+        log_url: str | None = None,
+        try_number: int | None = None,
+        max_tries: int | None = None,
+    ) -> tuple[store.Incident | None, str]:
         """
         Route a failure: record the incident, alert unless it is a repeat.
 
@@ -118,26 +149,58 @@ class Alerter:
         except Exception as spool_error:  # boundary: an earlier alert must not stop this one; it stays spooled
             log.warning("Spooled alerts not recorded yet (%s): kept for the next try", type(spool_error).__name__)
         try:
-            incident, outcome = self._record(dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail,
-                                             now=now, first_steps=len(first))
+            incident, outcome = self._record(
+                dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now, first_steps=len(first)
+            )
         except Exception as record_error:  # boundary: the store being down must not swallow the alert
-            spooled = self.spool.put(dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now,
-                                     first_steps=len(first))
-            log.error("Incident store unavailable (%s): alerting without dedup; the incident is recorded when it is back (%s)",
-                      type(record_error).__name__, spooled.name)
+            spooled = self.spool.put(
+                dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now, first_steps=len(first)
+            )
+            log.error(
+                "Incident store unavailable (%s): alerting without dedup; the incident is recorded when it is back (%s)",
+                type(record_error).__name__,
+                spooled.name,
+            )
             incident, outcome = None, "unrecorded"
-        log.warning("%s %s: %s, %s (%s) -> incident %s: %s", kind.capitalize(), subject(dag_id, task_id, run_id), c.category,
-                    c.severity, "transient" if c.transient else "permanent", incident.id if incident else "-", outcome)
+        log.warning(
+            "%s %s: %s, %s (%s) -> incident %s: %s",
+            kind.capitalize(),
+            subject(dag_id, task_id, run_id),
+            c.category,
+            c.severity,
+            "transient" if c.transient else "permanent",
+            incident.id if incident else "-",
+            outcome,
+        )
         if outcome == "repeat":
             return incident, outcome
-        message = self.message(kind, c, detail, dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url,
-                               try_number=try_number, max_tries=max_tries,
-                               incident_id=incident.id if incident else None, occurrences=incident.occurrences if incident else 1)
+        message = self.message(
+            kind,
+            c,
+            detail,
+            dag_id=dag_id,
+            task_id=task_id,
+            run_id=run_id,
+            log_url=log_url,
+            try_number=try_number,
+            max_tries=max_tries,
+            incident_id=incident.id if incident else None,
+            occurrences=incident.occurrences if incident else 1,
+        )
         self.send(message, c.severity, first)
         return incident, outcome
 
-    def _record(self, *, dag_id: str, task_id: str | None, run_id: str | None, classification: Classification, detail: str,
-                now: dt.datetime, first_steps: int) -> tuple[store.Incident, str]:
+    def _record(
+        self,
+        *,
+        dag_id: str,
+        task_id: str | None,
+        run_id: str | None,
+        classification: Classification,
+        detail: str,
+        now: dt.datetime,
+        first_steps: int,
+    ) -> tuple[store.Incident, str]:
         with self.warehouse.begin() as conn:
             incident, outcome = store.record_failure(
                 conn, dag_id=dag_id, task_id=task_id, run_id=run_id, classification=classification, detail=detail, now=now
@@ -164,22 +227,49 @@ class Alerter:
         for path, entry in self.spool.entries():
             incident, outcome = self._record(**entry)
             path.unlink()
-            log.warning("Recorded incident %s (%s) for the alert sent at %s while the incident store was down",
-                        incident.id, outcome, entry["now"].isoformat())
+            log.warning(
+                "Recorded incident %s (%s) for the alert sent at %s while the incident store was down",
+                incident.id,
+                outcome,
+                entry["now"].isoformat(),
+            )
             recorded.append((incident.id, outcome))
         return recorded
 
-    def retry(self, exc: BaseException, *, dag_id: str, task_id: str, run_id: str, try_number: int, max_tries: int,
-              log_url: str | None = None) -> Classification:
+    def retry(
+        self, exc: BaseException, *, dag_id: str, task_id: str, run_id: str, try_number: int, max_tries: int, log_url: str | None = None
+    ) -> Classification:
         """Log a classified retry; alert the first tier only when the severity's route asks for it."""
         c = self.classify(exc)
         route = getattr(self.config.alerts.routes, c.severity)
-        log.warning("Retry of %s.%s after try %s of %s: %s, %s (%s): %s", dag_id, task_id, try_number, max_tries, c.category,
-                    c.severity, "transient" if c.transient else "permanent", c.action)
+        log.warning(
+            "Retry of %s.%s after try %s of %s: %s, %s (%s): %s",
+            dag_id,
+            task_id,
+            try_number,
+            max_tries,
+            c.category,
+            c.severity,
+            "transient" if c.transient else "permanent",
+            c.action,
+        )
         if route.notify_retries:
             first = [s.tier for s in route.escalation if s.after_minutes <= 0]
-            self.send(self.message("retry", c, str(exc), dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url,
-                                   try_number=try_number, max_tries=max_tries), c.severity, first)
+            self.send(
+                self.message(
+                    "retry",
+                    c,
+                    str(exc),
+                    dag_id=dag_id,
+                    task_id=task_id,
+                    run_id=run_id,
+                    log_url=log_url,
+                    try_number=try_number,
+                    max_tries=max_tries,
+                ),
+                c.severity,
+                first,
+            )
         return c
 
     def escalate(self) -> list[tuple[int, str]]:
@@ -201,9 +291,17 @@ class Alerter:
                 continue
             tiers = [steps[i].tier for i in due]
             c = self._recorded(incident)
-            message = self.message("escalation", c, incident.detail or "", dag_id=incident.dag_id, task_id=incident.task_id,
-                                   run_id=incident.run_id, incident_id=incident.id, occurrences=incident.occurrences,
-                                   escalation=", ".join(tiers))
+            message = self.message(
+                "escalation",
+                c,
+                incident.detail or "",
+                dag_id=incident.dag_id,
+                task_id=incident.task_id,
+                run_id=incident.run_id,
+                incident_id=incident.id,
+                occurrences=incident.occurrences,
+                escalation=", ".join(tiers),
+            )
             self.send(message, incident.severity, tiers)
             with self.warehouse.begin() as conn:
                 store.set_escalation_level(conn, incident.id, due[-1] + 1)
@@ -236,14 +334,24 @@ class Alerter:
     def _recorded(self, incident: store.Incident) -> Classification:
         """The classification an incident was opened with (its transience is not stored: reported permanent)."""
         entry = self.config.classification.entries()[incident.category]
-        return Classification(Category(incident.category), incident.severity, False, entry.action, entry.cause, entry.runbook,
-                              incident.error_type or "-")
+        return Classification(
+            Category(incident.category), incident.severity, False, entry.action, entry.cause, entry.runbook, incident.error_type or "-"
+        )
 
     def _recovered(self, incident: store.Incident, resolution: str | None) -> None:
         c = self._recorded(incident)
         open_for = (incident.resolved_at or self.clock()) - incident.first_seen_at
-        message = self.message("recovery", c, incident.detail or "", dag_id=incident.dag_id, task_id=incident.task_id,
-                               run_id=incident.run_id, incident_id=incident.id, occurrences=incident.occurrences,
-                               resolution=resolution, open_for=duration(open_for))
+        message = self.message(
+            "recovery",
+            c,
+            incident.detail or "",
+            dag_id=incident.dag_id,
+            task_id=incident.task_id,
+            run_id=incident.run_id,
+            incident_id=incident.id,
+            occurrences=incident.occurrences,
+            resolution=resolution,
+            open_for=duration(open_for),
+        )
         steps = getattr(self.config.alerts.routes, incident.severity).escalation
         self.send(message, incident.severity, [s.tier for s in steps[: max(incident.escalation_level, 1)]])

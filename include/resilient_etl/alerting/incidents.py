@@ -98,17 +98,32 @@ def _aware(value: dt.datetime) -> dt.datetime:
 def _from_row(row: object) -> Incident:
     m = row._mapping  # type: ignore[attr-defined]
     return Incident(
-        id=m["id"], dag_id=m["dag_id"], task_id=m["task_id"], category=m["category"], severity=Severity(m["severity"]),
-        status=m["status"], escalation_level=m["escalation_level"], occurrences=m["occurrences"], run_id=m["run_id"],
-        error_type=m["error_type"], detail=m["detail"],
-        first_seen_at=_aware(m["first_seen_at"]), last_seen_at=_aware(m["last_seen_at"]),
+        id=m["id"],
+        dag_id=m["dag_id"],
+        task_id=m["task_id"],
+        category=m["category"],
+        severity=Severity(m["severity"]),
+        status=m["status"],
+        escalation_level=m["escalation_level"],
+        occurrences=m["occurrences"],
+        run_id=m["run_id"],
+        error_type=m["error_type"],
+        detail=m["detail"],
+        first_seen_at=_aware(m["first_seen_at"]),
+        last_seen_at=_aware(m["last_seen_at"]),
         acknowledged_at=m["acknowledged_at"] and _aware(m["acknowledged_at"]),
         resolved_at=m["resolved_at"] and _aware(m["resolved_at"]),
     )
 
 
 def record_failure(
-    conn: Connection, *, dag_id: str, task_id: str | None, run_id: str | None, classification: Classification, detail: str,
+    conn: Connection,
+    *,
+    dag_id: str,
+    task_id: str | None,
+    run_id: str | None,
+    classification: Classification,
+    detail: str,
     now: dt.datetime,
 ) -> tuple[Incident, Outcome]:
     """
@@ -128,9 +143,19 @@ def record_failure(
             with conn.begin_nested():
                 new_id = conn.execute(
                     insert(incidents).values(
-                        dedup_key=key, dag_id=dag_id, task_id=task_id, category=classification.category, severity=classification.severity,
-                        escalation_level=0, status="open", occurrences=1, run_id=run_id, error_type=classification.error_type,
-                        detail=detail, first_seen_at=now, last_seen_at=now,
+                        dedup_key=key,
+                        dag_id=dag_id,
+                        task_id=task_id,
+                        category=classification.category,
+                        severity=classification.severity,
+                        escalation_level=0,
+                        status="open",
+                        occurrences=1,
+                        run_id=run_id,
+                        error_type=classification.error_type,
+                        detail=detail,
+                        first_seen_at=now,
+                        last_seen_at=now,
                     )
                 ).inserted_primary_key[0]
             return get(conn, new_id), "new"
@@ -139,7 +164,10 @@ def record_failure(
     current = _from_row(row)
     raised = _RANK[classification.severity] < _RANK[current.severity]
     values: dict[str, object] = {
-        "occurrences": incidents.c.occurrences + 1, "last_seen_at": now, "run_id": run_id, "error_type": classification.error_type,
+        "occurrences": incidents.c.occurrences + 1,
+        "last_seen_at": now,
+        "run_id": run_id,
+        "error_type": classification.error_type,
         "detail": detail,
     }
     if raised:  # a new, more urgent alert: escalation restarts for the new severity

@@ -12,12 +12,27 @@ if TYPE_CHECKING:
     from resilient_etl.classification import Classification
     from resilient_etl.config.models import AlertsConfig
 
-VERBS = {"failure": "failed", "retry": "up for retry", "escalation": "still failing", "deadline": "missed a deadline",
-         "recovery": "recovered"}
+VERBS = {
+    "failure": "failed",
+    "retry": "up for retry",
+    "escalation": "still failing",
+    "deadline": "missed a deadline",
+    "recovery": "recovered",
+}
 
 
-def build_message(alerts: AlertsConfig, kind: str, classification: Classification, error: str, *, dag_id: str,
-                  task_id: str | None, run_id: str | None, log_url: str | None = None, **extra: Any) -> AlertMessage:
+def build_message(
+    alerts: AlertsConfig,
+    kind: str,
+    classification: Classification,
+    error: str,
+    *,
+    dag_id: str,
+    task_id: str | None,
+    run_id: str | None,
+    log_url: str | None = None,
+    **extra: Any,
+) -> AlertMessage:
     """
     Return the message for one alert.
 
@@ -29,10 +44,16 @@ def build_message(alerts: AlertsConfig, kind: str, classification: Classificatio
     return AlertMessage(
         kind=kind,
         title=f"{what} {VERBS[kind]}: {classification.category}",
-        dag_id=dag_id, task_id=task_id, run_id=run_id,
-        category=classification.category, severity=classification.severity, transient=classification.transient,
-        error_type=classification.error_type, error=error,
-        cause=classification.cause, action=classification.action,
+        dag_id=dag_id,
+        task_id=task_id,
+        run_id=run_id,
+        category=classification.category,
+        severity=classification.severity,
+        transient=classification.transient,
+        error_type=classification.error_type,
+        error=error,
+        cause=classification.cause,
+        action=classification.action,
         log_url=log_url or ui_url(alerts.ui_base_url, dag_id, run_id, task_id),
         runbook_link=f"{alerts.runbook_url}#{classification.runbook}",
         **extra,

@@ -28,8 +28,7 @@ class FailureNotifier(BaseNotifier):
         stop_soft_deadline(context)
         exc = context.get("exception") or RuntimeError("task failed without an exception (killed or timed out)")
         ti = context["ti"]
-        Alerter().failure(exc, **ti_fields(context), log_url=log_url_of(context), try_number=ti.try_number,
-                          max_tries=ti.max_tries + 1)
+        Alerter().failure(exc, **ti_fields(context), log_url=log_url_of(context), try_number=ti.try_number, max_tries=ti.max_tries + 1)
 
 
 class RetryNotifier(BaseNotifier):

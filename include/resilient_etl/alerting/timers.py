@@ -89,7 +89,9 @@ class SoftDeadlineNotifier(BaseNotifier):
         def missed() -> None:
             exc = DeadlineMissedError(
                 f"{fields['task_id']} is still running after its soft deadline of {minutes:g} min (it keeps running)",
-                scope="task", name=fields["task_id"], limit_seconds=minutes * 60,
+                scope="task",
+                name=fields["task_id"],
+                limit_seconds=minutes * 60,
             )
             try:
                 alerter.failure(exc, kind="deadline", log_url=url, **fields)

@@ -41,7 +41,8 @@ def db_error(exc: DBAPIError) -> ResilientEtlError:
     orig = exc.orig
     sqlstate = getattr(orig, "pgcode", None) or getattr(getattr(orig, "diag", None), "sqlstate", None) or ""
     sqlite_code = getattr(orig, "sqlite_errorcode", None)
-    mssql_number = orig.args[0] if type(orig).__module__.startswith("pymssql") and orig.args and isinstance(orig.args[0], int) else None
+    args = getattr(orig, "args", ())
+    mssql_number = args[0] if type(orig).__module__.startswith("pymssql") and args and isinstance(args[0], int) else None
     detail = f"{type(orig).__name__} (SQLSTATE {sqlstate or '-'})"
     if sqlstate in ("40P01", "40001") or mssql_number == _MSSQL_DEADLOCK or sqlite_code in (_SQLITE_BUSY, _SQLITE_LOCKED):
         return DeadlockError(f"deadlock or lock conflict: {detail}")

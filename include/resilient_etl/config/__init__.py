@@ -17,6 +17,16 @@ from resilient_etl.config.models import *  # noqa: F403 - the section models are
 from resilient_etl.config.models import BreakerPolicy, ResilienceConfig, RetryPolicy
 
 __all__ = [
-    "CONFIG_ENV", "ENVIRONMENT_ENV", "OVERRIDE_PREFIX", "BreakerPolicy", "ResilienceConfig", "RetryPolicy",
-    "config_path", "deep_merge", "env_overrides", "get_config", "load_config", "parse_config",
+    "CONFIG_ENV",
+    "ENVIRONMENT_ENV",
+    "OVERRIDE_PREFIX",
+    "BreakerPolicy",
+    "ResilienceConfig",
+    "RetryPolicy",
+    "config_path",
+    "deep_merge",
+    "env_overrides",
+    "get_config",
+    "load_config",
+    "parse_config",
 ]

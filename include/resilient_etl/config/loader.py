@@ -11,7 +11,7 @@ prints it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ CONFIG_FILE_NAME = "resilience.yaml"
 _CHECKOUT_CONFIG = Path(__file__).resolve().parents[3] / "config" / CONFIG_FILE_NAME
 
 
-def _describe(errors: list[dict[str, Any]]) -> tuple[str, str, Any]:
+def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str, Any]:
     lines = []
     for err in errors:
         field = ".".join(str(p) for p in err["loc"]) or "<root>"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -218,11 +218,8 @@ class _ClassificationBase(_Strict):
 
 
 # One required field per category: a category added to the taxonomy without a row fails the config.
-ClassificationConfig = create_model(
-    "ClassificationConfig",
-    __base__=_ClassificationBase,
-    **{c.value: (MatrixEntryConfig, ...) for c in Category},
-)
+_MATRIX_FIELDS: dict[str, Any] = {c.value: (MatrixEntryConfig, ...) for c in Category}
+ClassificationConfig = create_model("ClassificationConfig", __base__=_ClassificationBase, **_MATRIX_FIELDS)
 
 
 class Person(_Strict):
@@ -357,7 +354,7 @@ class ResilienceConfig(_Strict):
     maintenance: MaintenanceConfig = MaintenanceConfig()
     quality: QualityConfig = QualityConfig()
     dag: DagConfig
-    classification: ClassificationConfig  # type: ignore[valid-type]
+    classification: ClassificationConfig
     alerts: AlertsConfig
     deadlines: DeadlinesConfig = DeadlinesConfig()
     health: HealthConfig = HealthConfig()

@@ -41,7 +41,9 @@ def warehouse_check(cfg: ResilienceConfig) -> Check:
             conn.execute(text("SELECT 1"))
         latency = _ms(started)
         status = above(latency, cfg.health.latency_ms)
-        return {"warehouse:responseTime": [Observation(cfg.warehouse.conn_id, "datastore", status, latency, "ms", f"{hook.dialect}: SELECT 1")]}
+        return {
+            "warehouse:responseTime": [Observation(cfg.warehouse.conn_id, "datastore", status, latency, "ms", f"{hook.dialect}: SELECT 1")]
+        }
 
     return run
 
@@ -76,7 +78,9 @@ def folders_check(cfg: ResilienceConfig) -> Check:
             problems = [] if os.access(path, os.R_OK) else ["not readable"]
             if (why := _write_problem(path)) is not None:
                 problems.append(f"not writable ({why})")
-            access.append(Observation(name, "system", FAIL if problems else PASS, output=f"{path}: {', '.join(problems) or 'readable, writable'}"))
+            access.append(
+                Observation(name, "system", FAIL if problems else PASS, output=f"{path}: {', '.join(problems) or 'readable, writable'}")
+            )
             free_mb = round(shutil.disk_usage(path).free / 2**20, 1)
             space.append(Observation(name, "system", below(free_mb, cfg.health.free_space_mb), free_mb, "MiB", str(path)))
         return {"folders:access": access, **({"folders:freeSpace": space} if space else {})}
@@ -100,7 +104,11 @@ def postcodes_check(cfg: ResilienceConfig) -> Check:
 
         conn_id = cfg.apis.postcodes_io.conn_id
         status, latency = _api_call(PostcodesIoHook(conn_id, timeout=cfg.health.timeout_seconds), "/postcodes/SW1A1AA")
-        return {"postcodes_io:responseTime": [Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")]}
+        return {
+            "postcodes_io:responseTime": [
+                Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")
+            ]
+        }
 
     return run
 
@@ -112,13 +120,23 @@ def companies_house_check(cfg: ResilienceConfig) -> Check:
         conn_id = cfg.apis.companies_house.conn_id
         hook = CompaniesHouseHook(conn_id, timeout=cfg.health.timeout_seconds)
         status, latency = _api_call(hook, "/company/00000006")
-        out = {"companies_house:responseTime": [Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")]}
+        out = {
+            "companies_house:responseTime": [
+                Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")
+            ]
+        }
         quota = hook.last_rate_limit
         if quota is not None and quota.remain is not None and quota.limit:
             headroom = round(quota.remain / quota.limit, 3)
             out["companies_house:rateLimitHeadroom"] = [
-                Observation(conn_id, "component", below(headroom, cfg.health.rate_limit_headroom), headroom, "ratio",
-                            f"{quota.remain} of {quota.limit} left")
+                Observation(
+                    conn_id,
+                    "component",
+                    below(headroom, cfg.health.rate_limit_headroom),
+                    headroom,
+                    "ratio",
+                    f"{quota.remain} of {quota.limit} left",
+                )
             ]
         return out
 
@@ -142,11 +160,19 @@ def breakers_check(cfg: ResilienceConfig) -> Check:
         # An open breaker is the pipeline coping (fallbacks), not failing: warn, so someone looks.
         return {
             "breakers:state": [
-                Observation(s["name"], "component", PASS if s["state"] == "closed" else WARN, s["state"], None,
-                            "" if s["state"] == "closed" else f"probe in {s.get('seconds_to_probe', 0)} s")
+                Observation(
+                    s["name"],
+                    "component",
+                    PASS if s["state"] == "closed" else WARN,
+                    s["state"],
+                    None,
+                    "" if s["state"] == "closed" else f"probe in {s.get('seconds_to_probe', 0)} s",
+                )
                 for s in states
             ],
-            "shared_state:responseTime": [Observation(cfg.shared_state.store, "datastore", above(latency, cfg.health.latency_ms), latency, "ms", kind)],
+            "shared_state:responseTime": [
+                Observation(cfg.shared_state.store, "datastore", above(latency, cfg.health.latency_ms), latency, "ms", kind)
+            ],
         }
 
     return run
@@ -201,8 +227,18 @@ def airflow_check(cfg: ResilienceConfig) -> Check:
         body = response.json()
         unhealthy = sorted(k for k, v in body.items() if isinstance(v, dict) and v.get("status") not in (None, "healthy"))
         status = worst([above(latency, cfg.health.latency_ms), WARN if unhealthy else PASS])
-        return {"airflow:responseTime": [Observation("api-server", "system", status, latency, "ms",
-                                                     f"unhealthy: {', '.join(unhealthy)}" if unhealthy else "all components healthy")]}
+        return {
+            "airflow:responseTime": [
+                Observation(
+                    "api-server",
+                    "system",
+                    status,
+                    latency,
+                    "ms",
+                    f"unhealthy: {', '.join(unhealthy)}" if unhealthy else "all components healthy",
+                )
+            ]
+        }
 
     return run
 

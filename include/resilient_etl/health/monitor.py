@@ -28,8 +28,10 @@ def component_statuses(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
     for name, observations in doc["checks"].items():
         found.setdefault(name.split(":")[0], []).extend(observations)
     return {
-        component: (worst([o["status"] for o in obs]),
-                    "; ".join(f"{o['componentId']}: {o.get('output') or o.get('observedValue')}" for o in obs if o["status"] != PASS))
+        component: (
+            worst([o["status"] for o in obs]),
+            "; ".join(f"{o['componentId']}: {o.get('output') or o.get('observedValue')}" for o in obs if o["status"] != PASS),
+        )
         for component, obs in found.items()
     }
 
@@ -85,7 +87,13 @@ def monitor(warehouse: WarehouseHook, *, dag_id: str, run_id: str, logger: Any =
     try:
         with warehouse.begin() as conn:
             rows = [
-                {"component": c, "status": s, "changed_at": now if c in changed or c not in since else since[c], "checked_at": now, "output": out}
+                {
+                    "component": c,
+                    "status": s,
+                    "changed_at": now if c in changed or c not in since else since[c],
+                    "checked_at": now,
+                    "output": out,
+                }
                 for c, (s, out) in current.items()
             ]
             warehouse.upsert(conn, health_status, rows, ["component"])
@@ -93,4 +101,3 @@ def monitor(warehouse: WarehouseHook, *, dag_id: str, run_id: str, logger: Any =
         logger.error("Health status not recorded: %s", type(exc).__name__)
     logger.info("Health: %s %s", doc["status"], {c: s for c, (s, _) in current.items()})
     return doc
-

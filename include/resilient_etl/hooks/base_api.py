@@ -18,6 +18,7 @@ import requests
 from airflow.providers.http.hooks.http import HttpHook
 
 from resilient_etl import UI_FIELD_BEHAVIOUR
+from resilient_etl.config.models import BreakerPolicy, RetryPolicy
 from resilient_etl.exceptions import (
     ApiAuthError,
     ApiBadResponseError,
@@ -27,10 +28,9 @@ from resilient_etl.exceptions import (
     ApiRateLimitError,
     ApiServerError,
     ApiTimeoutError,
+    ConfigError,
 )
-from resilient_etl.config.models import BreakerPolicy, RetryPolicy
-from resilient_etl.exceptions import ConfigError
-from resilient_etl.resilience.ratelimit import PacingStore, QuotaPacer, RateLimitStatus, parse_rate_limit, pacing_key
+from resilient_etl.resilience.ratelimit import PacingStore, QuotaPacer, RateLimitStatus, pacing_key, parse_rate_limit
 from resilient_etl.resilience.retry import Retrier
 
 if TYPE_CHECKING:
@@ -59,9 +59,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_for_status(
-    status: int, *, service: str, endpoint: str, headers: Any, now: float | None = None
-) -> ApiError:
+def error_for_status(status: int, *, service: str, endpoint: str, headers: Any, now: float | None = None) -> ApiError:
     """
     Return the typed error for a non-success HTTP status (a pure function: no I/O).
 
@@ -128,7 +126,11 @@ class ApiHook(HttpHook):
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Return the connection form layout (the same data the provider info declares)."""
         behaviour = UI_FIELD_BEHAVIOUR[cls.conn_type]
-        return {"hidden_fields": behaviour["hidden-fields"], "relabeling": behaviour["relabeling"], "placeholders": behaviour["placeholders"]}
+        return {
+            "hidden_fields": behaviour["hidden-fields"],
+            "relabeling": behaviour["relabeling"],
+            "placeholders": behaviour["placeholders"],
+        }
 
     @property
     def session(self) -> requests.Session:
@@ -161,8 +163,12 @@ class ApiHook(HttpHook):
         breaker = api_breaker(self.service)  # type: ignore[arg-type]
         if isinstance(extra, dict):
             breaker.policy = _override(breaker.policy, extra, conn_id=self.http_conn_id)
-        self.log.info("%s calls are guarded by circuit breaker %s (%s)", self.service, breaker.policy.name,
-                      getattr(breaker.store, "description", type(breaker.store).__name__))
+        self.log.info(
+            "%s calls are guarded by circuit breaker %s (%s)",
+            self.service,
+            breaker.policy.name,
+            getattr(breaker.store, "description", type(breaker.store).__name__),
+        )
         return breaker
 
     def close(self) -> None:
@@ -262,5 +268,8 @@ def _override(policy: BreakerPolicy, overrides: dict[str, Any], *, conn_id: str)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"connection {conn_id}: extra.breaker.{field}: {err['msg']} (got {err.get('input')!r})",
-                          field=f"extra.breaker.{field}", value=err.get("input")) from None
+        raise ConfigError(
+            f"connection {conn_id}: extra.breaker.{field}: {err['msg']} (got {err.get('input')!r})",
+            field=f"extra.breaker.{field}",
+            value=err.get("input"),
+        ) from None

@@ -46,8 +46,7 @@ class CompaniesHouseHook(ApiHook):
         pacing_store: PacingStore | None = None,
         breaker: SharedCircuitBreaker | bool | None = None,
     ) -> None:
-        super().__init__(companies_house_conn_id, timeout=timeout, retry_policy=retry_policy, pacing_store=pacing_store,
-                         breaker=breaker)
+        super().__init__(companies_house_conn_id, timeout=timeout, retry_policy=retry_policy, pacing_store=pacing_store, breaker=breaker)
         self.companies_house_conn_id = companies_house_conn_id
 
     def _extract_auth(self, connection: Any) -> HTTPBasicAuth:
@@ -64,9 +63,7 @@ class CompaniesHouseHook(ApiHook):
         """
         number = normalise_company_number(company_number)
         if number is None:
-            raise InvalidIdentifierError(
-                f"malformed company number {company_number!r}", field="company_number", value=company_number
-            )
+            raise InvalidIdentifierError(f"malformed company number {company_number!r}", field="company_number", value=company_number)
         endpoint = f"company/{number}"
         # Both observed 404 bodies (errors[] and timestamp/message) mean the same: branch on status only.
         status, body = self.request("GET", endpoint, allow_status=(404,))

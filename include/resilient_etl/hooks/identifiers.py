@@ -11,7 +11,7 @@ _COMPANY_NUMBER_RE = re.compile(r"^[A-Z0-9]{8}$")
 
 def is_valid_postcode(value: str | None) -> bool:
     """Return whether ``value`` has the shape of a UK postcode (format only, as postcodes.io checks)."""
-    return bool(value) and bool(_POSTCODE_RE.match(value.strip()))
+    return value is not None and bool(_POSTCODE_RE.match(value.strip()))
 
 
 def compact_postcode(value: str) -> str:

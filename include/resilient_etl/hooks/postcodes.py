@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-from typing import TYPE_CHECKING
 
 from resilient_etl.config.models import RetryPolicy
 from resilient_etl.hooks.base_api import ApiHook
@@ -67,7 +65,8 @@ class PostcodesIoHook(ApiHook):
             return None
         if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
             raise self.bad_shape(endpoint, "no result object")
-        return body["result"]
+        result: dict[str, Any] = body["result"]
+        return result
 
     def bulk_lookup(self, postcodes: Iterable[str]) -> dict[str, dict[str, Any] | None]:
         """

@@ -55,8 +55,10 @@ def shared_store(kind: str, *, warehouse: WarehouseHook, redis_conn_id: str) -> 
     from resilient_etl.resilience.stores.redis import RedisStore
 
     return FallbackStore(
-        RedisStore(redis_client(redis_conn_id)), sql,
-        unavailable=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError), what=f"redis {redis_conn_id}",
+        RedisStore(redis_client(redis_conn_id)),
+        sql,
+        unavailable=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+        what=f"redis {redis_conn_id}",
     )
 
 
@@ -79,11 +81,22 @@ class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
 
     def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
         try:
-            self.record(cb.name, old_state.name if old_state else "unknown", new_state.name, getattr(cb, "last_reason", ""),
-                        getattr(cb, "last_counts", None))
+            self.record(
+                cb.name,
+                old_state.name if old_state else "unknown",
+                new_state.name,
+                getattr(cb, "last_reason", ""),
+                getattr(cb, "last_counts", None),
+            )
         except Exception as exc:  # boundary: a listener must not turn the guarded call into a failure
-            log.error("Circuit breaker %s: %s -> %s not recorded in breaker_events (%s: %s)", cb.name,
-                      old_state.name if old_state else "unknown", new_state.name, type(exc).__name__, exc)
+            log.error(
+                "Circuit breaker %s: %s -> %s not recorded in breaker_events (%s: %s)",
+                cb.name,
+                old_state.name if old_state else "unknown",
+                new_state.name,
+                type(exc).__name__,
+                exc,
+            )
 
     def record(self, name: str, old: str, new: str, reason: str, counts: WindowCounts | None = None) -> None:
         """Write one state change (also a manual one, with who and why in ``reason``)."""
@@ -93,7 +106,10 @@ class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
                 self._table_ready = True
             conn.execute(
                 insert(breaker_events).values(
-                    name=name, from_state=old, to_state=new, reason=reason,
+                    name=name,
+                    from_state=old,
+                    to_state=new,
+                    reason=reason,
                     calls=counts.calls if counts else None,
                     failures=counts.failures if counts else None,
                     consecutive_failures=counts.consecutive_failures if counts else None,
@@ -102,8 +118,13 @@ class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
             )
 
 
-def api_breaker(service: Literal["postcodes_io", "companies_house"], *, cfg: ResilienceConfig | None = None,
-                warehouse: WarehouseHook | None = None, store: SharedStore | None = None) -> SharedCircuitBreaker:
+def api_breaker(
+    service: Literal["postcodes_io", "companies_house"],
+    *,
+    cfg: ResilienceConfig | None = None,
+    warehouse: WarehouseHook | None = None,
+    store: SharedStore | None = None,
+) -> SharedCircuitBreaker:
     """
     Return the shared circuit breaker of an API, as configured (``breakers.<service>``, ``shared_state``).
 
@@ -119,8 +140,12 @@ def api_breaker(service: Literal["postcodes_io", "companies_house"], *, cfg: Res
     policy = cfg.breakers.policy(service)
     if store is None and warehouse is None and not _shared_store_defined(cfg):
         # A hook used where neither Redis nor the warehouse is set up still gets a breaker, in this process only.
-        log.warning("Circuit breaker %s: neither connection %s nor %s exists; its state is kept in this process only",
-                    service, cfg.shared_state.redis_conn_id, cfg.warehouse.conn_id)
+        log.warning(
+            "Circuit breaker %s: neither connection %s nor %s exists; its state is kept in this process only",
+            service,
+            cfg.shared_state.redis_conn_id,
+            cfg.warehouse.conn_id,
+        )
         return SharedCircuitBreaker(policy, MemoryStore())
     warehouse = warehouse or WarehouseHook(cfg.warehouse.conn_id, retry_policy=cfg.retry.policy("database"))
     store = store or configured_store(cfg, warehouse)

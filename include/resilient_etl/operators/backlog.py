@@ -35,9 +35,10 @@ class ReenrichBacklogOperator(ApiEnrichmentOperator):
         from resilient_etl.hooks.postcodes import PostcodesIoHook
 
         pc, ch = self.postcodes_io, self.companies_house
-        return (PostcodesIoHook(pc.conn_id, timeout=pc.timeout, retry_policy=pc.retry_policy, breaker=self.breaker(pc.breaker_policy)),
-                CompaniesHouseHook(ch.conn_id, timeout=ch.timeout, retry_policy=ch.retry_policy,
-                                   breaker=self.breaker(ch.breaker_policy)))
+        return (
+            PostcodesIoHook(pc.conn_id, timeout=pc.timeout, retry_policy=pc.retry_policy, breaker=self.breaker(pc.breaker_policy)),
+            CompaniesHouseHook(ch.conn_id, timeout=ch.timeout, retry_policy=ch.retry_policy, breaker=self.breaker(ch.breaker_policy)),
+        )
 
     def execute(self, context: Any) -> dict[str, Any]:
         postcodes, companies = self.hooks()

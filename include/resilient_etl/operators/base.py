@@ -9,8 +9,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.config.models import RetryPolicy
+from resilient_etl.hooks.warehouse import WarehouseHook
 
 
 class WarehouseOperator(BaseOperator):

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from resilient_etl.config.models import RetryPolicy
 from resilient_etl.operators.base import WarehouseOperator
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.pipeline.progress import ProgressLog
-from resilient_etl.config.models import RetryPolicy
 
 if TYPE_CHECKING:
     from resilient_etl.config import ResilienceConfig
+    from resilient_etl.config.models import BreakerPolicy
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
     from resilient_etl.resilience.stores.base import SharedStore
-    from resilient_etl.config.models import BreakerPolicy
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,12 @@ class ApiSettings:
     def from_config(cls, cfg: ResilienceConfig, api: str) -> ApiSettings:
         """Return the settings of ``api`` (``postcodes_io`` or ``companies_house``) from the configuration."""
         section = getattr(cfg.apis, api)
-        return cls(conn_id=section.conn_id, timeout=section.timeout_seconds, retry_policy=cfg.retry.policy(api),
-                   breaker_policy=cfg.breakers.policy(api))
+        return cls(
+            conn_id=section.conn_id,
+            timeout=section.timeout_seconds,
+            retry_policy=cfg.retry.policy(api),
+            breaker_policy=cfg.breakers.policy(api),
+        )
 
 
 class ApiEnrichmentOperator(WarehouseOperator):
@@ -156,7 +160,10 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
         from resilient_etl.pipeline.reference import default_reference_path, load_postcode_reference
 
         hook = PostcodesIoHook(
-            self.postcodes_io_conn_id, timeout=self.timeout, bulk_size=self.bulk_size, retry_policy=self.api_retry_policy,
+            self.postcodes_io_conn_id,
+            timeout=self.timeout,
+            bulk_size=self.bulk_size,
+            retry_policy=self.api_retry_policy,
             breaker=self.breaker(),
         )
         progress = self.progress(context, "postcodes")
@@ -195,14 +202,20 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
         store = self.shared() if self.pace else None
         self.log.info("Quota pacing: %s", describe(store) if store else "off")
         hook = CompaniesHouseHook(
-            self.companies_house_conn_id, timeout=self.timeout, retry_policy=self.api_retry_policy, pacing_store=store,
+            self.companies_house_conn_id,
+            timeout=self.timeout,
+            retry_policy=self.api_retry_policy,
+            pacing_store=store,
             breaker=self.breaker(),
         )
         progress = self.progress(context, "companies", waited=lambda: hook.pacer.waited if hook.pacer else 0.0)
         try:
             return enrich_companies(
-                self.warehouse, hook, run_id=self.run_id(context),
-                max_non_live_share=self.max_non_live_share, on_progress=progress,
+                self.warehouse,
+                hook,
+                run_id=self.run_id(context),
+                max_non_live_share=self.max_non_live_share,
+                on_progress=progress,
             )
         finally:
             hook.close()

@@ -31,5 +31,7 @@ class ExtractSuppliersOperator(LandingOperator):
             run_id=self.run_id(context),
             full_refresh=bool(context["params"].get("full_refresh", False)),
         )
-        self.log.info("Staged %s rows from %s files; rejected %s files", summary["rows_staged"], len(summary["files"]), len(summary["rejected_files"]))
+        self.log.info(
+            "Staged %s rows from %s files; rejected %s files", summary["rows_staged"], len(summary["files"]), len(summary["rejected_files"])
+        )
         return summary

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from resilient_etl.pipeline.checkpoints import committed_chunks
 from resilient_etl.operators.base import WarehouseOperator
+from resilient_etl.pipeline.checkpoints import committed_chunks
 from resilient_etl.pipeline.load import load
 
 

@@ -32,6 +32,9 @@ class ReconcileRunOperator(LandingOperator):
         )
         self.log.info(
             "Reconciliation: rows_in=%s loaded=%s quarantined=%s pending=%s",
-            summary["rows_in"], summary["rows_loaded"], summary["rows_quarantined"], summary["rows_pending"],
+            summary["rows_in"],
+            summary["rows_loaded"],
+            summary["rows_quarantined"],
+            summary["rows_pending"],
         )
         return summary

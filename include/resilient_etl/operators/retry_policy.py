@@ -44,8 +44,9 @@ class TaxonomyRetryPolicy(ExceptionRetryPolicy):
     :param clock: unix time source
     """
 
-    def __init__(self, rules: list[RetryRule], default: RetryAction = RetryAction.DEFAULT, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, rules: list[RetryRule], default: RetryAction = RetryAction.DEFAULT, *, clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__(rules=rules, default=default)
         self.clock = clock
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-
-from resilient_etl.classification import db_error
 from resilient_etl.operators.base import WarehouseOperator
 
 OnError = Literal["abort", "continue"]
@@ -59,24 +55,6 @@ class SavepointSQLOperator(WarehouseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         statements = self._statements()
-        report: dict[str, Any] = {"executed": 0, "rolled_back": [], "rows_affected": []}
-        try:
-            with self.warehouse.begin() as conn:
-                for index, (statement, policy) in enumerate(statements):
-                    try:
-                        with conn.begin_nested():
-                            result = conn.execute(text(statement), self.parameters)
-                        report["executed"] += 1
-                        report["rows_affected"].append(result.rowcount)
-                    except DBAPIError as exc:
-                        error = db_error(exc)
-                        entry = {"index": index, "sql": statement[:200], "error": type(exc.orig).__name__, "category": error.category.value}
-                        self.log.warning("Statement %s rolled back to its savepoint (%s, policy %s)", index, entry["error"], policy)
-                        if policy == "abort":
-                            raise error from exc
-                        report["rolled_back"].append(entry)
-                        report["rows_affected"].append(0)
-        except DBAPIError as exc:  # the commit itself, or a broken connection
-            raise db_error(exc) from exc
+        report = self.warehouse.run_in_savepoints(statements, self.parameters)
         self.log.info("Ran %s statements; %s rolled back: %s", len(statements), len(report["rolled_back"]), report["rolled_back"])
         return report

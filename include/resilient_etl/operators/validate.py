@@ -32,7 +32,11 @@ class ValidateSuppliersOperator(LandingOperator):
         )
         self.log.info(
             "Validated %s rows: %s valid, %s quarantined %s; quality %s",
-            summary["rows_checked"], summary["rows_valid"], summary["rows_quarantined"], summary["by_category"], summary["quality"],
+            summary["rows_checked"],
+            summary["rows_valid"],
+            summary["rows_quarantined"],
+            summary["by_category"],
+            summary["quality"],
         )
         for source_file, rules in summary["warnings"].items():
             self.log.warning("Data-quality warning: %s over the warn threshold of %s", source_file, ", ".join(rules))

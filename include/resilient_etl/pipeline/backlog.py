@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
-from resilient_etl.pipeline.columns import company_columns, postcode_columns
 from resilient_etl.exceptions import ApiError, BreakerOpenError
+from resilient_etl.hooks.warehouse.schema import quarantine, suppliers
+from resilient_etl.pipeline.columns import company_columns, postcode_columns
 from resilient_etl.pipeline.enrich import is_fallback_trigger
 from resilient_etl.resilience.stores.base import CLOSED
-from resilient_etl.hooks.warehouse.schema import quarantine, suppliers
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.companies_house import CompaniesHouseHook
@@ -56,7 +56,12 @@ def reenrich_backlog(
     for breaker in (postcodes.breaker, companies.breaker):
         if breaker is not None and breaker.current_state != CLOSED:
             log.info("Backlog waits: circuit breaker %s is %s", breaker.name, breaker.current_state)
-            return {"skipped": f"breaker {breaker.name} not closed", "reenriched": 0, "quarantined": 0, "remaining": backlog_size(warehouse)}
+            return {
+                "skipped": f"breaker {breaker.name} not closed",
+                "reenriched": 0,
+                "quarantined": 0,
+                "remaining": backlog_size(warehouse),
+            }
     with warehouse.begin() as conn:
         rows = conn.execute(
             select(suppliers).where(suppliers.c.enrichment_status.in_(BACKLOG_STATUSES)).order_by(suppliers.c.loaded_at).limit(limit)
@@ -78,8 +83,17 @@ def reenrich_backlog(
         if pc is None or co is None:
             gone.append((r, "unknown_postcode" if pc is None else "unknown_company"))
             continue
-        updates.append({"sid": r.supplier_id, **postcode_columns(pc), **company_columns(co), "enrichment_status": "live",
-                        "enrichment_as_of": now, "run_id": run_id, "loaded_at": now})
+        updates.append(
+            {
+                "sid": r.supplier_id,
+                **postcode_columns(pc),
+                **company_columns(co),
+                "enrichment_status": "live",
+                "enrichment_as_of": now,
+                "run_id": run_id,
+                "loaded_at": now,
+            }
+        )
     with warehouse.begin() as conn:
         if updates:
             cols = {k: bindparam(k) for k in updates[0] if k != "sid"}
@@ -88,9 +102,14 @@ def reenrich_backlog(
             raw = {c: getattr(r, c) for c in ("supplier_id", "company_number", "company_name", "postcode")}
             conn.execute(
                 insert(quarantine).values(
-                    run_id=run_id, stage="backlog", source_file=r.source_file, line_number=r.source_line,
-                    raw_row=json.dumps(raw), error_category=reason,
-                    detail=f"re-enrichment of a pending supplier (loaded by {r.run_id}) found no live record", quarantined_at=now,
+                    run_id=run_id,
+                    stage="backlog",
+                    source_file=r.source_file,
+                    line_number=r.source_line,
+                    raw_row=json.dumps(raw),
+                    error_category=reason,
+                    detail=f"re-enrichment of a pending supplier (loaded by {r.run_id}) found no live record",
+                    quarantined_at=now,
                 )
             )
             conn.execute(delete(suppliers).where(suppliers.c.supplier_id == r.supplier_id))

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, func, select
 
-from resilient_etl.pipeline.columns import company_columns, postcode_columns
 from resilient_etl.exceptions import ApiError, BreakerOpenError, FallbackThresholdError
 from resilient_etl.hooks.identifiers import normalise_postcode
-from resilient_etl.resilience.retry import is_transient
 from resilient_etl.hooks.warehouse.schema import company_cache, postcode_cache, run_enrichment, staged_rows
+from resilient_etl.pipeline.columns import company_columns, postcode_columns
+from resilient_etl.resilience.retry import is_transient
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.companies_house import CompaniesHouseHook
@@ -59,13 +59,24 @@ def _todo(warehouse: WarehouseHook, *, run_id: str, kind: str) -> tuple[list[str
     """Return :func:`keys_to_enrich` and log what an earlier try left: only live answers are kept."""
     todo, resumed = keys_to_enrich(warehouse, run_id=run_id, kind=kind)
     if resumed:
-        log.info("%s lookups: %s already answered live by an earlier try, %s to look up (fallback and pending answers are tried again)",
-                 kind, resumed, len(todo))
+        log.info(
+            "%s lookups: %s already answered live by an earlier try, %s to look up (fallback and pending answers are tried again)",
+            kind,
+            resumed,
+            len(todo),
+        )
     return todo, resumed
 
 
-def _save(warehouse: WarehouseHook, *, run_id: str, kind: str, answers: dict[str, tuple[str, Any, dt.datetime | None]],
-          cache: Table | None = None, cache_key: str = "") -> None:
+def _save(
+    warehouse: WarehouseHook,
+    *,
+    run_id: str,
+    kind: str,
+    answers: dict[str, tuple[str, Any, dt.datetime | None]],
+    cache: Table | None = None,
+    cache_key: str = "",
+) -> None:
     """
     Write answers ``{key: (source, result or None, as_of)}``; live ones also refresh the cache.
 
@@ -76,7 +87,10 @@ def _save(warehouse: WarehouseHook, *, run_id: str, kind: str, answers: dict[str
     to_columns = postcode_columns if kind == "postcode" else company_columns
     rows = [
         {
-            "run_id": run_id, "kind": kind, "lookup_key": k, "source": source,
+            "run_id": run_id,
+            "kind": kind,
+            "lookup_key": k,
+            "source": source,
             "found": None if source == "pending" else result is not None,
             "as_of": as_of,
             **{c: None for c in _ENRICHMENT_COLUMNS},
@@ -85,7 +99,13 @@ def _save(warehouse: WarehouseHook, *, run_id: str, kind: str, answers: dict[str
         for k, (source, result, as_of) in answers.items()
     ]
     live = [
-        {cache_key: k, "found": result is not None, "result": json.dumps(result) if result is not None else None, "fetched_at": now, "run_id": run_id}
+        {
+            cache_key: k,
+            "found": result is not None,
+            "result": json.dumps(result) if result is not None else None,
+            "fetched_at": now,
+            "run_id": run_id,
+        }
         for k, (source, result, _) in answers.items()
         if source == "live"
     ]
@@ -151,8 +171,16 @@ def enrich_postcodes(
         on_progress(0, 0)
     if hook.breaker is not None:
         hook.breaker.flush()
-    return _finish(warehouse, run_id=run_id, kind="postcode", looked_up=len(todo), resumed=resumed, reasons=reasons,
-                   threshold=max_non_live_share, refused=refused)
+    return _finish(
+        warehouse,
+        run_id=run_id,
+        kind="postcode",
+        looked_up=len(todo),
+        resumed=resumed,
+        reasons=reasons,
+        threshold=max_non_live_share,
+        refused=refused,
+    )
 
 
 def _postcode_fallback(warehouse: WarehouseHook, batch: list[str], reference: dict[str, dict[str, Any]]) -> dict[str, tuple[str, Any, Any]]:
@@ -213,8 +241,16 @@ def enrich_companies(
         on_progress(0, 0)
     if hook.breaker is not None:
         hook.breaker.flush()
-    return _finish(warehouse, run_id=run_id, kind="company", looked_up=len(todo), resumed=resumed, reasons=reasons,
-                   threshold=max_non_live_share, refused=refused)
+    return _finish(
+        warehouse,
+        run_id=run_id,
+        kind="company",
+        looked_up=len(todo),
+        resumed=resumed,
+        reasons=reasons,
+        threshold=max_non_live_share,
+        refused=refused,
+    )
 
 
 def _company_fallback(warehouse: WarehouseHook, numbers: list[str]) -> dict[str, tuple[str, Any, Any]]:
@@ -226,14 +262,21 @@ def source_counts(warehouse: WarehouseHook, *, run_id: str, kind: str) -> dict[s
     """Return how many of the run's keys of ``kind`` were answered from each source."""
     e = run_enrichment
     with warehouse.begin() as conn:
-        rows = conn.execute(
-            select(e.c.source, func.count()).where(e.c.run_id == run_id, e.c.kind == kind).group_by(e.c.source)
-        ).all()
+        rows = conn.execute(select(e.c.source, func.count()).where(e.c.run_id == run_id, e.c.kind == kind).group_by(e.c.source)).all()
     return {source: 0 for source in SOURCES} | dict(rows)
 
 
-def _finish(warehouse: WarehouseHook, *, run_id: str, kind: str, looked_up: int, resumed: int, reasons: Counter[str],
-            threshold: float, refused: BreakerOpenError | None) -> dict[str, Any]:
+def _finish(
+    warehouse: WarehouseHook,
+    *,
+    run_id: str,
+    kind: str,
+    looked_up: int,
+    resumed: int,
+    reasons: Counter[str],
+    threshold: float,
+    refused: BreakerOpenError | None,
+) -> dict[str, Any]:
     """
     Summarise the run's answers of ``kind``; fail when too many are not live.
 
@@ -244,14 +287,20 @@ def _finish(warehouse: WarehouseHook, *, run_id: str, kind: str, looked_up: int,
     non_live = total - counts["live"]
     share = non_live / total if total else 0.0
     summary = {
-        "looked_up": looked_up, "already_live": resumed, "by_source": counts, "non_live_share": round(share, 4),
+        "looked_up": looked_up,
+        "already_live": resumed,
+        "by_source": counts,
+        "non_live_share": round(share, 4),
         "fallback_reasons": dict(reasons),
     }
     log.info("%s enrichment: %s", kind, summary)
     if share > threshold:
         raise FallbackThresholdError(
             f"{non_live} of {total} {kind} lookups ({share:.0%}) came from fallbacks, over the {threshold:.0%} allowed",
-            source=kind, non_live_share=share, threshold=threshold,
-            breaker=refused.breaker if refused else None, retry_at=refused.retry_at if refused else None,
+            source=kind,
+            non_live_share=share,
+            threshold=threshold,
+            breaker=refused.breaker if refused else None,
+            retry_at=refused.retry_at if refused else None,
         )
     return summary

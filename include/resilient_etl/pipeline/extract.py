@@ -11,12 +11,12 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from resilient_etl.pipeline.checkpoints import discard_checkpoints
 from resilient_etl.exceptions import BadInputFileError
 from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.hooks.warehouse.schema import quarantine, run_enrichment, staged_rows
+from resilient_etl.pipeline.checkpoints import discard_checkpoints
 from resilient_etl.pipeline.files import reject_file
 from resilient_etl.pipeline.validate import CSV_COLUMNS, EXTRA_FIELDS_KEY, TRUNCATED_KEY
-from resilient_etl.hooks.warehouse.schema import quarantine, run_enrichment, staged_rows
 
 log = logging.getLogger(__name__)
 CSV_FIELD_LIMIT = 16 * 2**20  # the longest field read at all (csv's default, 128 KiB, rejected whole files)
@@ -45,13 +45,12 @@ def read_supplier_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 raise BadInputFileError(f"{path.name}: empty file, no header row", path=str(path), line=1)
             twice = sorted({c for c in header if header.count(c) > 1})
             if twice:
-                raise BadInputFileError(f"{path.name}: header names column {', '.join(map(repr, twice))} more than once",
-                                        path=str(path), line=1)
+                raise BadInputFileError(
+                    f"{path.name}: header names column {', '.join(map(repr, twice))} more than once", path=str(path), line=1
+                )
             missing = [c for c in CSV_COLUMNS if c not in header]
             if missing:
-                raise BadInputFileError(
-                    f"{path.name}: header lacks required columns {', '.join(missing)}", path=str(path), line=1
-                )
+                raise BadInputFileError(f"{path.name}: header lacks required columns {', '.join(missing)}", path=str(path), line=1)
             rows = []
             while True:
                 start = reader.line_num + 1  # a quoted field may span lines: report where the record starts
@@ -71,9 +70,9 @@ def read_supplier_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def _row(header: list[str], fields: list[str]) -> dict[str, Any]:
     """Map one record's fields to the header (as ``csv.DictReader`` does), cutting over-long fields short."""
     raw: dict[str, Any] = dict(zip(header, fields))
-    raw.update({name: None for name in header[len(fields):]})
+    raw.update({name: None for name in header[len(fields) :]})
     if len(fields) > len(header):
-        raw[EXTRA_FIELDS_KEY] = fields[len(header):]
+        raw[EXTRA_FIELDS_KEY] = fields[len(header) :]
     cut = {k: len(v) for k, v in raw.items() if isinstance(v, str) and len(v) > STAGED_FIELD_CHARS}
     if cut:
         raw.update({k: raw[k][:STAGED_FIELD_CHARS] for k in cut})
@@ -102,9 +101,7 @@ def landing_files(landing_dir: Path) -> list[Path]:
     return picked
 
 
-def extract(
-    warehouse: WarehouseHook, *, landing_dir: Path, rejected_dir: Path, run_id: str, full_refresh: bool = False
-) -> dict[str, Any]:
+def extract(warehouse: WarehouseHook, *, landing_dir: Path, rejected_dir: Path, run_id: str, full_refresh: bool = False) -> dict[str, Any]:
     """
     Stage every ``*.csv`` in ``landing_dir`` for ``run_id``; reject unreadable files.
 
@@ -143,8 +140,14 @@ def extract(
                 conn.execute(
                     insert(quarantine),
                     {
-                        "run_id": run_id, "stage": "extract", "source_file": path.name, "line_number": exc.line or 0,
-                        "raw_row": "", "error_category": exc.category.value, "detail": str(exc), "quarantined_at": now,
+                        "run_id": run_id,
+                        "stage": "extract",
+                        "source_file": path.name,
+                        "line_number": exc.line or 0,
+                        "raw_row": "",
+                        "error_category": exc.category.value,
+                        "detail": str(exc),
+                        "quarantined_at": now,
                     },
                 )
             summary["rejected_files"].append({"file": path.name, "reason": str(exc)})
@@ -158,8 +161,12 @@ def extract(
                     insert(staged_rows),
                     [
                         {
-                            "run_id": run_id, "source_file": path.name, "line_number": line,
-                            "raw_row": json.dumps(raw, ensure_ascii=False), "status": "staged", "staged_at": now,
+                            "run_id": run_id,
+                            "source_file": path.name,
+                            "line_number": line,
+                            "raw_row": json.dumps(raw, ensure_ascii=False),
+                            "status": "staged",
+                            "staged_at": now,
                         }
                         for line, raw in rows
                     ],

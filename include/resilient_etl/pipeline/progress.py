@@ -35,9 +35,17 @@ class ProgressLog:
     :param clock: monotonic seconds (tests pass their own)
     """
 
-    def __init__(self, label: str, *, every_seconds: float = 30.0, every_items: int = 250,
-                 waited: Callable[[], float] | None = None, on_report: Callable[[dict[str, Any]], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, logger: logging.Logger = log) -> None:
+    def __init__(
+        self,
+        label: str,
+        *,
+        every_seconds: float = 30.0,
+        every_items: int = 250,
+        waited: Callable[[], float] | None = None,
+        on_report: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger = log,
+    ) -> None:
         self.label = label
         self.every_seconds = every_seconds
         self.every_items = every_items
@@ -55,7 +63,9 @@ class ProgressLog:
         elapsed = now - self.started
         rate = done / elapsed if elapsed > 0 and done > 0 else None
         values: dict[str, Any] = {
-            "done": done, "total": total, "elapsed_seconds": round(elapsed, 1),
+            "done": done,
+            "total": total,
+            "elapsed_seconds": round(elapsed, 1),
             "rate_per_second": round(rate, 3) if rate else None,
             "eta_seconds": round((total - done) / rate, 1) if rate else None,
         }
@@ -75,7 +85,8 @@ class ProgressLog:
         rate = f"{values['rate_per_second']:.2f}/s" if values["rate_per_second"] else "rate -"
         eta = "done" if done >= total else (f"ETA {_duration(values['eta_seconds'])}" if values["eta_seconds"] is not None else "ETA -")
         waiting = f", {_duration(values['waiting_seconds'])} waiting for quota" if "waiting_seconds" in values else ""
-        self.log.info("%s: %s/%s (%s), %s, %s, %s elapsed%s", self.label, done, total, share, rate, eta,
-                      _duration(values["elapsed_seconds"]), waiting)
+        self.log.info(
+            "%s: %s/%s (%s), %s, %s, %s elapsed%s", self.label, done, total, share, rate, eta, _duration(values["elapsed_seconds"]), waiting
+        )
         if self.on_report is not None:
             self.on_report(values)

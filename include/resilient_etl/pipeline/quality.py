@@ -79,8 +79,13 @@ class FileQuality:
             "verdict": self.verdict,
             "rules": {
                 r.rule: {
-                    "rows_failed": r.rows_failed, "rows_checked": r.rows_checked, "share": round(r.share, 6),
-                    "warn": r.warn, "fail": r.fail, "verdict": r.verdict, "lines": list(r.lines),
+                    "rows_failed": r.rows_failed,
+                    "rows_checked": r.rows_checked,
+                    "share": round(r.share, 6),
+                    "warn": r.warn,
+                    "fail": r.fail,
+                    "verdict": r.verdict,
+                    "lines": list(r.lines),
                 }
                 for r in self.results
             },
@@ -117,5 +122,9 @@ def evaluate(
             lines = tuple(sorted(set(broken_lines.get(rule, ()))))
             failed, base = len(lines), rows_checked
         share = failed / base if base else 0.0
-        results.append(RuleResult(rule, rows_checked, failed, share, limits.warn, limits.fail, verdict(share, warn=limits.warn, fail=limits.fail), lines))
+        results.append(
+            RuleResult(
+                rule, rows_checked, failed, share, limits.warn, limits.fail, verdict(share, warn=limits.warn, fail=limits.fail), lines
+            )
+        )
     return FileQuality(source_file, tuple(results))

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from resilient_etl.exceptions import DataQualityError, ReconciliationError
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.pipeline.files import archive_files
 from resilient_etl.hooks.warehouse.schema import pipeline_runs, quality_results, quarantine, staged_rows
+from resilient_etl.pipeline.files import archive_files
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,8 @@ def count_run(warehouse: WarehouseHook, run_id: str) -> tuple[dict[str, int], li
     """
     s, q, r = staged_rows, quarantine, quality_results
     with warehouse.begin() as conn:
-        by_status = dict(
-            conn.execute(select(s.c.status, func.count()).where(s.c.run_id == run_id).group_by(s.c.status)).all()
-        )
-        files = sorted(
-            conn.execute(select(s.c.source_file).distinct().where(s.c.run_id == run_id, s.c.status != "rejected")).scalars()
-        )
+        by_status = dict(conn.execute(select(s.c.status, func.count()).where(s.c.run_id == run_id).group_by(s.c.status)).all())
+        files = sorted(conn.execute(select(s.c.source_file).distinct().where(s.c.run_id == run_id, s.c.status != "rejected")).scalars())
         unreadable = [
             {"file": row.source_file, "reason": row.detail}
             for row in conn.execute(select(q.c.source_file, q.c.detail).where(q.c.run_id == run_id, q.c.stage == "extract"))
@@ -71,8 +67,14 @@ def reconcile(
     unaccounted = counts["rows_in"] - counts["rows_loaded"] - counts["rows_quarantined"] - counts["rows_pending"]
     status = "failed" if unaccounted else "quality_failed" if failed_quality else "success"
     summary = {
-        "run_id": run_id, "dag_id": dag_id, "files": files, **counts, "status": status, "rejected_files": rejected,
-        "quality_failed_files": failed_quality, "rows_in_quality_failed_files": rows_in_rejected_files,
+        "run_id": run_id,
+        "dag_id": dag_id,
+        "files": files,
+        **counts,
+        "status": status,
+        "rejected_files": rejected,
+        "quality_failed_files": failed_quality,
+        "rows_in_quality_failed_files": rows_in_rejected_files,
     }
     with warehouse.begin() as conn:
         warehouse.upsert(
@@ -80,21 +82,28 @@ def reconcile(
             pipeline_runs,
             [
                 {
-                    "run_id": run_id, "dag_id": dag_id, "files": json.dumps(files), **counts, "status": status,
-                    "summary": json.dumps(summary, default=str), "finished_at": dt.datetime.now(dt.UTC),
+                    "run_id": run_id,
+                    "dag_id": dag_id,
+                    "files": json.dumps(files),
+                    **counts,
+                    "status": status,
+                    "summary": json.dumps(summary, default=str),
+                    "finished_at": dt.datetime.now(dt.UTC),
                 }
             ],
             ["run_id"],
         )
     if unaccounted:
-        raise ReconciliationError(
-            f"run {run_id}: {unaccounted} rows neither loaded, quarantined nor pending ({by_status})", counts=counts
-        )
+        raise ReconciliationError(f"run {run_id}: {unaccounted} rows neither loaded, quarantined nor pending ({by_status})", counts=counts)
     archived = archive_files(files, landing_dir=landing_dir, archive_dir=archive_dir, run_id=run_id)
     summary["archived"] = [str(p) for p in archived]
     log.info(
         "Run %s reconciled: %s in = %s loaded + %s quarantined + %s pending",
-        run_id, counts["rows_in"], counts["rows_loaded"], counts["rows_quarantined"], counts["rows_pending"],
+        run_id,
+        counts["rows_in"],
+        counts["rows_loaded"],
+        counts["rows_quarantined"],
+        counts["rows_pending"],
     )
     if failed_quality:
         raise DataQualityError(

@@ -32,8 +32,14 @@ def quarantine_rows(conn: Connection, *, run_id: str, stage: str, rows: Sequence
         insert(quarantine),
         [
             {
-                "run_id": run_id, "stage": stage, "source_file": r.source_file, "line_number": r.line_number,
-                "raw_row": r.raw_row, "error_category": r.category, "detail": r.detail, "quarantined_at": now,
+                "run_id": run_id,
+                "stage": stage,
+                "source_file": r.source_file,
+                "line_number": r.line_number,
+                "raw_row": r.raw_row,
+                "error_category": r.category,
+                "detail": r.detail,
+                "quarantined_at": now,
             }
             for r in rows
         ],

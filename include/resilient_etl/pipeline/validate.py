@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from resilient_etl.hooks.identifiers import normalise_company_number, normalise_postcode
-from resilient_etl.pipeline.files import reject_file
-from resilient_etl.pipeline.staging import Quarantined, mark_valid, quarantine_rows, set_lines_status
-from resilient_etl.pipeline.quality import evaluate, rule_of
 from resilient_etl.hooks.warehouse.schema import quality_results, staged_rows
+from resilient_etl.pipeline.files import reject_file
+from resilient_etl.pipeline.quality import evaluate, rule_of
+from resilient_etl.pipeline.staging import Quarantined, mark_valid, quarantine_rows, set_lines_status
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook
@@ -170,17 +170,43 @@ def validate_staged(
     by_file: dict[str, list[Any]] = {}
     for row in pending:
         by_file.setdefault(row.source_file, []).append(row)
-    summary: dict[str, Any] = {"rows_checked": len(pending), "rows_valid": 0, "rows_quarantined": 0, "by_category": Counter(),
-                               "quality": {}, "warnings": {}, "rejected_files": {}}
+    summary: dict[str, Any] = {
+        "rows_checked": len(pending),
+        "rows_valid": 0,
+        "rows_quarantined": 0,
+        "by_category": Counter(),
+        "quality": {},
+        "warnings": {},
+        "rejected_files": {},
+    }
     for source_file, rows in by_file.items():
-        _validate_file(warehouse, run_id=run_id, source_file=source_file, rows=rows, seen=seen, thresholds=thresholds,
-                       landing_dir=landing_dir, rejected_dir=rejected_dir, summary=summary)
+        _validate_file(
+            warehouse,
+            run_id=run_id,
+            source_file=source_file,
+            rows=rows,
+            seen=seen,
+            thresholds=thresholds,
+            landing_dir=landing_dir,
+            rejected_dir=rejected_dir,
+            summary=summary,
+        )
     summary["by_category"] = dict(summary["by_category"])
     return summary
 
 
-def _validate_file(warehouse: WarehouseHook, *, run_id: str, source_file: str, rows: list[Any], seen: set[str], thresholds: Any,
-                   landing_dir: Path | None, rejected_dir: Path | None, summary: dict[str, Any]) -> None:
+def _validate_file(
+    warehouse: WarehouseHook,
+    *,
+    run_id: str,
+    source_file: str,
+    rows: list[Any],
+    seen: set[str],
+    thresholds: Any,
+    landing_dir: Path | None,
+    rejected_dir: Path | None,
+    summary: dict[str, Any],
+) -> None:
     valid, bad = [], []
     broken: dict[str, list[int]] = defaultdict(list)
     file_ids: set[str] = set()
@@ -203,17 +229,34 @@ def _validate_file(warehouse: WarehouseHook, *, run_id: str, source_file: str, r
         valid.append((row.source_file, row.line_number, typed(clean)))
     quality = None
     if thresholds is not None:
-        quality = evaluate(source_file, rows_checked=len(rows), broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds)
+        quality = evaluate(
+            source_file, rows_checked=len(rows), broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds
+        )
         summary["quality"][source_file] = quality.verdict
     failed = quality is not None and quality.verdict == "fail"
     with warehouse.begin() as conn:
         if quality is not None:
             now = dt.datetime.now(dt.UTC)
-            warehouse.upsert(conn, quality_results, [
-                {"run_id": run_id, "source_file": source_file, "rule": r.rule, "rows_checked": r.rows_checked, "rows_failed": r.rows_failed,
-                 "share": r.share, "warn_threshold": r.warn, "fail_threshold": r.fail, "verdict": r.verdict, "checked_at": now}
-                for r in quality.results
-            ], ["run_id", "source_file", "rule"])
+            warehouse.upsert(
+                conn,
+                quality_results,
+                [
+                    {
+                        "run_id": run_id,
+                        "source_file": source_file,
+                        "rule": r.rule,
+                        "rows_checked": r.rows_checked,
+                        "rows_failed": r.rows_failed,
+                        "share": r.share,
+                        "warn_threshold": r.warn,
+                        "fail_threshold": r.fail,
+                        "verdict": r.verdict,
+                        "checked_at": now,
+                    }
+                    for r in quality.results
+                ],
+                ["run_id", "source_file", "rule"],
+            )
         if failed:
             set_lines_status(conn, run_id=run_id, lines=[(r.source_file, r.line_number) for r in rows], status="rejected")
         else:

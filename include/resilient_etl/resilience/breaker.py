@@ -113,8 +113,13 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         c = counts or self.last_counts
         log.warning(
             "Circuit breaker %s: %s -> %s (%s; window %s calls, %s failures, %s consecutive)",
-            self.policy.name, old, new, reason,
-            c.calls if c else "-", c.failures if c else "-", c.consecutive_failures if c else "-",
+            self.policy.name,
+            old,
+            new,
+            reason,
+            c.calls if c else "-",
+            c.failures if c else "-",
+            c.consecutive_failures if c else "-",
         )
         self.last_reason = reason
         for listener in self.listeners:
@@ -145,8 +150,12 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         """Write the successes counted locally since the last write to the shared window."""
         if self._pending_successes:
             self.last_counts = self.store.record(
-                self.policy.name, successes=self._pending_successes, failed=False, now=self.clock() if now is None else now,
-                window=self.policy.window_seconds, bucket=self.policy.bucket_seconds,
+                self.policy.name,
+                successes=self._pending_successes,
+                failed=False,
+                now=self.clock() if now is None else now,
+                window=self.policy.window_seconds,
+                bucket=self.policy.bucket_seconds,
             )
             self._pending_successes = 0
 
@@ -167,7 +176,9 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
             retry_at = snap.opened_at + self.policy.reset_timeout_seconds
             if now < retry_at:
                 raise BreakerOpenError(f"circuit breaker {name} is open", breaker=name, retry_at=retry_at)
-            if not self.store.transition(name, expected=OPEN, new=HALF_OPEN, now=now, lease=self.policy.probe_lease, opened_at=snap.opened_at):
+            if not self.store.transition(
+                name, expected=OPEN, new=HALF_OPEN, now=now, lease=self.policy.probe_lease, opened_at=snap.opened_at
+            ):
                 raise BreakerOpenError(f"circuit breaker {name}: another worker is probing", breaker=name, retry_at=now + 1)
             self._changed(HALF_OPEN, f"reset timeout of {self.policy.reset_timeout_seconds:g}s elapsed: one probe admitted")
             probing = True
@@ -203,8 +214,12 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
                 self._opened(now, f"probe failed with {error}")
             return
         counts = self.store.record(
-            name, successes=self._pending_successes, failed=True, now=now,
-            window=self.policy.window_seconds, bucket=self.policy.bucket_seconds,
+            name,
+            successes=self._pending_successes,
+            failed=True,
+            now=now,
+            window=self.policy.window_seconds,
+            bucket=self.policy.bucket_seconds,
         )
         self._pending_successes = 0
         self._synced_at = float("-inf")  # a failure is a reason to look at the shared state next time

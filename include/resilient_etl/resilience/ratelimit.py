@@ -123,7 +123,7 @@ class QuotaPacer:
             counts toward that budget like any other); its ``reset_at`` is the slot
         """
         now = self.clock()
-        if self.quota_spent() and self.last.reset_at:
+        if self.last is not None and self.quota_spent() and self.last.reset_at:
             self.store.defer(self.key, until=self.last.reset_at)
         slot = self.store.claim(self.key, interval=pacing_interval(self.last, now), now=now)
         wait = max(0.0, slot - now)
@@ -131,7 +131,8 @@ class QuotaPacer:
         if self.deadline is not None and now + wait > self.deadline:
             raise ApiRateLimitError(
                 f"{self.service}: the next quota slot is {wait:.1f}s away (remain {remain}), past the retry budget",
-                service=self.service, reset_at=slot,
+                service=self.service,
+                reset_at=slot,
             )
         if wait > 0:
             if wait > 5:

@@ -169,9 +169,7 @@ def stop_reason(stop: stop_base, retry_state: tenacity.RetryCallState) -> str:
     return "stopped"
 
 
-def decide(
-    policy: RetryPolicy, *, attempt: int, exc: BaseException, elapsed: float, now: float, rng: random.Random
-) -> Decision:
+def decide(policy: RetryPolicy, *, attempt: int, exc: BaseException, elapsed: float, now: float, rng: random.Random) -> Decision:
     """
     Decide whether to retry after failed attempt ``attempt``, and how long to wait first (pure).
 
@@ -220,7 +218,7 @@ class Retrier:
         self,
         policy: RetryPolicy,
         *,
-        logger: logging.Logger | logging.LoggerAdapter | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         sleep: Callable[[float], None] = stopping.sleep,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -250,7 +248,12 @@ class Retrier:
         reason, elapsed = stop_reason(stop, state), state.seconds_since_start or 0.0
         self.log.error(
             "%s: gave up after %d attempts and %.1fs (%s): %s (status %s)",
-            self.policy.dependency, state.attempt_number, elapsed, reason, type(exc).__name__, _status(exc),
+            self.policy.dependency,
+            state.attempt_number,
+            elapsed,
+            reason,
+            type(exc).__name__,
+            _status(exc),
         )
         exc.add_note(f"{self.policy.dependency}: gave up after {state.attempt_number} attempts and {elapsed:.1f}s ({reason})")
         raise exc
@@ -279,12 +282,14 @@ class Retrier:
             if not is_transient(exc) and attempts > 1:
                 self.log.error(
                     "%s: failed permanently on attempt %d after %.1fs: %s (status %s)",
-                    self.policy.dependency, attempts, elapsed, type(exc).__name__, _status(exc),
+                    self.policy.dependency,
+                    attempts,
+                    elapsed,
+                    type(exc).__name__,
+                    _status(exc),
                 )
             raise
         attempts = retrying.statistics.get("attempt_number", 1)
         if attempts > 1:
-            self.log.info(
-                "%s: succeeded after %d attempts in %.1fs", self.policy.dependency, attempts, time.monotonic() - started
-            )
+            self.log.info("%s: succeeded after %d attempts in %.1fs", self.policy.dependency, attempts, time.monotonic() - started)
         return result

@@ -137,8 +137,7 @@ class QuotaMiddleware:
                 {
                     "type": "http.response.start",
                     "status": 429,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-                    + raw_headers,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())] + raw_headers,
                 }
             )
             await send({"type": "http.response.body", "body": body})

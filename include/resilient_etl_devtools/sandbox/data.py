@@ -25,7 +25,6 @@ DEFAULT_SEED = 20261126
 DEFAULT_COMPANY_COUNT = 1500
 
 
-
 def _read_jsonl_gz(name: str) -> list[dict[str, Any]]:
     with gzip.open(DATA_DIR / name, "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
@@ -52,13 +51,52 @@ def outcodes() -> dict[str, dict[str, Any]]:
 
 
 _WORDS = [
-    "Granite", "Harbour", "Northern", "Thistle", "Silver", "Dee", "Don", "Bridge", "Union", "Castle",
-    "Highland", "Coastal", "Oak", "Beacon", "Crown", "Meadow", "Summit", "Atlas", "Pioneer", "Kestrel",
-    "Osprey", "Heather", "Cairn", "Forth", "Clyde", "Marine", "Sterling", "Orchard", "Falcon", "Lighthouse",
+    "Granite",
+    "Harbour",
+    "Northern",
+    "Thistle",
+    "Silver",
+    "Dee",
+    "Don",
+    "Bridge",
+    "Union",
+    "Castle",
+    "Highland",
+    "Coastal",
+    "Oak",
+    "Beacon",
+    "Crown",
+    "Meadow",
+    "Summit",
+    "Atlas",
+    "Pioneer",
+    "Kestrel",
+    "Osprey",
+    "Heather",
+    "Cairn",
+    "Forth",
+    "Clyde",
+    "Marine",
+    "Sterling",
+    "Orchard",
+    "Falcon",
+    "Lighthouse",
 ]
 _TRADES = [
-    "Engineering", "Logistics", "Catering", "Consulting", "Fabrication", "Energy Services", "Supplies",
-    "Software", "Haulage", "Construction", "Marine Services", "Print", "Facilities", "Electrical",
+    "Engineering",
+    "Logistics",
+    "Catering",
+    "Consulting",
+    "Fabrication",
+    "Energy Services",
+    "Supplies",
+    "Software",
+    "Haulage",
+    "Construction",
+    "Marine Services",
+    "Print",
+    "Facilities",
+    "Electrical",
 ]
 _SIC = ["09100", "33150", "41201", "43210", "46900", "49410", "52290", "56290", "62020", "70229", "71129", "82990"]
 _STATUSES = [("active", 0.86), ("dissolved", 0.06), ("liquidation", 0.04), ("administration", 0.04)]

@@ -18,10 +18,30 @@ from resilient_etl_devtools.sandbox.faults import FaultMiddleware, FaultRegistry
 
 BULK_LIMIT = 100
 _BULK_FILTERABLE = {
-    "postcode", "quality", "eastings", "northings", "country", "nhs_ha", "longitude", "latitude",
-    "parliamentary_constituency", "european_electoral_region", "primary_care_trust", "region", "lsoa",
-    "msoa", "incode", "outcode", "codes", "admin_district", "parish", "admin_county", "admin_ward", "ccg",
-    "nuts", "ced",
+    "postcode",
+    "quality",
+    "eastings",
+    "northings",
+    "country",
+    "nhs_ha",
+    "longitude",
+    "latitude",
+    "parliamentary_constituency",
+    "european_electoral_region",
+    "primary_care_trust",
+    "region",
+    "lsoa",
+    "msoa",
+    "incode",
+    "outcode",
+    "codes",
+    "admin_district",
+    "parish",
+    "admin_county",
+    "admin_ward",
+    "ccg",
+    "nuts",
+    "ced",
 }
 _HELP = (
     "\nYou need to submit a JSON object with an array of postcodes or geolocation objects."
@@ -37,8 +57,14 @@ SERVER_ERROR = (
     "Alternatively submit an issue at https://github.com/ideal-postcodes/postcodes.io/issues\n"
 )
 _ERROR_TEXT = {
-    400: "Bad Request", 404: "Resource not found", 408: "Request Timeout", 429: "Too Many Requests",
-    500: SERVER_ERROR, 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    400: "Bad Request",
+    404: "Resource not found",
+    408: "Request Timeout",
+    429: "Too Many Requests",
+    500: SERVER_ERROR,
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 _ENDPOINTS = [

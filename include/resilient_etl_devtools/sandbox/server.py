@@ -92,9 +92,7 @@ class Sandbox:
 
     def __post_init__(self) -> None:
         pc_registry, ch_registry = FaultRegistry(), FaultRegistry()
-        self.postcodes = RunningApp(
-            postcodes_app.create_app(pc_registry), self.postcodes_port or free_port(), pc_registry
-        )
+        self.postcodes = RunningApp(postcodes_app.create_app(pc_registry), self.postcodes_port or free_port(), pc_registry)
         self.limiter = companies_app.RateLimiter(limit=self.ch_limit, window_seconds=self.ch_window_seconds)
         self.companies = RunningApp(
             companies_app.create_app(api_keys=self.api_keys, limiter=self.limiter, registry=ch_registry),

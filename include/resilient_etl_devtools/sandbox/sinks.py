@@ -46,7 +46,7 @@ class SmtpSink:
     port: int = 0
     outbox: Path | None = None  # also write each message here as <time>.eml
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         part = msg.get_body(preferencelist=("html", "plain"))
         received = Received(time.time(), list(envelope.rcpt_tos), str(msg["subject"]), part.get_content() if part else "")
@@ -82,7 +82,7 @@ class SlackSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 at = time.time()
                 sink.posts.append((at, json.loads(body), self.path))
@@ -120,8 +120,12 @@ class SlackSink:
 
 def smtp_connection(port: int) -> dict[str, Any]:
     """Return the ``smtp_default`` connection for a sink on ``port`` (plain SMTP on loopback)."""
-    return {"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-            "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "resilient-etl@example.com", "timeout": 5, "retry_limit": 0}}
+    return {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": port,
+        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "resilient-etl@example.com", "timeout": 5, "retry_limit": 0},
+    }
 
 
 def slack_connection(port: int) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from resilient_etl.resilience.stores.sql import SqlStore
 
 RESET_SECONDS = 2.0
 FAIL_MAX = 3
-USER_DAG = '''
+USER_DAG = """
 from __future__ import annotations
 
 import datetime as dt
@@ -62,8 +61,8 @@ def look_up_postcodes() -> list[str]:
 
 with DAG(dag_id="user_postcodes", schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False) as dag:
     PythonOperator(task_id="look_up", python_callable=look_up_postcodes)
-'''
-WORKER = '''
+"""
+WORKER = """
 import sys, time
 from resilient_etl.config import RetryPolicy
 from resilient_etl.exceptions import ApiServerError, BreakerOpenError
@@ -84,7 +83,7 @@ while time.time() < until:
         refused += 1
     time.sleep(0.01)
 print(sent, refused, flush=True)
-'''
+"""
 
 
 def _lookups(sandbox) -> int:
@@ -108,9 +107,14 @@ def test_a_plain_python_operator_is_guarded_and_new_processes_probe_once_per_res
     # the connections and overrides of this test, for processes of their own (no unit-test banner on stdout)
     env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__CORE__UNIT_TEST_MODE"}
     before = _lookups(sandbox)
-    task = subprocess.run([str(Path(sys.executable).with_name("airflow")), "tasks", "test", "user_postcodes", "look_up"],
-                          env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags")}, capture_output=True, text=True,
-                          timeout=180, check=False)
+    task = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "tasks", "test", "user_postcodes", "look_up"],
+        env={**env, "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags")},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     # the task asserted its outcomes: 3 failures reached the API, 7 were refused without a request
     assert task.returncode == 0, (task.stdout + task.stderr)[-3000:]
     assert "new_state=success" in task.stdout + task.stderr, task.stdout[-3000:]
@@ -125,8 +129,17 @@ def test_a_plain_python_operator_is_guarded_and_new_processes_probe_once_per_res
 
     # New processes, the API still failing: together they probe at most once per reset timeout.
     seconds = 3 * RESET_SECONDS
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(seconds)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env) for _ in range(3)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(seconds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
     for w in workers:
         while (line := w.stdout.readline()) and line.strip() != "ready":
             pass  # anything a library prints at import

@@ -7,15 +7,16 @@ The loader owns one connection per batch and nests savepoints on it; DbApiHook's
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from airflow.sdk.bases.hook import BaseHook
 from sqlalchemy import Connection, Engine, Select, Table, create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from resilient_etl.classification.database import db_error
 from resilient_etl.config.models import RetryPolicy
 from resilient_etl.exceptions import ConfigError, WarehouseUnavailableError
 from resilient_etl.hooks.warehouse import dialects
@@ -29,8 +30,15 @@ _DRIVERS = {
 }
 
 
-def url_for_connection(conn_type: str, *, host: str | None, login: str | None = None, password: str | None = None,
-                       port: int | None = None, schema: str | None = None) -> URL:
+def url_for_connection(
+    conn_type: str,
+    *,
+    host: str | None,
+    login: str | None = None,
+    password: str | None = None,
+    port: int | None = None,
+    schema: str | None = None,
+) -> URL:
     """
     Return the SQLAlchemy URL for an Airflow connection's fields.
 
@@ -43,9 +51,7 @@ def url_for_connection(conn_type: str, *, host: str | None, login: str | None = 
         return URL.create("sqlite", database=host)
     driver = _DRIVERS.get(conn_type)
     if driver is None:
-        raise ConfigError(
-            f"warehouse connection type {conn_type!r} is not supported (sqlite, postgres, mssql)", field="conn_type"
-        )
+        raise ConfigError(f"warehouse connection type {conn_type!r} is not supported (sqlite, postgres, mssql)", field="conn_type")
     return URL.create(driver, username=login or None, password=password or None, host=host, port=port, database=schema or None)
 
 
@@ -139,7 +145,7 @@ class WarehouseHook(BaseHook):
         conn: Connection,
         table: Table,
         columns: Sequence[str],
-        source: Select,
+        source: Select[Any],
         key_columns: Sequence[str],
         params: dict[str, Any] | None = None,
     ) -> None:
@@ -157,6 +163,38 @@ class WarehouseHook(BaseHook):
         :param params: bind parameters of ``source``
         """
         dialects.for_name(conn.dialect.name).upsert_from_select(conn, table, columns, source, key_columns, params or {})
+
+    def run_in_savepoints(self, statements: Sequence[tuple[str, str]], parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        Run statements in one transaction, each under its own savepoint; return what ran and what was rolled back.
+
+        A statement that fails is rolled back to its savepoint; then ``abort`` rolls the whole
+        transaction back and raises the typed error, while ``continue`` keeps the work of the others.
+
+        :param statements: ``(sql, "abort" | "continue")`` pairs
+        :param parameters: bind parameters for every statement
+        :raises ResilientEtlError: a statement under ``abort`` failed, or the commit did (typed by driver codes)
+        """
+        report: dict[str, Any] = {"executed": 0, "rolled_back": [], "rows_affected": []}
+        try:
+            with self.begin() as conn:
+                for index, (statement, policy) in enumerate(statements):
+                    try:
+                        with conn.begin_nested():
+                            result = conn.execute(text(statement), dict(parameters))
+                        report["executed"] += 1
+                        report["rows_affected"].append(result.rowcount)
+                    except DBAPIError as exc:
+                        error = db_error(exc)
+                        entry = {"index": index, "sql": statement[:200], "error": type(exc.orig).__name__, "category": error.category.value}
+                        self.log.warning("Statement %s rolled back to its savepoint (%s, policy %s)", index, entry["error"], policy)
+                        if policy == "abort":
+                            raise error from exc
+                        report["rolled_back"].append(entry)
+                        report["rows_affected"].append(0)
+        except DBAPIError as exc:  # the commit itself, or a broken connection
+            raise db_error(exc) from exc
+        return report
 
     def test_connection(self) -> tuple[bool, str]:
         """Run ``SELECT 1`` on the warehouse."""

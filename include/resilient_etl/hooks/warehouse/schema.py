@@ -136,6 +136,7 @@ pipeline_runs = Table(
     Column("finished_at", DateTime(timezone=True), nullable=False),
 )
 
+
 def _cache_table(name: str, key: str) -> Table:
     """An API answer cache: the whole answer per key, kept for fallbacks (postcodes, companies)."""
     return Table(
@@ -175,7 +176,9 @@ incidents = Table(
     # At most one active incident per key, even when two callbacks (a deadline's warn and page tiers
     # in the triggerer, parallel task failures) record the same failure at the same moment.
     Index(
-        "ux_incidents_active_key", "dedup_key", unique=True,
+        "ux_incidents_active_key",
+        "dedup_key",
+        unique=True,
         sqlite_where=text("status IN ('open', 'acknowledged')"),
         postgresql_where=text("status IN ('open', 'acknowledged')"),
         mssql_where=text("status IN ('open', 'acknowledged')"),

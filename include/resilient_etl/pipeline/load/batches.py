@@ -43,8 +43,18 @@ def _db_detail(exc: DBAPIError) -> str:
     return f"rejected by the database: {type(exc.orig).__name__}: {message}"
 
 
-def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_id: str, task_id: str, map_index: int,
-                batch_size: int, chunk_size: int, max_quarantine_share: float) -> BatchResult:
+def _load_batch(
+    warehouse: WarehouseHook,
+    conn: Connection,
+    *,
+    run_id: str,
+    dag_id: str,
+    task_id: str,
+    map_index: int,
+    batch_size: int,
+    chunk_size: int,
+    max_quarantine_share: float,
+) -> BatchResult:
     rows = select_batch(conn, run_id=run_id, batch_size=batch_size)
     result = BatchResult(rows=len(rows))
     if not rows:
@@ -80,8 +90,13 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_
                 if lines:
                     set_lines_status(conn, run_id=run_id, lines=lines, status=outcome)
             quarantine_rows(
-                conn, run_id=run_id, stage="load",
-                rows=[Quarantined(i.row.source_file, i.row.line_number, i.row.raw_row, "rejected_by_database", _db_detail(e)) for i, e in rejected],
+                conn,
+                run_id=run_id,
+                stage="load",
+                rows=[
+                    Quarantined(i.row.source_file, i.row.line_number, i.row.raw_row, "rejected_by_database", _db_detail(e))
+                    for i, e in rejected
+                ],
             )
             for item, _ in rejected:
                 result.by_outcome[item.status] -= 1
@@ -91,9 +106,16 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_
             next_chunk[source_file] = index + 1
             conn.execute(
                 insert(etl_checkpoints).values(
-                    dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index, source_file=source_file,
-                    chunk_index=index, first_line=chunk[0].row.line_number, last_line=chunk[-1].row.line_number,
-                    rows=len(chunk), committed_at=now,
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    task_id=task_id,
+                    map_index=map_index,
+                    source_file=source_file,
+                    chunk_index=index,
+                    first_line=chunk[0].row.line_number,
+                    last_line=chunk[-1].row.line_number,
+                    rows=len(chunk),
+                    committed_at=now,
                 )
             )
             result.chunks += 1
@@ -103,7 +125,9 @@ def _load_batch(warehouse: WarehouseHook, conn: Connection, *, run_id: str, dag_
         raise QuarantineThresholdError(
             f"the database rejected {result.rejected_by_database} of {len(rows)} rows in a batch ({share:.1%}), "
             f"over the {max_quarantine_share:.1%} allowed: the batch was rolled back",
-            rejected=result.rejected_by_database, rows=len(rows), threshold=max_quarantine_share,
+            rejected=result.rejected_by_database,
+            rows=len(rows),
+            threshold=max_quarantine_share,
         )
     return result
 
@@ -144,8 +168,13 @@ def load(
         try:
             with warehouse.begin() as conn:
                 return _load_batch(
-                    warehouse, conn, run_id=run_id, batch_size=batch_size, chunk_size=chunk_size,
-                    max_quarantine_share=max_quarantine_share, **identity,
+                    warehouse,
+                    conn,
+                    run_id=run_id,
+                    batch_size=batch_size,
+                    chunk_size=chunk_size,
+                    max_quarantine_share=max_quarantine_share,
+                    **identity,
                 )
         except DBAPIError as exc:
             raise db_error(exc) from exc

@@ -50,8 +50,15 @@ def select_batch(conn: Connection, *, run_id: str, batch_size: int) -> list[Row]
     postcodes = _answers(conn, run_id=run_id, kind="postcode", keys={r.postcode for r in staged})
     companies = _answers(conn, run_id=run_id, kind="company", keys={r.company_number for r in staged})
     return [
-        Row(r.source_file, r.line_number, r.raw_row, r.postcode, r.company_number,
-             *postcodes.get(r.postcode, _NO_ANSWER), *companies.get(r.company_number, _NO_ANSWER))
+        Row(
+            r.source_file,
+            r.line_number,
+            r.raw_row,
+            r.postcode,
+            r.company_number,
+            *postcodes.get(r.postcode, _NO_ANSWER),
+            *companies.get(r.company_number, _NO_ANSWER),
+        )
         for r in staged
     ]
 

@@ -54,8 +54,7 @@ class SharedStore(Protocol):
         window's totals. (Successes are flushed in batches; a failure is recorded at once.)
         """
 
-    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
-                   opened_at: float | None = None) -> bool:
+    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0, opened_at: float | None = None) -> bool:
         """
         Move ``expected`` -> ``new`` if the state is still ``expected`` (compare-and-set).
 

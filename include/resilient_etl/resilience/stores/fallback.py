@@ -27,8 +27,9 @@ class FallbackStore:
     :param what: names the primary in the warning
     """
 
-    def __init__(self, primary: SharedStore, fallback: Callable[[], SharedStore], *,
-                 unavailable: tuple[type[BaseException], ...], what: str) -> None:
+    def __init__(
+        self, primary: SharedStore, fallback: Callable[[], SharedStore], *, unavailable: tuple[type[BaseException], ...], what: str
+    ) -> None:
         self.primary = primary
         self._fallback = fallback
         self.unavailable = unavailable
@@ -47,8 +48,11 @@ class FallbackStore:
             try:
                 return getattr(self.primary, method)(*args, **kwargs)
             except self.unavailable as exc:
-                log.warning("Shared-state store %s unavailable (%s): falling back to the warehouse tables for this process",
-                            self.what, type(exc).__name__)
+                log.warning(
+                    "Shared-state store %s unavailable (%s): falling back to the warehouse tables for this process",
+                    self.what,
+                    type(exc).__name__,
+                )
                 self.degraded = self._fallback()
         return getattr(self.degraded, method)(*args, **kwargs)
 
@@ -66,8 +70,7 @@ class FallbackStore:
         counts: WindowCounts = self._call("record", name, successes=successes, failed=failed, now=now, window=window, bucket=bucket)
         return counts
 
-    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
-                   opened_at: float | None = None) -> bool:
+    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0, opened_at: float | None = None) -> bool:
         return bool(self._call("transition", name, expected=expected, new=new, now=now, lease=lease, opened_at=opened_at))
 
     def acquire_probe(self, name: str, *, now: float, lease: float) -> bool:

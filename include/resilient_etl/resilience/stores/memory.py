@@ -47,8 +47,7 @@ class MemoryStore:
             live = [c for b, c in buckets.items() if b > now - window]
             return WindowCounts(sum(c[0] for c in live), sum(c[1] for c in live), consecutive)
 
-    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
-                   opened_at: float | None = None) -> bool:
+    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0, opened_at: float | None = None) -> bool:
         with self._lock:
             snap = self._breakers.get(name, FRESH)
             if snap.state != expected or (opened_at is not None and snap.opened_at != opened_at):

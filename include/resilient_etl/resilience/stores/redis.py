@@ -79,8 +79,6 @@ return redis.call('HINCRBY', KEYS[1], 'half_open_successes', 1)
 """
 
 
-
-
 class RedisStore:
     """
     Pacing slots and breaker state in Redis, atomic across every worker.
@@ -123,8 +121,7 @@ class RedisStore:
         )
         return WindowCounts(int(calls), int(failures), int(consecutive))
 
-    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
-                   opened_at: float | None = None) -> bool:
+    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0, opened_at: float | None = None) -> bool:
         expected_opened = "" if opened_at is None else self._fmt(opened_at)
         return bool(self._transition(keys=self._keys(name), args=[expected, new, self._fmt(now), repr(lease), expected_opened]))
 

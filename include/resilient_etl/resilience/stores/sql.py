@@ -155,8 +155,13 @@ class SqlStore:
                 with conn.begin_nested():
                     conn.execute(
                         insert(t).values(
-                            name=name, state=CLOSED, opened_at=0.0, probe_until=0.0, consecutive_failures=0,
-                            half_open_successes=0, updated_at=dt.datetime.now(dt.UTC),
+                            name=name,
+                            state=CLOSED,
+                            opened_at=0.0,
+                            probe_until=0.0,
+                            consecutive_failures=0,
+                            half_open_successes=0,
+                            updated_at=dt.datetime.now(dt.UTC),
                         )
                     )
             except IntegrityError:
@@ -179,7 +184,11 @@ class SqlStore:
             consecutive = conn.execute(
                 update(t).where(t.c.name == name).values(consecutive_failures=base + failures).returning(t.c.consecutive_failures)
             ).scalar_one()
-            bump = update(b).where(b.c.name == name, b.c.bucket_start == start).values(calls=b.c.calls + calls, failures=b.c.failures + failures)
+            bump = (
+                update(b)
+                .where(b.c.name == name, b.c.bucket_start == start)
+                .values(calls=b.c.calls + calls, failures=b.c.failures + failures)
+            )
             if not conn.execute(bump).rowcount:
                 try:
                     with conn.begin_nested():
@@ -196,8 +205,7 @@ class SqlStore:
 
         return self._transact(body)
 
-    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0,
-                   opened_at: float | None = None) -> bool:
+    def transition(self, name: str, *, expected: str, new: str, now: float, lease: float = 0.0, opened_at: float | None = None) -> bool:
         t = breaker_state
         values: dict[str, Any] = {"state": new, "updated_at": dt.datetime.now(dt.UTC)}
         if new == OPEN:

@@ -28,7 +28,7 @@ def mssql_merge_sql(table: Table, key_columns: Sequence[str], columns: Sequence[
     :param key_columns: the columns that identify a row
     :param columns: every column written (keys included)
     """
-    prep = mssql_dialect.dialect().identifier_preparer
+    prep = mssql_dialect.dialect().identifier_preparer  # type: ignore[no-untyped-call]
     q = prep.quote
     source_cols = ", ".join(q(c) for c in columns)
     values = ", ".join(f":{c}" for c in columns)
@@ -49,8 +49,9 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_c
     conn.execute(text(mssql_merge_sql(table, key_columns, list(rows[0]))), list(rows))
 
 
-def upsert_from_select(conn: Connection, table: Table, columns: Sequence[str], source: Select,
-                       key_columns: Sequence[str], params: dict[str, Any]) -> None:
+def upsert_from_select(
+    conn: Connection, table: Table, columns: Sequence[str], source: Select[Any], key_columns: Sequence[str], params: dict[str, Any]
+) -> None:
     """Read the rows of ``source`` and send them back through the MERGE of :func:`upsert`."""
     rows = [dict(zip(columns, r, strict=True)) for r in conn.execute(source, params)]
     if rows:

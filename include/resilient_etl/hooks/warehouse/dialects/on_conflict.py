@@ -21,7 +21,9 @@ def upsert_statement(insert: Callable[[Table], Any], table: Table, columns: Sequ
 
 
 @lru_cache(maxsize=32)
-def upsert_from_select_statement(dialect: str, table: Table, columns: tuple[str, ...], source: Select, key_columns: tuple[str, ...]) -> Any:
+def upsert_from_select_statement(
+    dialect: str, table: Table, columns: tuple[str, ...], source: Select[Any], key_columns: tuple[str, ...]
+) -> Any:
     # one statement object per source: SQLAlchemy then reuses its compiled form on every execution
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(table).from_select(list(columns), source)

@@ -27,7 +27,8 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_c
     conn.execute(upsert_statement(insert, table, list(rows[0]), key_columns), list(rows))
 
 
-def upsert_from_select(conn: Connection, table: Table, columns: Sequence[str], source: Select,
-                       key_columns: Sequence[str], params: dict[str, Any]) -> None:
+def upsert_from_select(
+    conn: Connection, table: Table, columns: Sequence[str], source: Select[Any], key_columns: Sequence[str], params: dict[str, Any]
+) -> None:
     """``INSERT … SELECT … ON CONFLICT DO UPDATE``: no row leaves the database."""
     conn.execute(upsert_from_select_statement(NAME, table, tuple(columns), source, tuple(key_columns)), params)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from resilient_etl.config import QualityConfig, Threshold
-from resilient_etl.pipeline.validate import CSV_COLUMNS
 from resilient_etl.pipeline.quality import RULES, evaluate, rule_of, verdict
+from resilient_etl.pipeline.validate import CSV_COLUMNS
 
 CONFIG = QualityConfig()
 
@@ -25,7 +25,14 @@ def test_each_row_rule_at_below_and_above_its_limits(rule: str) -> None:
     if limits.warn > 0:
         cases[round(limits.warn * rows) - 1] = "pass"  # just below warn
     for broken, expected in cases.items():
-        quality = evaluate("f.csv", rows_checked=rows, broken_lines={rule: range(2, 2 + broken)}, columns=CSV_COLUMNS, contract=CSV_COLUMNS, thresholds=CONFIG)
+        quality = evaluate(
+            "f.csv",
+            rows_checked=rows,
+            broken_lines={rule: range(2, 2 + broken)},
+            columns=CSV_COLUMNS,
+            contract=CSV_COLUMNS,
+            thresholds=CONFIG,
+        )
         result = next(r for r in quality.results if r.rule == rule)
         assert (result.rows_failed, result.verdict) == (broken, expected), (rule, broken)
         assert quality.verdict == expected
@@ -41,7 +48,9 @@ def test_unknown_columns_are_a_share_of_the_contract() -> None:
 
 
 def test_a_line_counts_once_per_rule_and_the_report_names_lines() -> None:
-    quality = evaluate("f.csv", rows_checked=10, broken_lines={"invalid_postcode": [3, 3, 7]}, columns=CSV_COLUMNS, contract=CSV_COLUMNS, thresholds=CONFIG)
+    quality = evaluate(
+        "f.csv", rows_checked=10, broken_lines={"invalid_postcode": [3, 3, 7]}, columns=CSV_COLUMNS, contract=CSV_COLUMNS, thresholds=CONFIG
+    )
     report = quality.report()
     assert report["rules"]["invalid_postcode"]["rows_failed"] == 2 and report["rules"]["invalid_postcode"]["lines"] == [3, 7]
     assert report["verdict"] == "fail" and quality.broken("fail") == ["invalid_postcode"]

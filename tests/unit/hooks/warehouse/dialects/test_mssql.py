@@ -6,14 +6,23 @@ from sqlalchemy import create_mock_engine
 from sqlalchemy.dialects import mssql
 from sqlalchemy.schema import CreateTable
 
-from resilient_etl.hooks.warehouse.dialects.mssql import mssql_merge_sql
 from resilient_etl.hooks.warehouse import url_for_connection
+from resilient_etl.hooks.warehouse.dialects.mssql import mssql_merge_sql
 from resilient_etl.hooks.warehouse.schema import metadata, suppliers
 
 
 def test_every_table_compiles_for_mssql() -> None:
     ddl = {t.name: str(CreateTable(t).compile(dialect=mssql.dialect())) for t in metadata.sorted_tables}
-    assert set(ddl) >= {"suppliers", "quarantine", "etl_checkpoints", "pipeline_runs", "postcode_cache", "company_cache", "incidents", "staged_rows"}
+    assert set(ddl) >= {
+        "suppliers",
+        "quarantine",
+        "etl_checkpoints",
+        "pipeline_runs",
+        "postcode_cache",
+        "company_cache",
+        "incidents",
+        "staged_rows",
+    }
     assert "supplier_id VARCHAR(64) NOT NULL" in ddl["suppliers"]
     assert "PRIMARY KEY (supplier_id)" in ddl["suppliers"]
     assert "DATETIMEOFFSET" in ddl["suppliers"]  # timezone-aware timestamps
@@ -34,7 +43,9 @@ def test_merge_upsert_for_mssql() -> None:
     assert "ON target.supplier_id = source.supplier_id" in sql
     assert "WHEN MATCHED THEN UPDATE SET target.company_name = source.company_name, target.postcode = source.postcode" in sql
     assert "target.supplier_id = source.supplier_id," not in sql.split("UPDATE SET")[1]  # keys are never updated
-    assert sql.endswith("WHEN NOT MATCHED THEN INSERT (supplier_id, company_name, postcode) VALUES (source.supplier_id, source.company_name, source.postcode);")
+    assert sql.endswith(
+        "WHEN NOT MATCHED THEN INSERT (supplier_id, company_name, postcode) VALUES (source.supplier_id, source.company_name, source.postcode);"
+    )
 
 
 def test_connection_urls_per_type() -> None:
@@ -68,7 +79,9 @@ def test_checkpoint_table_and_constraints_for_mssql() -> None:
     ddl = str(CreateTable(etl_checkpoints).compile(dialect=mssql.dialect()))
     assert "PRIMARY KEY (dag_id, run_id, task_id, map_index, source_file, chunk_index)" in ddl
     suppliers_ddl = str(CreateTable(suppliers).compile(dialect=mssql.dialect()))
-    assert "CONSTRAINT ck_suppliers_enrichment_status CHECK (enrichment_status IN ('live', 'cached', 'fallback', 'pending'))" in suppliers_ddl
+    assert (
+        "CONSTRAINT ck_suppliers_enrichment_status CHECK (enrichment_status IN ('live', 'cached', 'fallback', 'pending'))" in suppliers_ddl
+    )
 
 
 def test_load_select_compiles_for_mssql() -> None:

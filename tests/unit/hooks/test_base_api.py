@@ -43,7 +43,9 @@ def test_status_maps_to_typed_error(status: int, cls: type, transient: bool) -> 
 
 def test_rate_limit_error_carries_retry_after_and_reset() -> None:
     err = error_for_status(
-        429, service="companies_house", endpoint="x",
+        429,
+        service="companies_house",
+        endpoint="x",
         headers=_h(Retry_After="7", X_Ratelimit_Reset="1730107751", X_Ratelimit_Limit="600", X_Ratelimit_Remain="0"),
     )
     assert isinstance(err, ApiRateLimitError)

@@ -6,8 +6,8 @@ import datetime as dt
 
 from airflow.sdk import ExceptionRetryPolicy, RetryAction
 
-from resilient_etl.classification import classify
 from resilient_etl import exceptions as errors
+from resilient_etl.classification import classify
 from resilient_etl.config import get_config
 from resilient_etl.operators.retry_policy import task_retry_policy, transient_error_types
 
@@ -15,8 +15,15 @@ from resilient_etl.operators.retry_policy import task_retry_policy, transient_er
 def test_every_transient_type_is_listed() -> None:
     names = {t.__name__ for t in transient_error_types()}
     assert names == {
-        "ApiConnectionError", "ApiTimeoutError", "ApiServerError", "ApiBadResponseError", "ApiRateLimitError",
-        "WarehouseUnavailableError", "DatabaseConnectionLostError", "DeadlockError", "SharedStateUnavailableError",
+        "ApiConnectionError",
+        "ApiTimeoutError",
+        "ApiServerError",
+        "ApiBadResponseError",
+        "ApiRateLimitError",
+        "WarehouseUnavailableError",
+        "DatabaseConnectionLostError",
+        "DeadlockError",
+        "SharedStateUnavailableError",
     }
 
 
@@ -50,9 +57,14 @@ def test_an_open_breaker_is_transient_and_waits_for_its_next_probe() -> None:
     policy = task_retry_policy(clock=lambda: now)
     opened = errors.BreakerOpenError("circuit breaker companies_house is open", breaker="companies_house", retry_at=now + 42.3)
     assert str(opened) == "circuit breaker companies_house is open until 08:00:42 UTC"
-    fallback = errors.FallbackThresholdError("900 of 978 company lookups (92%) came from fallbacks, over the 50% allowed",
-                                             source="company", non_live_share=0.92, threshold=0.5,
-                                             breaker="companies_house", retry_at=now + 42.3)
+    fallback = errors.FallbackThresholdError(
+        "900 of 978 company lookups (92%) came from fallbacks, over the 50% allowed",
+        source="company",
+        non_live_share=0.92,
+        threshold=0.5,
+        breaker="companies_house",
+        retry_at=now + 42.3,
+    )
     assert str(fallback).endswith("; breaker companies_house is open until 08:00:42 UTC")
     for exc in (opened, fallback):
         decision = policy.evaluate(exc, try_number=1, max_tries=3)

@@ -6,13 +6,12 @@ import random
 
 import pytest
 
-from resilient_etl.exceptions import ApiRateLimitError, Category
 from resilient_etl.classification import category_of
-from resilient_etl.resilience.ratelimit import RateLimitStatus
-from resilient_etl.resilience import stopping
 from resilient_etl.config import RetryPolicy
+from resilient_etl.exceptions import ApiRateLimitError, Category
+from resilient_etl.resilience import stopping
+from resilient_etl.resilience.ratelimit import QuotaPacer, RateLimitStatus, pacing_interval, pacing_key
 from resilient_etl.resilience.retry import decide
-from resilient_etl.resilience.ratelimit import QuotaPacer, pacing_interval, pacing_key
 from resilient_etl.resilience.stores.memory import MemoryStore
 
 
@@ -100,8 +99,14 @@ def test_a_quota_wait_past_the_retry_budget_is_a_rate_limit_error_not_a_sleep() 
         pacer.before_request()
     assert t.slept == [] and info.value.reset_at == 1298.0
     # the retry layer then gives up at once: the wait would pass its budget
-    decision = decide(RetryPolicy(dependency="companies_house", max_elapsed_seconds=60), attempt=1, exc=info.value, elapsed=0.0,
-                      now=t.now, rng=random.Random(1))
+    decision = decide(
+        RetryPolicy(dependency="companies_house", max_elapsed_seconds=60),
+        attempt=1,
+        exc=info.value,
+        elapsed=0.0,
+        now=t.now,
+        rng=random.Random(1),
+    )
     assert not decision.retry and "298.0s would pass the 60s budget" in decision.reason
 
 

@@ -28,7 +28,9 @@ def test_company_profile_with_string_day_month_and_old_sic() -> None:
 
 
 def test_charity_stub_without_status_date_or_address() -> None:
-    cols = company_columns({"company_name": "X", "company_number": "CE020555", "type": "charitable-incorporated-organisation", "can_file": True, "links": {}})
+    cols = company_columns(
+        {"company_name": "X", "company_number": "CE020555", "type": "charitable-incorporated-organisation", "can_file": True, "links": {}}
+    )
     assert cols["co_status"] is None and cols["co_incorporated_on"] is None and cols["co_registered_office"] is None
     assert cols["co_type"] == "charitable-incorporated-organisation"
 
@@ -39,5 +41,11 @@ def test_bad_date_does_not_raise() -> None:
 
 def test_postcode_without_grid_reference() -> None:
     cols = postcode_columns({"postcode": "JE2 4WD", "country": "Channel Islands", "latitude": None, "longitude": None, "region": None})
-    assert cols == {"pc_country": "Channel Islands", "pc_region": None, "pc_admin_district": None, "pc_latitude": None, "pc_longitude": None}
+    assert cols == {
+        "pc_country": "Channel Islands",
+        "pc_region": None,
+        "pc_admin_district": None,
+        "pc_latitude": None,
+        "pc_longitude": None,
+    }
     assert postcode_columns({"latitude": "57.1", "longitude": "-2.1"})["pc_latitude"] == 57.1

@@ -7,7 +7,7 @@ import pytest
 
 from resilient_etl.hooks.identifiers import is_valid_postcode, normalise_company_number, normalise_postcode
 
-VECTORS = Path(__file__).resolve().parents[1] / "data"
+VECTORS = Path(__file__).resolve().parents[2] / "data"
 
 
 @pytest.mark.parametrize("case", json.loads((VECTORS / "normalisation.json").read_text())["tests"])

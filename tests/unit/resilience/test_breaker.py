@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-
 import pybreaker
 import pytest
 from sqlalchemy import select
 
-from resilient_etl.exceptions import ApiClientError, ApiServerError, BreakerOpenError
-from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.hooks.shared_state import BreakerEventRecorder
-from resilient_etl.config import BreakerPolicy
-from resilient_etl.resilience.breaker import SharedCircuitBreaker, breaker_states, trip_reason
-from resilient_etl.resilience.stores.sql import SqlStore
-from resilient_etl.resilience.stores.base import WindowCounts
-from resilient_etl.hooks.warehouse.schema import breaker_events
 from _support.clock import Clock
+from resilient_etl.config import BreakerPolicy
+from resilient_etl.exceptions import ApiClientError, ApiServerError, BreakerOpenError
+from resilient_etl.hooks.shared_state import BreakerEventRecorder
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.hooks.warehouse.schema import breaker_events
+from resilient_etl.resilience.breaker import SharedCircuitBreaker, breaker_states, trip_reason
+from resilient_etl.resilience.stores.base import WindowCounts
+from resilient_etl.resilience.stores.sql import SqlStore
 
-POLICY = BreakerPolicy(name="companies_house", fail_max=3, failure_rate_threshold=0.5, minimum_calls=6, window_seconds=60, reset_timeout_seconds=30)
+POLICY = BreakerPolicy(
+    name="companies_house", fail_max=3, failure_rate_threshold=0.5, minimum_calls=6, window_seconds=60, reset_timeout_seconds=30
+)
 
 
 class Recorder(pybreaker.CircuitBreakerListener):
@@ -174,7 +175,9 @@ def test_a_crashed_probe_does_not_block_forever(warehouse) -> None:
         cb.call(_fail)
     clock.now += 10
     store = SqlStore(warehouse.engine)
-    assert store.transition("c", expected="open", new="half-open", now=clock.now, lease=policy.probe_lease, opened_at=cb.snapshot().opened_at)
+    assert store.transition(
+        "c", expected="open", new="half-open", now=clock.now, lease=policy.probe_lease, opened_at=cb.snapshot().opened_at
+    )
     # that worker died holding the lease
     with pytest.raises(BreakerOpenError):
         cb.call(_ok)

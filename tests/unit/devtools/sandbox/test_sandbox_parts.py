@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from _support.clock import Clock
 from resilient_etl_devtools.sandbox.companies_app import RateLimiter
 from resilient_etl_devtools.sandbox.data import company_register, write_sample_csv
 from resilient_etl_devtools.sandbox.faults import FaultRegistry, FaultSpec
-from _support.clock import Clock
 
 
 def test_fixed_window_quota() -> None:

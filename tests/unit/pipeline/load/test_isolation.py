@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from resilient_etl.pipeline.load.isolation import MAX_GROUP, Isolation, group_size
 from resilient_etl.pipeline.load.decision import Item
+from resilient_etl.pipeline.load.isolation import MAX_GROUP, Isolation, group_size
 
 
 class FakeIsolation(Isolation):

@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import DataError, IntegrityError, InternalError, OperationalError
 
-from resilient_etl.exceptions import DatabaseConnectionLostError, DatabaseError, DeadlockError, DiskFullError, WarehouseUnavailableError
 from resilient_etl.classification import db_error, is_row_error
+from resilient_etl.exceptions import DatabaseConnectionLostError, DatabaseError, DeadlockError, DiskFullError, WarehouseUnavailableError
 
 
 class PgError(Exception):

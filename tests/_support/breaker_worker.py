@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import sys
 
+from resilient_etl.config import BreakerPolicy, RetryPolicy
 from resilient_etl.exceptions import ApiError, BreakerOpenError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
-from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.config import BreakerPolicy
-from resilient_etl.resilience.breaker import SharedCircuitBreaker
-from resilient_etl.config import RetryPolicy
 from resilient_etl.hooks.shared_state import shared_store
+from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
 POLICY = BreakerPolicy(name="companies_house", fail_max=3, reset_timeout_seconds=30)
 

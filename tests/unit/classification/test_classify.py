@@ -11,12 +11,13 @@ import requests
 import sqlalchemy.exc
 import yaml
 
+from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
+from _support.paths import REPO as PROJECT_ROOT
 from resilient_etl import exceptions as errors
-from resilient_etl.config import load_config, parse_config
-from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH, REPO as PROJECT_ROOT
-from resilient_etl.exceptions import Category, ConfigError, Severity
-from resilient_etl.classification import category_of, classify
 from resilient_etl.alerting.incidents import Incident, due_steps, on_call
+from resilient_etl.classification import category_of, classify
+from resilient_etl.config import load_config, parse_config
+from resilient_etl.exceptions import Category, ConfigError, Severity
 from resilient_etl_devtools.docgen import DOC_PATH, render
 
 CFG = load_config(DEFAULT_CONFIG_PATH, environ={})
@@ -60,13 +61,19 @@ CASES = [
     (_db("53100"), Category.FILESYSTEM, False),
     (OSError(28, "No space left on device"), Category.FILESYSTEM, False),
     (PermissionError(13, "read-only"), Category.FILESYSTEM, False),
-    (errors.FallbackThresholdError("too many fallbacks", source="companies_house", non_live_share=0.5, threshold=0.25), Category.BREAKER_OPEN, False),
+    (
+        errors.FallbackThresholdError("too many fallbacks", source="companies_house", non_live_share=0.5, threshold=0.25),
+        Category.BREAKER_OPEN,
+        False,
+    ),
     (errors.DeadlineMissedError("late", scope="dag_run", name="warn", limit_seconds=60), Category.DEADLINE_MISSED, False),
     (KeyError("surprise"), Category.UNKNOWN, False),
 ]
 
 
-@pytest.mark.parametrize(("exc", "category", "transient"), CASES, ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v))
+@pytest.mark.parametrize(
+    ("exc", "category", "transient"), CASES, ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v)
+)
 def test_classify_maps_every_failure_to_category_severity_and_action(exc, category, transient) -> None:
     c = classify(exc, MATRIX)
     assert (c.category, c.transient) == (category, transient)
@@ -128,7 +135,11 @@ def test_every_runbook_section_in_the_matrix_exists() -> None:
 def test_on_call_rotates_per_period() -> None:
     start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
     week = dt.timedelta(days=7)
-    assert [on_call(CFG.alerts.oncall, "primary", start + i * week + dt.timedelta(days=3)).name for i in range(3)] == ["alice", "bob", "alice"]
+    assert [on_call(CFG.alerts.oncall, "primary", start + i * week + dt.timedelta(days=3)).name for i in range(3)] == [
+        "alice",
+        "bob",
+        "alice",
+    ]
     assert on_call(CFG.alerts.oncall, "secondary", start).name == "bob"
     assert on_call(CFG.alerts.oncall, "lead", start + 5 * week).email == "carol@example.com"
 

@@ -173,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line."""
-    args: Any = build_parser().parse_args(argv)
+    return run_command(build_parser().parse_args(argv))
+
+
+def run_command(args: Any) -> int:
+    """Run a parsed command (its ``func``); return its exit code, or 141 when the reader of stdout went away."""
     try:
         code = args.func(args)
         sys.stdout.flush()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from resilient_etl.cli import run_command
 from resilient_etl_devtools.sandbox import DEMO_CH_LIMIT
 
 
@@ -163,15 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 
         args.api_key = [DEFAULT_API_KEY]
-    try:
-        code = args.func(args)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, as `yes | head` does, and keep Python's
-        # exit-time flush from raising again on the closed pipe.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
-    return code
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -78,21 +78,19 @@ class Alerter:
             ]
         )
 
-    def message(
-        self,
-        kind: str,
-        classification: Classification,
-        error: str,
-        *,
-        dag_id: str,
-        task_id: str | None,
-        run_id: str | None,
-        log_url: str | None = None,
-        **extra: Any,
-    ) -> AlertMessage:
-        """Build the message for one alert (see :func:`~resilient_etl.alerting.messages.build_message`)."""
+    def _incident_message(self, kind: str, incident: store.Incident, **extra: Any) -> AlertMessage:
+        """Build the message about a recorded incident (escalation, recovery)."""
         return build_message(
-            self.config.alerts, kind, classification, error, dag_id=dag_id, task_id=task_id, run_id=run_id, log_url=log_url, **extra
+            self.config.alerts,
+            kind,
+            self._recorded(incident),
+            incident.detail or "",
+            dag_id=incident.dag_id,
+            task_id=incident.task_id,
+            run_id=incident.run_id,
+            incident_id=incident.id,
+            occurrences=incident.occurrences,
+            **extra,
         )
 
     def send(self, message: AlertMessage, severity: Severity, tiers: list[str]) -> dict[str, Any]:
@@ -174,7 +172,8 @@ class Alerter:
         )
         if outcome == "repeat":
             return incident, outcome
-        message = self.message(
+        message = build_message(
+            self.config.alerts,
             kind,
             c,
             detail,
@@ -256,7 +255,8 @@ class Alerter:
         if route.notify_retries:
             first = [s.tier for s in route.escalation if s.after_minutes <= 0]
             self.send(
-                self.message(
+                build_message(
+                    self.config.alerts,
                     "retry",
                     c,
                     str(exc),
@@ -290,18 +290,7 @@ class Alerter:
             if not due:
                 continue
             tiers = [steps[i].tier for i in due]
-            c = self._recorded(incident)
-            message = self.message(
-                "escalation",
-                c,
-                incident.detail or "",
-                dag_id=incident.dag_id,
-                task_id=incident.task_id,
-                run_id=incident.run_id,
-                incident_id=incident.id,
-                occurrences=incident.occurrences,
-                escalation=", ".join(tiers),
-            )
+            message = self._incident_message("escalation", incident, escalation=", ".join(tiers))
             self.send(message, incident.severity, tiers)
             with self.warehouse.begin() as conn:
                 store.set_escalation_level(conn, incident.id, due[-1] + 1)
@@ -339,19 +328,7 @@ class Alerter:
         )
 
     def _recovered(self, incident: store.Incident, resolution: str | None) -> None:
-        c = self._recorded(incident)
         open_for = (incident.resolved_at or self.clock()) - incident.first_seen_at
-        message = self.message(
-            "recovery",
-            c,
-            incident.detail or "",
-            dag_id=incident.dag_id,
-            task_id=incident.task_id,
-            run_id=incident.run_id,
-            incident_id=incident.id,
-            occurrences=incident.occurrences,
-            resolution=resolution,
-            open_for=duration(open_for),
-        )
+        message = self._incident_message("recovery", incident, resolution=resolution, open_for=duration(open_for))
         steps = getattr(self.config.alerts.routes, incident.severity).escalation
         self.send(message, incident.severity, [s.tier for s in steps[: max(incident.escalation_level, 1)]])

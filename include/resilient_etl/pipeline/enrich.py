@@ -167,19 +167,17 @@ def enrich_postcodes(
         _save(warehouse, run_id=run_id, kind="postcode", answers=answers, cache=postcode_cache, cache_key="postcode")
         if on_progress is not None:
             on_progress(start + len(batch), len(todo))
-    if on_progress is not None and not todo:
-        on_progress(0, 0)
-    if hook.breaker is not None:
-        hook.breaker.flush()
     return _finish(
         warehouse,
+        hook,
         run_id=run_id,
         kind="postcode",
-        looked_up=len(todo),
+        todo=todo,
         resumed=resumed,
         reasons=reasons,
         threshold=max_non_live_share,
         refused=refused,
+        on_progress=on_progress,
     )
 
 
@@ -237,19 +235,17 @@ def enrich_companies(
     answers.update(_company_fallback(warehouse, failed))
     if answers:
         _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
-    if on_progress is not None and not todo:
-        on_progress(0, 0)
-    if hook.breaker is not None:
-        hook.breaker.flush()
     return _finish(
         warehouse,
+        hook,
         run_id=run_id,
         kind="company",
-        looked_up=len(todo),
+        todo=todo,
         resumed=resumed,
         reasons=reasons,
         threshold=max_non_live_share,
         refused=refused,
+        on_progress=on_progress,
     )
 
 
@@ -268,20 +264,29 @@ def source_counts(warehouse: WarehouseHook, *, run_id: str, kind: str) -> dict[s
 
 def _finish(
     warehouse: WarehouseHook,
+    hook: PostcodesIoHook | CompaniesHouseHook,
     *,
     run_id: str,
     kind: str,
-    looked_up: int,
+    todo: list[str],
     resumed: int,
     reasons: Counter[str],
     threshold: float,
     refused: BreakerOpenError | None,
+    on_progress: Callable[[int, int], None] | None,
 ) -> dict[str, Any]:
     """
-    Summarise the run's answers of ``kind``; fail when too many are not live.
+    End an enrichment: report progress when nothing was to do, write the breaker's successes, summarise
+    the run's answers of ``kind``; fail when too many are not live.
 
+    :param todo: the keys this try looked up
     :param refused: the last refusal of an open breaker: the error then says when it probes next
     """
+    if on_progress is not None and not todo:
+        on_progress(0, 0)
+    if hook.breaker is not None:
+        hook.breaker.flush()
+    looked_up = len(todo)
     counts = source_counts(warehouse, run_id=run_id, kind=kind)
     total = sum(counts.values())
     non_live = total - counts["live"]

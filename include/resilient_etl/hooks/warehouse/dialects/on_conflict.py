@@ -1,4 +1,4 @@
-"""The ``INSERT … ON CONFLICT DO UPDATE`` statements PostgreSQL and SQLite share."""
+"""The ``INSERT … ON CONFLICT DO UPDATE`` upserts PostgreSQL and SQLite share."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Select, Table
 
 
-def upsert_statement(insert: Callable[[Table], Any], table: Table, columns: Sequence[str], key_columns: Sequence[str]) -> Any:
-    """Return the executemany upsert of ``columns`` keyed on ``key_columns``."""
-    stmt = insert(table)
+def _on_conflict_update(stmt: Any, columns: Sequence[str], key_columns: Sequence[str]) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=list(key_columns),
         set_={c: stmt.excluded[c] for c in columns if c not in key_columns},
@@ -21,13 +17,35 @@ def upsert_statement(insert: Callable[[Table], Any], table: Table, columns: Sequ
 
 
 @lru_cache(maxsize=32)
-def upsert_from_select_statement(
-    dialect: str, table: Table, columns: tuple[str, ...], source: Select[Any], key_columns: tuple[str, ...]
+def _from_select(
+    insert: Callable[[Table], Any], table: Table, columns: tuple[str, ...], source: Select[Any], key_columns: tuple[str, ...]
 ) -> Any:
     # one statement object per source: SQLAlchemy then reuses its compiled form on every execution
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(table).from_select(list(columns), source)
-    return stmt.on_conflict_do_update(
-        index_elements=list(key_columns),
-        set_={c: stmt.excluded[c] for c in columns if c not in key_columns},
-    )
+    return _on_conflict_update(insert(table).from_select(list(columns), source), columns, key_columns)
+
+
+class OnConflictUpserts:
+    """
+    The upserts of a dialect that has ``ON CONFLICT DO UPDATE``.
+
+    :param insert: the dialect's ``insert`` construct (``sqlalchemy.dialects.<name>.insert``)
+    """
+
+    def __init__(self, insert: Callable[[Table], Any]) -> None:
+        self.insert = insert
+
+    def upsert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> None:
+        """Insert ``rows``, updating those whose key exists."""
+        conn.execute(_on_conflict_update(self.insert(table), list(rows[0]), key_columns), list(rows))
+
+    def upsert_from_select(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        source: Select[Any],
+        key_columns: Sequence[str],
+        params: dict[str, Any],
+    ) -> None:
+        """``INSERT … SELECT … ON CONFLICT DO UPDATE``: no row leaves the database."""
+        conn.execute(_from_select(self.insert, table, tuple(columns), source, tuple(key_columns)), params)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, Table
+from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert
 
-from resilient_etl.hooks.warehouse.dialects.on_conflict import upsert_from_select_statement, upsert_statement
+from resilient_etl.hooks.warehouse.dialects.on_conflict import OnConflictUpserts
 
 NAME = "postgresql"
 
@@ -22,13 +21,6 @@ def engine_options() -> dict[str, Any]:
     return {"executemany_mode": "values_plus_batch", "executemany_batch_page_size": 1000}
 
 
-def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> None:
-    """Insert ``rows``, updating those whose key exists (``ON CONFLICT DO UPDATE``)."""
-    conn.execute(upsert_statement(insert, table, list(rows[0]), key_columns), list(rows))
-
-
-def upsert_from_select(
-    conn: Connection, table: Table, columns: Sequence[str], source: Select[Any], key_columns: Sequence[str], params: dict[str, Any]
-) -> None:
-    """``INSERT … SELECT … ON CONFLICT DO UPDATE``: no row leaves the database."""
-    conn.execute(upsert_from_select_statement(NAME, table, tuple(columns), source, tuple(key_columns)), params)
+_UPSERTS = OnConflictUpserts(insert)
+upsert = _UPSERTS.upsert
+upsert_from_select = _UPSERTS.upsert_from_select

@@ -27,9 +27,7 @@ def run(n: int, limit: int, window: float, *, paced: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, Sandbox(ch_limit=limit, ch_window_seconds=window) as sb:
         use_sandbox(sb, Path(tmp) / "w.db")
         WarehouseHook().ensure_schema()
-        policy = RetryPolicy(
-            dependency="companies_house", max_attempts=10, max_elapsed_seconds=10 * window, max_server_wait_seconds=2 * window
-        )
+        policy = RetryPolicy(dependency="companies_house", max_attempts=10, max_elapsed_seconds=10 * window, max_server_wait_seconds=2 * window)
         hook = CompaniesHouseHook(retry_policy=policy, pacing_store=SqlStore(WarehouseHook().engine) if paced else None)
         started = time.time()
         first_reset: float | None = None

@@ -48,9 +48,7 @@ def _reset_load(wh: WarehouseHook, run_id: str) -> None:
         conn.execute(delete(suppliers))
         conn.execute(delete(etl_checkpoints))
         conn.execute(delete(quarantine).where(quarantine.c.stage == "load"))
-        conn.execute(
-            update(staged_rows).where(staged_rows.c.run_id == run_id, staged_rows.c.status != "quarantined").values(status="valid")
-        )
+        conn.execute(update(staged_rows).where(staged_rows.c.run_id == run_id, staged_rows.c.status != "quarantined").values(status="valid"))
     with wh.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
 
@@ -60,22 +58,16 @@ def _poison(wh: WarehouseHook, run_id: str, share: float) -> None:
     e = run_enrichment
     with wh.begin() as conn:
         conn.execute(text("ALTER TABLE run_enrichment ALTER COLUMN co_registered_office TYPE text"))
-        keys = (
-            conn.execute(select(e.c.lookup_key).where(e.c.run_id == run_id, e.c.kind == "company").order_by(e.c.lookup_key)).scalars().all()
-        )
+        keys = conn.execute(select(e.c.lookup_key).where(e.c.run_id == run_id, e.c.kind == "company").order_by(e.c.lookup_key)).scalars().all()
         bad = keys[: max(1, round(len(keys) * share))]
-        conn.execute(
-            update(e).where(e.c.run_id == run_id, e.c.kind == "company", e.c.lookup_key.in_(bad)).values(co_registered_office="x" * 600)
-        )
+        conn.execute(update(e).where(e.c.run_id == run_id, e.c.kind == "company", e.c.lookup_key.in_(bad)).values(co_registered_office="x" * 600))
 
 
 def _unpoison(wh: WarehouseHook, run_id: str) -> None:
     e = run_enrichment
     with wh.begin() as conn:
         conn.execute(
-            update(e)
-            .where(e.c.run_id == run_id, e.c.kind == "company", func.length(e.c.co_registered_office) > 500)
-            .values(co_registered_office="x")
+            update(e).where(e.c.run_id == run_id, e.c.kind == "company", func.length(e.c.co_registered_office) > 500).values(co_registered_office="x")
         )
 
 
@@ -83,11 +75,7 @@ def _dba_rule(wh: WarehouseHook, run_id: str, share: float) -> None:
     """A CHECK the pipeline does not know about, refusing every supplier of some companies."""
     e = run_enrichment
     with wh.begin() as conn:
-        keys = (
-            conn.execute(select(e.c.lookup_key).where(e.c.run_id == run_id, e.c.kind == "company").order_by(e.c.lookup_key.desc()))
-            .scalars()
-            .all()
-        )
+        keys = conn.execute(select(e.c.lookup_key).where(e.c.run_id == run_id, e.c.kind == "company").order_by(e.c.lookup_key.desc())).scalars().all()
         listed = ", ".join(f"'{k}'" for k in keys[: max(1, round(len(keys) * share))])
         conn.execute(text(f"ALTER TABLE suppliers ADD CONSTRAINT dba_rule CHECK (company_number NOT IN ({listed}))"))
 
@@ -121,9 +109,7 @@ def main() -> None:
             enrich_postcodes(wh, PostcodesIoHook(), run_id=run_id)
             enrich_companies(wh, CompaniesHouseHook(), run_id=run_id)
             with wh.begin() as conn:
-                valid = conn.execute(
-                    select(func.count()).where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")
-                ).scalar_one()
+                valid = conn.execute(select(func.count()).where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")).scalar_one()
 
             _reset_load(wh, run_id)
             started = time.perf_counter()
@@ -159,12 +145,7 @@ def main() -> None:
             print(row("loader logic, 1 tx, no chunks", f"{one_tx:.2f}", f"{valid / one_tx:.0f}", f"{bare / one_tx:.2f}"))
             print(row("loader, clean", f"{loader:.2f}", f"{valid / loader:.0f}", f"{bare / loader:.2f}"))
             print(
-                row(
-                    f"loader, {wide['rejected_by_database']} too-wide rows",
-                    f"{poisoned:.2f}",
-                    f"{valid / poisoned:.0f}",
-                    f"{bare / poisoned:.2f}",
-                )
+                row(f"loader, {wide['rejected_by_database']} too-wide rows", f"{poisoned:.2f}", f"{valid / poisoned:.0f}", f"{bare / poisoned:.2f}")
             )
             print(
                 row(

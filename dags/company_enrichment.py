@@ -61,10 +61,7 @@ with DAG(
     },
 ) as dag:
     extract = ExtractSuppliersOperator(
-        task_id="extract",
-        default_landing_dir=cfg.paths.landing,
-        rejected_dir=cfg.paths.rejected,
-        landing_dir="{{ params.landing_dir or '' }}",
+        task_id="extract", default_landing_dir=cfg.paths.landing, rejected_dir=cfg.paths.rejected, landing_dir="{{ params.landing_dir or '' }}"
     )
     validate = ValidateSuppliersOperator(
         task_id="validate",
@@ -93,16 +90,10 @@ with DAG(
         **shared,
     )
     load = LoadSuppliersOperator(
-        task_id="load",
-        batch_size=cfg.load.batch_size,
-        chunk_size=cfg.load.chunk_size,
-        max_quarantine_share=cfg.load.max_quarantine_share,
+        task_id="load", batch_size=cfg.load.batch_size, chunk_size=cfg.load.chunk_size, max_quarantine_share=cfg.load.max_quarantine_share
     )
     reconcile = ReconcileRunOperator(
-        task_id="reconcile",
-        default_landing_dir=cfg.paths.landing,
-        archive_dir=cfg.paths.archive,
-        landing_dir="{{ params.landing_dir or '' }}",
+        task_id="reconcile", default_landing_dir=cfg.paths.landing, archive_dir=cfg.paths.archive, landing_dir="{{ params.landing_dir or '' }}"
     )
 
     reenrich_backlog = ReenrichBacklogOperator(

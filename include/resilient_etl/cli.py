@@ -59,8 +59,12 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
     action = getattr(args, "breaker_action", None)
     if action is None:
         # The store's own warning would be a second line: this command says it once, with its exit code.
-        logging.getLogger("resilient_etl.resilience.stores.fallback").disabled = True
-        states = breaker_states(store, list(policies.values()))
+        fallback_log = logging.getLogger("resilient_etl.resilience.stores.fallback")
+        was_disabled, fallback_log.disabled = fallback_log.disabled, True
+        try:
+            states = breaker_states(store, list(policies.values()))
+        finally:
+            fallback_log.disabled = was_disabled
         print(json.dumps(states, indent=2))
         if getattr(store, "degraded", None) is not None:
             print(
@@ -79,15 +83,11 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
     old = force_state(store, policies[args.name], new, now=now, hold_seconds=hold)
     who = args.by or getpass.getuser()
     reason = (
-        f"manual {action} by {who}"
-        + (f" until {utc_clock(now + hold)}" if action == "open" else "")
-        + (f": {args.reason}" if args.reason else "")
+        f"manual {action} by {who}" + (f" until {utc_clock(now + hold)}" if action == "open" else "") + (f": {args.reason}" if args.reason else "")
     )
     BreakerEventRecorder(warehouse).record(args.name, old, new, reason)
     logging.getLogger("resilient_etl.resilience.breaker").warning("Circuit breaker %s: %s -> %s (%s)", args.name, old, new, reason)
-    print(
-        f"circuit breaker {args.name}: {old} -> {new} ({reason}) at {dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec='seconds')}"
-    )
+    print(f"circuit breaker {args.name}: {old} -> {new} ({reason}) at {dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec='seconds')}")
     return 0
 
 
@@ -143,8 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_config_check)
 
     breakers = sub.add_parser(
-        "breakers",
-        help="print every circuit breaker's shared state (exit 1 unless all closed, 3 when Redis is unreachable); reset or open one",
+        "breakers", help="print every circuit breaker's shared state (exit 1 unless all closed, 3 when Redis is unreachable); reset or open one"
     )
     breakers.set_defaults(func=_cmd_breakers)
     breakers_sub = breakers.add_subparsers(dest="breaker_action")

@@ -75,13 +75,7 @@ class ApiError(ResilientEtlError):
     """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        service: str,
-        endpoint: str | None = None,
-        status_code: int | None = None,
-        retry_after: float | None = None,
+        self, message: str, *, service: str, endpoint: str | None = None, status_code: int | None = None, retry_after: float | None = None
     ) -> None:
         super().__init__(message)
         self.service = service
@@ -224,14 +218,7 @@ class FallbackThresholdError(ResilientEtlError):
     category = Category.BREAKER_OPEN
 
     def __init__(
-        self,
-        message: str,
-        *,
-        source: str,
-        non_live_share: float,
-        threshold: float,
-        breaker: str | None = None,
-        retry_at: float | None = None,
+        self, message: str, *, source: str, non_live_share: float, threshold: float, breaker: str | None = None, retry_at: float | None = None
     ) -> None:
         if breaker is not None and retry_at is not None:
             message = f"{message}; breaker {breaker} is open until {utc_clock(retry_at)}"

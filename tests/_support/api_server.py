@@ -101,13 +101,7 @@ def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = Tru
     (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
     port = port or free_port()
     env = airflow_process_env(
-        home,
-        {
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            **extra_env,
-        },
+        home, {"AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", **extra_env}
     )
     for step in (["db", "migrate"], *([["dags", "reserialize"]] if reserialize else [])):
         done = subprocess.run([airflow_bin(), *step], env=env, capture_output=True, text=True, check=False, timeout=300)
@@ -126,9 +120,7 @@ def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = Tru
     try:
         wait_for_api(url, proc, log)
         req = urllib.request.Request(
-            f"{url}/auth/token",
-            data=json.dumps({"username": "admin", "password": "admin"}).encode(),
-            headers={"Content-Type": "application/json"},
+            f"{url}/auth/token", data=json.dumps({"username": "admin", "password": "admin"}).encode(), headers={"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(req, timeout=30) as r:
             token = json.loads(r.read())["access_token"]

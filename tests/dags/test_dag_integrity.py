@@ -35,15 +35,7 @@ def test_every_dag_has_owner_retries_tags_and_docs(dagbag: BundleDagBag) -> None
 
 def test_company_enrichment_shape_and_params(dagbag: BundleDagBag) -> None:
     dag = dagbag.dags["company_enrichment"]
-    assert {t.task_id for t in dag.tasks} == {
-        "extract",
-        "validate",
-        "enrich_postcodes",
-        "enrich_companies",
-        "load",
-        "reconcile",
-        "reenrich_backlog",
-    }
+    assert {t.task_id for t in dag.tasks} == {"extract", "validate", "enrich_postcodes", "enrich_companies", "load", "reconcile", "reenrich_backlog"}
     assert dag.get_task("load").upstream_task_ids == {"enrich_postcodes", "enrich_companies"}
     assert dag.get_task("reconcile").upstream_task_ids == {"load"}
     assert dag.params["full_refresh"] is False
@@ -108,7 +100,4 @@ def test_the_backlog_calls_each_api_with_its_own_timeout_and_retry_policy(tmp_pa
     assert (postcodes.timeout, companies.timeout) == (3, 7)
     assert postcodes.retry_policy == cfg.retry.policy("postcodes_io") and postcodes.retry_policy.dependency == "postcodes_io"
     assert companies.retry_policy == cfg.retry.policy("companies_house")
-    assert (postcodes.breaker.policy, companies.breaker.policy) == (
-        cfg.breakers.policy("postcodes_io"),
-        cfg.breakers.policy("companies_house"),
-    )
+    assert (postcodes.breaker.policy, companies.breaker.policy) == (cfg.breakers.policy("postcodes_io"), cfg.breakers.policy("companies_house"))

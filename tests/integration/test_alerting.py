@@ -148,14 +148,7 @@ def test_cli_lists_acknowledges_and_resolves(alerter, capsys) -> None:
 
 def test_retries_are_logged_and_notified_only_when_the_route_asks(alerter, logs) -> None:
     a, _, smtp, slack = alerter
-    a.retry(
-        errors.ApiServerError("503", service="postcodes_io", status_code=503),
-        dag_id="d",
-        task_id="t",
-        run_id="r",
-        try_number=1,
-        max_tries=3,
-    )
+    a.retry(errors.ApiServerError("503", service="postcodes_io", status_code=503), dag_id="d", task_id="t", run_id="r", try_number=1, max_tries=3)
     assert smtp.messages == [] and slack.posts == []  # SEV3: notify_retries false
     assert "Retry of d.t after try 1 of 3: upstream_5xx" in logs()
     a.retry(errors.WarehouseUnavailableError("down"), dag_id="d", task_id="t", run_id="r", try_number=1, max_tries=3)
@@ -189,14 +182,10 @@ def test_a_down_incident_store_still_alerts_and_records_the_incident_when_it_is_
     cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"alert_spool": tmp_path / "spool"})})
     monkeypatch.setenv("RESILIENT_ETL__PATHS__ALERT_SPOOL", str(tmp_path / "spool"))
     good_warehouse = os.environ["AIRFLOW_CONN_WAREHOUSE_DEFAULT"]
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x"})
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": 1, "login": "x"}))
     once = RetryPolicy(dependency="database", max_attempts=1, initial_wait_seconds=0.01, max_wait_seconds=0.01, max_elapsed_seconds=1)
     down = Alerter(cfg, warehouse=WarehouseHook(retry_policy=once), clock=clock)
-    incident, outcome = down.failure(
-        errors.WarehouseUnavailableError("warehouse down"), dag_id="company_enrichment", task_id="load", run_id="r"
-    )
+    incident, outcome = down.failure(errors.WarehouseUnavailableError("warehouse down"), dag_id="company_enrichment", task_id="load", run_id="r")
     assert (incident, outcome) == (None, "unrecorded")
     assert len(smtp.messages) == 1 and len(slack.posts) == 1
     sent_at = clock.now

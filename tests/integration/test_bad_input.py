@@ -50,8 +50,7 @@ def _quarantined(wh: WarehouseHook) -> list[tuple[str, int, str, str]]:
     q = quarantine.c
     with wh.begin() as conn:
         return [
-            tuple(r)
-            for r in conn.execute(select(q.source_file, q.line_number, q.error_category, q.detail).order_by(q.source_file, q.line_number))
+            tuple(r) for r in conn.execute(select(q.source_file, q.line_number, q.error_category, q.detail).order_by(q.source_file, q.line_number))
         ]
 
 

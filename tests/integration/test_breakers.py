@@ -187,9 +187,7 @@ def _keys(wh: WarehouseHook, run_id: str) -> set[str]:
 
     with wh.begin() as conn:
         return set(
-            conn.execute(
-                select(staged_rows.c.postcode).distinct().where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")
-            ).scalars()
+            conn.execute(select(staged_rows.c.postcode).distinct().where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")).scalars()
         )
 
 
@@ -229,9 +227,7 @@ def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_
     waiting = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(breaker=open_breaker), run_id="third", limit=100)
     assert waiting["reenriched"] == 0 and "not closed" in waiting["skipped"] and waiting["remaining"] == 30
     later = Clock(time.time() + 61)  # past the reset timeout
-    healed = SharedCircuitBreaker(
-        BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=60), SqlStore(wh.engine), clock=later
-    )
+    healed = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=60), SqlStore(wh.engine), clock=later)
     healed.call(lambda: None)  # the probe closes it
     done = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(breaker=healed), run_id="third", limit=100)
     assert done == {"reenriched": 30, "quarantined": 0, "remaining": 0}

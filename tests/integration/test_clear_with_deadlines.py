@@ -58,9 +58,7 @@ def run_id(server: ApiServer) -> str:
 def test_clearing_a_task_through_the_rest_api(server: ApiServer, run_id: str) -> None:
     _mark_success(server, run_id, "extract")
     status, body = server.request(
-        "POST",
-        f"/api/v2/dags/{DAG}/clearTaskInstances",
-        {"dry_run": False, "dag_run_id": run_id, "task_ids": ["extract"], "only_failed": False},
+        "POST", f"/api/v2/dags/{DAG}/clearTaskInstances", {"dry_run": False, "dag_run_id": run_id, "task_ids": ["extract"], "only_failed": False}
     )
     assert status == 200, body
     assert [t["task_id"] for t in body["task_instances"]] == ["extract"]

@@ -31,10 +31,7 @@ def test_eval_env_puts_both_commands_on_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", [["resilient-etl-dev", "classification"], ["resilient-etl", "config", "check"]])
 def test_a_closed_pipe_ends_the_command_quietly(command: list[str]) -> None:
     proc = subprocess.Popen(
-        [str(BIN / command[0]), *command[1:]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        [str(BIN / command[0]), *command[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"}
     )
     proc.stdout.close()  # the reader is gone before the first line is written, as with `| head -0`
     err = proc.stderr.read().decode()
@@ -57,8 +54,7 @@ def test_make_standalone_serves_the_demo_quota() -> None:
     proc = subprocess.Popen([str(BIN / "resilient-etl-dev"), *args, *ports], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{ch}/company/00000006",
-            headers={"Authorization": "Basic " + base64.b64encode(f"{DEFAULT_API_KEY}:".encode()).decode()},
+            f"http://127.0.0.1:{ch}/company/00000006", headers={"Authorization": "Basic " + base64.b64encode(f"{DEFAULT_API_KEY}:".encode()).decode()}
         )
         deadline = time.monotonic() + 30
         while True:

@@ -111,9 +111,7 @@ def test_second_run_loads_no_duplicates(airflow_db, api_connections, sqlite_ware
     assert latest == {second.run_id}  # upserted by the second run, not inserted again
 
 
-def test_landing_dir_param_overrides_the_configured_folder(
-    airflow_db, api_connections, sqlite_warehouse, pipeline_config, tmp_path
-) -> None:
+def test_landing_dir_param_overrides_the_configured_folder(airflow_db, api_connections, sqlite_warehouse, pipeline_config, tmp_path) -> None:
     one_off = tmp_path / "one-off"
     write_sample_csv(one_off / "extra.csv", rows=50, dirty_share=0)
     write_sample_csv(pipeline_config["landing"] / "untouched.csv", rows=50, dirty_share=0)
@@ -218,9 +216,7 @@ def test_too_much_fallback_behind_an_open_breaker_retries_after_the_next_probe(
     assert (ti.start_date - first.end_date).total_seconds() >= 3.0
 
 
-def test_clear_and_rerun_resumes_after_the_last_committed_chunk(
-    airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch
-) -> None:
+def test_clear_and_rerun_resumes_after_the_last_committed_chunk(airflow_db, api_connections, sqlite_warehouse, pipeline_config, monkeypatch) -> None:
     import datetime as dt
 
     from resilient_etl.hooks.warehouse.schema import etl_checkpoints
@@ -297,9 +293,7 @@ def test_a_file_that_warns_loads_and_a_file_that_fails_is_rejected(airflow_db, a
     assert list(pipeline_config["archive"].glob("*/a_warns.csv"))
     with WarehouseHook().begin() as conn:
         verdicts = dict(
-            conn.execute(
-                select(quality_results.c.source_file, quality_results.c.verdict).where(quality_results.c.rule == "invalid_postcode")
-            ).all()
+            conn.execute(select(quality_results.c.source_file, quality_results.c.verdict).where(quality_results.c.rule == "invalid_postcode")).all()
         )
         thresholds = conn.execute(
             select(quality_results.c.warn_threshold, quality_results.c.fail_threshold).where(quality_results.c.rule == "invalid_postcode")

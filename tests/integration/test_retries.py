@@ -118,8 +118,7 @@ def test_no_secret_in_retry_logs(api_connections, monkeypatch, logs) -> None:
 def test_database_connection_retries_until_postgres_is_back(pg_warehouse, monkeypatch, logs) -> None:
     proxy = TcpProxy(PG_HOST, PG_PORT).start()
     monkeypatch.setenv(
-        "AIRFLOW_CONN_WAREHOUSE_DEFAULT",
-        json.dumps({**pg_warehouse, "host": "127.0.0.1", "port": proxy.port, "password": "pw-must-not-leak"}),
+        "AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({**pg_warehouse, "host": "127.0.0.1", "port": proxy.port, "password": "pw-must-not-leak"})
     )
     policy = RetryPolicy(dependency="database", max_attempts=20, initial_wait_seconds=0.1, max_wait_seconds=0.5, max_elapsed_seconds=15)
     hook = WarehouseHook(retry_policy=policy)

@@ -60,9 +60,7 @@ def test_bulk_limits_and_400_messages(clean_faults) -> None:
 
 
 def test_bulk_filter(clean_faults) -> None:
-    r = requests.post(
-        f"{clean_faults.postcodes.url}/postcodes?filter=postcode,%20Longitude,bogus", json={"postcodes": ["AB10 1AB", "X"]}, timeout=5
-    )
+    r = requests.post(f"{clean_faults.postcodes.url}/postcodes?filter=postcode,%20Longitude,bogus", json={"postcodes": ["AB10 1AB", "X"]}, timeout=5)
     assert r.json()["result"][0]["result"] == {"postcode": "AB10 1AB", "longitude": -2.096916}
     assert r.json()["result"][1]["result"] is None
 

@@ -77,9 +77,7 @@ def test_warehouse_maintenance_dag_purges_old_working_data(airflow_db, sqlite_wa
     with wh.begin() as conn:
         for run_id, when in (("old-run", old), ("new-run", new)):
             conn.execute(
-                staged_rows.insert().values(
-                    run_id=run_id, source_file="f.csv", line_number=2, raw_row="{}", status="loaded", staged_at=when
-                )
+                staged_rows.insert().values(run_id=run_id, source_file="f.csv", line_number=2, raw_row="{}", status="loaded", staged_at=when)
             )
             conn.execute(breaker_events.insert().values(name="x", from_state="closed", to_state="open", reason="r", at=when))
     dags = Path(__file__).resolve().parents[2] / "dags"

@@ -36,9 +36,7 @@ def dead_redis(monkeypatch: pytest.MonkeyPatch) -> str:
     return f"127.0.0.1:{port}"
 
 
-def test_enrichment_runs_on_the_warehouse_tables_and_warns_once(
-    api_connections, sqlite_warehouse, dead_redis, tmp_path: Path, caplog
-) -> None:
+def test_enrichment_runs_on_the_warehouse_tables_and_warns_once(api_connections, sqlite_warehouse, dead_redis, tmp_path: Path, caplog) -> None:
     wh = WarehouseHook()
     wh.ensure_schema()
     write_sample_csv(tmp_path / "landing" / "s.csv", rows=30, dirty_share=0)
@@ -63,10 +61,7 @@ def test_enrichment_runs_on_the_warehouse_tables_and_warns_once(
     warnings = [r.getMessage() for r in caplog.records if "Shared-state store" in r.getMessage()]
     assert (
         warnings
-        == [
-            "Shared-state store redis breaker_store unavailable (ConnectionError): falling back to the warehouse tables for this process",
-        ]
-        * 2
+        == ["Shared-state store redis breaker_store unavailable (ConnectionError): falling back to the warehouse tables for this process"] * 2
     )  # once per store (breakers, pacing), not once per call
     assert "falls back" not in breakers.description and "SqlStore (fell back" in breakers.description
 

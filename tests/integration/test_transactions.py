@@ -51,9 +51,7 @@ def _poison(wh: WarehouseHook, companies: int) -> set[str]:
     with wh.begin() as conn:
         if conn.dialect.name == "postgresql":  # the staging column is as wide as the target: widen it to get a bad value in
             conn.execute(text("ALTER TABLE run_enrichment ALTER COLUMN co_registered_office TYPE text"))
-        conn.execute(
-            update(e).where(e.c.run_id == RUN, e.c.kind == "company", e.c.lookup_key.in_(keys)).values(co_registered_office="x" * 600)
-        )
+        conn.execute(update(e).where(e.c.run_id == RUN, e.c.kind == "company", e.c.lookup_key.in_(keys)).values(co_registered_office="x" * 600))
     return keys
 
 
@@ -100,9 +98,7 @@ def test_poison_rows_are_isolated_and_the_rest_loads(api_connections, warehouse_
     assert summary["rejected_by_database"] == 5
     assert summary["rows"] == 300 and summary["by_outcome"]["live"] == 295
     with wh.begin() as conn:
-        q = conn.execute(
-            select(quarantine.c.error_category, quarantine.c.detail, quarantine.c.raw_row).where(quarantine.c.stage == "load")
-        ).all()
+        q = conn.execute(select(quarantine.c.error_category, quarantine.c.detail, quarantine.c.raw_row).where(quarantine.c.stage == "load")).all()
         loaded = set(conn.execute(select(suppliers.c.company_number)).scalars())
         chunks = conn.execute(select(etl_checkpoints.c.rows)).scalars().all()
     by_category = {}
@@ -170,9 +166,7 @@ def test_sigkill_mid_file_then_rerun(api_connections, pg_warehouse, tmp_path) ->
 def _loader_pid(engine: sqlalchemy.Engine, database: str) -> int | None:
     with engine.connect() as conn:
         return conn.execute(
-            text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%' LIMIT 1"
-            ),
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%' LIMIT 1"),
             {"d": database},
         ).scalar()
 

@@ -68,9 +68,7 @@ def test_unreachable_postgres_is_typed(monkeypatch) -> None:
         port = s.getsockname()[1]
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAREHOUSE_DEFAULT",
-        json.dumps(
-            {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "etl", "password": "pw-not-logged", "schema": "x"}
-        ),
+        json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "etl", "password": "pw-not-logged", "schema": "x"}),
     )
     hook = WarehouseHook()
     with pytest.raises(WarehouseUnavailableError) as info:
@@ -127,12 +125,7 @@ def test_extract_resumes_and_full_refresh_restages(warehouse_conn, tmp_path: Pat
     with hook.begin() as conn:
         q = {r.line_number: (r.error_category, r.detail) for r in conn.execute(select(quarantine))}
     assert q[7][0] == "duplicate_supplier_id"
-    assert (
-        q[8][0] == "invalid_postcode"
-        and "company_number '1-2'" in q[8][1]
-        and "annual_spend_gbp 'x'" in q[8][1]
-        and "2024-02-30" in q[8][1]
-    )
+    assert q[8][0] == "invalid_postcode" and "company_number '1-2'" in q[8][1] and "annual_spend_gbp 'x'" in q[8][1] and "2024-02-30" in q[8][1]
 
     again = extract(hook, landing_dir=landing, rejected_dir=rejected, run_id="r1")
     assert again["resumed_files"] == ["a.csv"] and again["rows_staged"] == 0

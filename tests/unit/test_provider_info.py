@@ -11,9 +11,7 @@ from pathlib import Path
 
 def test_airflow_providers_list_shows_the_provider() -> None:
     airflow = Path(sys.executable).with_name("airflow")
-    proc = subprocess.run(
-        [str(airflow), "providers", "list", "-o", "json"], capture_output=True, text=True, env=os.environ.copy(), check=True
-    )
+    proc = subprocess.run([str(airflow), "providers", "list", "-o", "json"], capture_output=True, text=True, env=os.environ.copy(), check=True)
     providers = {p["package_name"]: p for p in json.loads(proc.stdout[proc.stdout.index("[{") :])}
     assert "resilient-etl" in providers
     assert providers["resilient-etl"]["description"].startswith("Resilient supplier enrichment")

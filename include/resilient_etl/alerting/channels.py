@@ -58,9 +58,7 @@ class AlertMessage:
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(["html.j2"]),
-        undefined=jinja2.StrictUndefined,
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html.j2"]), undefined=jinja2.StrictUndefined
     )
 
 
@@ -152,13 +150,7 @@ def deliver(
                 if not emails:
                     results[channel] = "no recipient"
                     continue
-                send_email(
-                    email_conn_id,
-                    to=emails,
-                    subject_line=subject(clean),
-                    html=redact(render("email", clean), secrets),
-                    from_email=from_email,
-                )
+                send_email(email_conn_id, to=emails, subject_line=subject(clean), html=redact(render("email", clean), secrets), from_email=from_email)
             else:
                 send_slack(slack_conn_id, text=redact(render("slack", clean), secrets))
             results[channel] = "sent"
@@ -175,7 +167,5 @@ def _warn_unconfigured(channel: str, conn_id: str) -> None:
     if channel not in _UNCONFIGURED_WARNED:
         _UNCONFIGURED_WARNED.add(channel)
         log.warning(
-            "Alerts are not sent by %s: no connection %s is configured (`resilient-etl-dev sandbox --outbox` runs a local one)",
-            channel,
-            conn_id,
+            "Alerts are not sent by %s: no connection %s is configured (`resilient-etl-dev sandbox --outbox` runs a local one)", channel, conn_id
         )

@@ -151,9 +151,7 @@ class Alerter:
                 dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now, first_steps=len(first)
             )
         except Exception as record_error:  # boundary: the store being down must not swallow the alert
-            spooled = self.spool.put(
-                dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now, first_steps=len(first)
-            )
+            spooled = self.spool.put(dag_id=dag_id, task_id=task_id, run_id=run_id, classification=c, detail=detail, now=now, first_steps=len(first))
             log.error(
                 "Incident store unavailable (%s): alerting without dedup; the incident is recorded when it is back (%s)",
                 type(record_error).__name__,
@@ -190,15 +188,7 @@ class Alerter:
         return incident, outcome
 
     def _record(
-        self,
-        *,
-        dag_id: str,
-        task_id: str | None,
-        run_id: str | None,
-        classification: Classification,
-        detail: str,
-        now: dt.datetime,
-        first_steps: int,
+        self, *, dag_id: str, task_id: str | None, run_id: str | None, classification: Classification, detail: str, now: dt.datetime, first_steps: int
     ) -> tuple[store.Incident, str]:
         with self.warehouse.begin() as conn:
             incident, outcome = store.record_failure(
@@ -227,10 +217,7 @@ class Alerter:
             incident, outcome = self._record(**entry)
             path.unlink()
             log.warning(
-                "Recorded incident %s (%s) for the alert sent at %s while the incident store was down",
-                incident.id,
-                outcome,
-                entry["now"].isoformat(),
+                "Recorded incident %s (%s) for the alert sent at %s while the incident store was down", incident.id, outcome, entry["now"].isoformat()
             )
             recorded.append((incident.id, outcome))
         return recorded

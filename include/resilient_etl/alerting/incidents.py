@@ -117,14 +117,7 @@ def _from_row(row: object) -> Incident:
 
 
 def record_failure(
-    conn: Connection,
-    *,
-    dag_id: str,
-    task_id: str | None,
-    run_id: str | None,
-    classification: Classification,
-    detail: str,
-    now: dt.datetime,
+    conn: Connection, *, dag_id: str, task_id: str | None, run_id: str | None, classification: Classification, detail: str, now: dt.datetime
 ) -> tuple[Incident, Outcome]:
     """
     Open an incident for a failure, or update the active one with the same key.

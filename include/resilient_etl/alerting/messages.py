@@ -12,13 +12,7 @@ if TYPE_CHECKING:
     from resilient_etl.classification import Classification
     from resilient_etl.config.models import AlertsConfig
 
-VERBS = {
-    "failure": "failed",
-    "retry": "up for retry",
-    "escalation": "still failing",
-    "deadline": "missed a deadline",
-    "recovery": "recovered",
-}
+VERBS = {"failure": "failed", "retry": "up for retry", "escalation": "still failing", "deadline": "missed a deadline", "recovery": "recovered"}
 
 
 def build_message(

@@ -41,9 +41,7 @@ def warehouse_check(cfg: ResilienceConfig) -> Check:
             conn.execute(text("SELECT 1"))
         latency = _ms(started)
         status = above(latency, cfg.health.latency_ms)
-        return {
-            "warehouse:responseTime": [Observation(cfg.warehouse.conn_id, "datastore", status, latency, "ms", f"{hook.dialect}: SELECT 1")]
-        }
+        return {"warehouse:responseTime": [Observation(cfg.warehouse.conn_id, "datastore", status, latency, "ms", f"{hook.dialect}: SELECT 1")]}
 
     return run
 
@@ -78,9 +76,7 @@ def folders_check(cfg: ResilienceConfig) -> Check:
             problems = [] if os.access(path, os.R_OK) else ["not readable"]
             if (why := _write_problem(path)) is not None:
                 problems.append(f"not writable ({why})")
-            access.append(
-                Observation(name, "system", FAIL if problems else PASS, output=f"{path}: {', '.join(problems) or 'readable, writable'}")
-            )
+            access.append(Observation(name, "system", FAIL if problems else PASS, output=f"{path}: {', '.join(problems) or 'readable, writable'}"))
             free_mb = round(shutil.disk_usage(path).free / 2**20, 1)
             space.append(Observation(name, "system", below(free_mb, cfg.health.free_space_mb), free_mb, "MiB", str(path)))
         return {"folders:access": access, **({"folders:freeSpace": space} if space else {})}
@@ -105,9 +101,7 @@ def postcodes_check(cfg: ResilienceConfig) -> Check:
         conn_id = cfg.apis.postcodes_io.conn_id
         status, latency = _api_call(PostcodesIoHook(conn_id, timeout=cfg.health.timeout_seconds), "/postcodes/SW1A1AA")
         return {
-            "postcodes_io:responseTime": [
-                Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")
-            ]
+            "postcodes_io:responseTime": [Observation(conn_id, "component", above(latency, cfg.health.latency_ms), latency, "ms", f"HTTP {status}")]
         }
 
     return run
@@ -130,12 +124,7 @@ def companies_house_check(cfg: ResilienceConfig) -> Check:
             headroom = round(quota.remain / quota.limit, 3)
             out["companies_house:rateLimitHeadroom"] = [
                 Observation(
-                    conn_id,
-                    "component",
-                    below(headroom, cfg.health.rate_limit_headroom),
-                    headroom,
-                    "ratio",
-                    f"{quota.remain} of {quota.limit} left",
+                    conn_id, "component", below(headroom, cfg.health.rate_limit_headroom), headroom, "ratio", f"{quota.remain} of {quota.limit} left"
                 )
             ]
         return out
@@ -230,12 +219,7 @@ def airflow_check(cfg: ResilienceConfig) -> Check:
         return {
             "airflow:responseTime": [
                 Observation(
-                    "api-server",
-                    "system",
-                    status,
-                    latency,
-                    "ms",
-                    f"unhealthy: {', '.join(unhealthy)}" if unhealthy else "all components healthy",
+                    "api-server", "system", status, latency, "ms", f"unhealthy: {', '.join(unhealthy)}" if unhealthy else "all components healthy"
                 )
             ]
         }

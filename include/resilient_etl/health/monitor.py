@@ -87,13 +87,7 @@ def monitor(warehouse: WarehouseHook, *, dag_id: str, run_id: str, logger: Any =
     try:
         with warehouse.begin() as conn:
             rows = [
-                {
-                    "component": c,
-                    "status": s,
-                    "changed_at": now if c in changed or c not in since else since[c],
-                    "checked_at": now,
-                    "output": out,
-                }
+                {"component": c, "status": s, "changed_at": now if c in changed or c not in since else since[c], "checked_at": now, "output": out}
                 for c, (s, out) in current.items()
             ]
             warehouse.upsert(conn, health_status, rows, ["component"])

@@ -38,9 +38,7 @@ def run_checks(checks: dict[str, Check], timeout: float) -> dict[str, list[Obser
         except BaseException as exc:  # boundary: a check's failure is its result, never the report's
             errors[name] = exc
 
-    threads = {
-        name: threading.Thread(target=runner, args=(name, check), daemon=True, name=f"health-{name}") for name, check in checks.items()
-    }
+    threads = {name: threading.Thread(target=runner, args=(name, check), daemon=True, name=f"health-{name}") for name, check in checks.items()}
     for thread in threads.values():
         thread.start()
     deadline = time.monotonic() + timeout

@@ -126,11 +126,7 @@ class ApiHook(HttpHook):
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Return the connection form layout (the same data the provider info declares)."""
         behaviour = UI_FIELD_BEHAVIOUR[cls.conn_type]
-        return {
-            "hidden_fields": behaviour["hidden-fields"],
-            "relabeling": behaviour["relabeling"],
-            "placeholders": behaviour["placeholders"],
-        }
+        return {"hidden_fields": behaviour["hidden-fields"], "relabeling": behaviour["relabeling"], "placeholders": behaviour["placeholders"]}
 
     @property
     def session(self) -> requests.Session:
@@ -179,14 +175,7 @@ class ApiHook(HttpHook):
             self._session.close()
             self._session = None
 
-    def request(
-        self,
-        method: str,
-        endpoint: str,
-        *,
-        allow_status: tuple[int, ...] = (),
-        **kwargs: Any,
-    ) -> tuple[int, Any]:
+    def request(self, method: str, endpoint: str, *, allow_status: tuple[int, ...] = (), **kwargs: Any) -> tuple[int, Any]:
         """
         Send a request through the breaker, retrying transient failures; return ``(status, JSON body)``.
 
@@ -203,21 +192,12 @@ class ApiHook(HttpHook):
         def retried() -> tuple[int, Any]:
             if self.pacer is not None:  # waiting for quota counts toward the same budget as retries
                 self.pacer.deadline = time.time() + self.retry_policy.max_elapsed_seconds
-            return Retrier(self.retry_policy, logger=self.log).call(
-                self.request_once, method, endpoint, allow_status=allow_status, **kwargs
-            )
+            return Retrier(self.retry_policy, logger=self.log).call(self.request_once, method, endpoint, allow_status=allow_status, **kwargs)
 
         # one breaker call per retried request: a failure counts once its retries are spent
         return breaker.call(retried) if breaker is not None else retried()
 
-    def request_once(
-        self,
-        method: str,
-        endpoint: str,
-        *,
-        allow_status: tuple[int, ...] = (),
-        **kwargs: Any,
-    ) -> tuple[int, Any]:
+    def request_once(self, method: str, endpoint: str, *, allow_status: tuple[int, ...] = (), **kwargs: Any) -> tuple[int, Any]:
         """Send one request (after its pacing slot, when pacing; no retry, no breaker); see :meth:`request`."""
         session = self.session  # resolves the connection and base URL on first use
         url = self.url_from_endpoint(endpoint)
@@ -231,9 +211,7 @@ class ApiHook(HttpHook):
             ) from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise ApiConnectionError(
-                f"{self.service}: connection failed on {endpoint}: {type(exc).__name__}",
-                service=self.service,
-                endpoint=endpoint,
+                f"{self.service}: connection failed on {endpoint}: {type(exc).__name__}", service=self.service, endpoint=endpoint
             ) from exc
         self.last_rate_limit = parse_rate_limit(response.headers) or self.last_rate_limit
         if self.pacer is not None:

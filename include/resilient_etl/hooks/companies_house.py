@@ -82,9 +82,7 @@ class CompaniesHouseHook(ApiHook):
         :param start_index: offset of the first item
         """
         status, body = self.request(
-            "GET",
-            "search/companies",
-            params={"q": query, "items_per_page": min(items_per_page, 100), "start_index": start_index},
+            "GET", "search/companies", params={"q": query, "items_per_page": min(items_per_page, 100), "start_index": start_index}
         )
         if not isinstance(body, dict) or not isinstance(body.get("items", []), list):
             raise self.bad_shape("search/companies", "no items list")

@@ -28,10 +28,5 @@ def redis_client(conn_id: str) -> redis.Redis:
     conn = BaseHook.get_connection(conn_id)
     db = conn.schema or conn.extra_dejson.get("db") or 0
     return redis.Redis(
-        host=conn.host or "127.0.0.1",
-        port=conn.port or 6379,
-        db=int(db),
-        password=conn.password or None,
-        socket_timeout=2,
-        socket_connect_timeout=2,
+        host=conn.host or "127.0.0.1", port=conn.port or 6379, db=int(db), password=conn.password or None, socket_timeout=2, socket_connect_timeout=2
     )

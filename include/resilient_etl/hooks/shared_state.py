@@ -82,11 +82,7 @@ class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
         try:
             self.record(
-                cb.name,
-                old_state.name if old_state else "unknown",
-                new_state.name,
-                getattr(cb, "last_reason", ""),
-                getattr(cb, "last_counts", None),
+                cb.name, old_state.name if old_state else "unknown", new_state.name, getattr(cb, "last_reason", ""), getattr(cb, "last_counts", None)
             )
         except Exception as exc:  # boundary: a listener must not turn the guarded call into a failure
             log.error(

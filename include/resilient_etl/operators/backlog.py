@@ -43,13 +43,7 @@ class ReenrichBacklogOperator(ApiEnrichmentOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         postcodes, companies = self.hooks()
         try:
-            return reenrich_backlog(
-                self.warehouse,
-                postcodes,
-                companies,
-                run_id=self.run_id(context),
-                limit=self.limit,
-            )
+            return reenrich_backlog(self.warehouse, postcodes, companies, run_id=self.run_id(context), limit=self.limit)
         finally:
             postcodes.close()
             companies.close()

@@ -24,11 +24,7 @@ class WarehouseOperator(BaseOperator):
     template_fields: Sequence[str] = ("warehouse_conn_id",)
 
     def __init__(
-        self,
-        *,
-        warehouse_conn_id: str = WarehouseHook.default_conn_name,
-        database_retry_policy: RetryPolicy | None = None,
-        **kwargs: Any,
+        self, *, warehouse_conn_id: str = WarehouseHook.default_conn_name, database_retry_policy: RetryPolicy | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.warehouse_conn_id = warehouse_conn_id

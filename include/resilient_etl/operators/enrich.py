@@ -40,10 +40,7 @@ class ApiSettings:
         """Return the settings of ``api`` (``postcodes_io`` or ``companies_house``) from the configuration."""
         section = getattr(cfg.apis, api)
         return cls(
-            conn_id=section.conn_id,
-            timeout=section.timeout_seconds,
-            retry_policy=cfg.retry.policy(api),
-            breaker_policy=cfg.breakers.policy(api),
+            conn_id=section.conn_id, timeout=section.timeout_seconds, retry_policy=cfg.retry.policy(api), breaker_policy=cfg.breakers.policy(api)
         )
 
 
@@ -142,12 +139,7 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
     template_fields: Sequence[str] = (*WarehouseOperator.template_fields, "postcodes_io_conn_id")
 
     def __init__(
-        self,
-        *,
-        postcodes_io_conn_id: str = "postcodes_io_default",
-        bulk_size: int = 100,
-        reference_path: str | Path | None = None,
-        **kwargs: Any,
+        self, *, postcodes_io_conn_id: str = "postcodes_io_default", bulk_size: int = 100, reference_path: str | Path | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.postcodes_io_conn_id = postcodes_io_conn_id
@@ -160,11 +152,7 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
         from resilient_etl.pipeline.reference import default_reference_path, load_postcode_reference
 
         hook = PostcodesIoHook(
-            self.postcodes_io_conn_id,
-            timeout=self.timeout,
-            bulk_size=self.bulk_size,
-            retry_policy=self.api_retry_policy,
-            breaker=self.breaker(),
+            self.postcodes_io_conn_id, timeout=self.timeout, bulk_size=self.bulk_size, retry_policy=self.api_retry_policy, breaker=self.breaker()
         )
         progress = self.progress(context, "postcodes")
         try:
@@ -202,20 +190,12 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
         store = self.shared() if self.pace else None
         self.log.info("Quota pacing: %s", describe(store) if store else "off")
         hook = CompaniesHouseHook(
-            self.companies_house_conn_id,
-            timeout=self.timeout,
-            retry_policy=self.api_retry_policy,
-            pacing_store=store,
-            breaker=self.breaker(),
+            self.companies_house_conn_id, timeout=self.timeout, retry_policy=self.api_retry_policy, pacing_store=store, breaker=self.breaker()
         )
         progress = self.progress(context, "companies", waited=lambda: hook.pacer.waited if hook.pacer else 0.0)
         try:
             return enrich_companies(
-                self.warehouse,
-                hook,
-                run_id=self.run_id(context),
-                max_non_live_share=self.max_non_live_share,
-                on_progress=progress,
+                self.warehouse, hook, run_id=self.run_id(context), max_non_live_share=self.max_non_live_share, on_progress=progress
             )
         finally:
             hook.close()

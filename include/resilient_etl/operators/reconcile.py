@@ -24,11 +24,7 @@ class ReconcileRunOperator(LandingOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         summary = reconcile(
-            self.warehouse,
-            run_id=self.run_id(context),
-            dag_id=context["dag"].dag_id,
-            landing_dir=self.landing,
-            archive_dir=Path(self.archive_dir),
+            self.warehouse, run_id=self.run_id(context), dag_id=context["dag"].dag_id, landing_dir=self.landing, archive_dir=Path(self.archive_dir)
         )
         self.log.info(
             "Reconciliation: rows_in=%s loaded=%s quarantined=%s pending=%s",

@@ -27,10 +27,7 @@ def _subclasses(cls: type) -> list[type]:
 
 def transient_error_types() -> list[type[errors.ResilientEtlError]]:
     """Return every taxonomy error type marked transient, most specific first."""
-    return sorted(
-        {c for c in _subclasses(errors.ResilientEtlError) if c.transient},
-        key=lambda c: (-len(c.__mro__), c.__name__),
-    )
+    return sorted({c for c in _subclasses(errors.ResilientEtlError) if c.transient}, key=lambda c: (-len(c.__mro__), c.__name__))
 
 
 class TaxonomyRetryPolicy(ExceptionRetryPolicy):
@@ -44,9 +41,7 @@ class TaxonomyRetryPolicy(ExceptionRetryPolicy):
     :param clock: unix time source
     """
 
-    def __init__(
-        self, rules: list[RetryRule], default: RetryAction = RetryAction.DEFAULT, *, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, rules: list[RetryRule], default: RetryAction = RetryAction.DEFAULT, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(rules=rules, default=default)
         self.clock = clock
 
@@ -79,16 +74,8 @@ def task_retry_policy(*, clock: Callable[[], float] = time.time) -> TaxonomyRetr
     """
     return TaxonomyRetryPolicy(
         rules=[
-            RetryRule(
-                exception=list(transient_error_types()),
-                action=RetryAction.RETRY,
-                reason="transient failure: retrying with backoff",
-            ),
-            RetryRule(
-                exception=errors.ResilientEtlError,
-                action=RetryAction.FAIL,
-                reason="permanent failure: a retry cannot succeed",
-            ),
+            RetryRule(exception=list(transient_error_types()), action=RetryAction.RETRY, reason="transient failure: retrying with backoff"),
+            RetryRule(exception=errors.ResilientEtlError, action=RetryAction.FAIL, reason="permanent failure: a retry cannot succeed"),
         ],
         default=RetryAction.DEFAULT,
         clock=clock,

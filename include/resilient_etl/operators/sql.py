@@ -27,12 +27,7 @@ class SavepointSQLOperator(WarehouseOperator):
     template_ext: Sequence[str] = (".sql",)
 
     def __init__(
-        self,
-        *,
-        sql: Sequence[str | dict[str, Any]],
-        on_error: OnError = "abort",
-        parameters: dict[str, Any] | None = None,
-        **kwargs: Any,
+        self, *, sql: Sequence[str | dict[str, Any]], on_error: OnError = "abort", parameters: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         if on_error not in ("abort", "continue"):

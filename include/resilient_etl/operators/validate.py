@@ -24,11 +24,7 @@ class ValidateSuppliersOperator(LandingOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         summary = validate_staged(
-            self.warehouse,
-            run_id=self.run_id(context),
-            thresholds=self.quality,
-            landing_dir=self.landing,
-            rejected_dir=Path(self.rejected_dir),
+            self.warehouse, run_id=self.run_id(context), thresholds=self.quality, landing_dir=self.landing, rejected_dir=Path(self.rejected_dir)
         )
         self.log.info(
             "Validated %s rows: %s valid, %s quarantined %s; quality %s",

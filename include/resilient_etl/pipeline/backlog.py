@@ -36,12 +36,7 @@ def backlog_size(warehouse: WarehouseHook) -> int:
 
 
 def reenrich_backlog(
-    warehouse: WarehouseHook,
-    postcodes: PostcodesIoHook,
-    companies: CompaniesHouseHook,
-    *,
-    run_id: str,
-    limit: int,
+    warehouse: WarehouseHook, postcodes: PostcodesIoHook, companies: CompaniesHouseHook, *, run_id: str, limit: int
 ) -> dict[str, Any]:
     """
     Look up to ``limit`` backlog suppliers up again and mark them ``live``; one whose postcode or
@@ -56,12 +51,7 @@ def reenrich_backlog(
     for breaker in (postcodes.breaker, companies.breaker):
         if breaker is not None and breaker.current_state != CLOSED:
             log.info("Backlog waits: circuit breaker %s is %s", breaker.name, breaker.current_state)
-            return {
-                "skipped": f"breaker {breaker.name} not closed",
-                "reenriched": 0,
-                "quarantined": 0,
-                "remaining": backlog_size(warehouse),
-            }
+            return {"skipped": f"breaker {breaker.name} not closed", "reenriched": 0, "quarantined": 0, "remaining": backlog_size(warehouse)}
     with warehouse.begin() as conn:
         rows = conn.execute(
             select(suppliers).where(suppliers.c.enrichment_status.in_(BACKLOG_STATUSES)).order_by(suppliers.c.loaded_at).limit(limit)

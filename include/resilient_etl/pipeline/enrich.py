@@ -19,6 +19,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, func, select
@@ -99,13 +100,7 @@ def _save(
         for k, (source, result, as_of) in answers.items()
     ]
     live = [
-        {
-            cache_key: k,
-            "found": result is not None,
-            "result": json.dumps(result) if result is not None else None,
-            "fetched_at": now,
-            "run_id": run_id,
-        }
+        {cache_key: k, "found": result is not None, "result": json.dumps(result) if result is not None else None, "fetched_at": now, "run_id": run_id}
         for k, (source, result, _) in answers.items()
         if source == "live"
     ]
@@ -151,8 +146,7 @@ def enrich_postcodes(
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
     todo, resumed = _todo(warehouse, run_id=run_id, kind="postcode")
-    reasons: Counter[str] = Counter()
-    refused: BreakerOpenError | None = None
+    tally = _Tally()
     for start in range(0, len(todo), hook.bulk_size):
         batch = todo[start : start + hook.bulk_size]
         try:
@@ -161,24 +155,12 @@ def enrich_postcodes(
         except (BreakerOpenError, ApiError) as exc:
             if not is_fallback_trigger(exc):
                 raise
-            reasons[type(exc).__name__] += 1
-            refused = exc if isinstance(exc, BreakerOpenError) else refused
+            tally.fell_back(exc)
             answers = _postcode_fallback(warehouse, batch, reference or {})
         _save(warehouse, run_id=run_id, kind="postcode", answers=answers, cache=postcode_cache, cache_key="postcode")
         if on_progress is not None:
             on_progress(start + len(batch), len(todo))
-    return _finish(
-        warehouse,
-        hook,
-        run_id=run_id,
-        kind="postcode",
-        todo=todo,
-        resumed=resumed,
-        reasons=reasons,
-        threshold=max_non_live_share,
-        refused=refused,
-        on_progress=on_progress,
-    )
+    return _finish(warehouse, hook, _Try(run_id, "postcode", todo, resumed, on_progress), tally, threshold=max_non_live_share)
 
 
 def _postcode_fallback(warehouse: WarehouseHook, batch: list[str], reference: dict[str, dict[str, Any]]) -> dict[str, tuple[str, Any, Any]]:
@@ -213,8 +195,7 @@ def enrich_companies(
     :raises FallbackThresholdError: the non-live share is over ``max_non_live_share``
     """
     todo, resumed = _todo(warehouse, run_id=run_id, kind="company")
-    reasons: Counter[str] = Counter()
-    refused: BreakerOpenError | None = None
+    tally = _Tally()
     answers: dict[str, tuple[str, Any, Any]] = {}
     failed: list[str] = []
     for done, number in enumerate(todo, start=1):
@@ -223,8 +204,7 @@ def enrich_companies(
         except (BreakerOpenError, ApiError) as exc:
             if not is_fallback_trigger(exc):
                 raise
-            reasons[type(exc).__name__] += 1
-            refused = exc if isinstance(exc, BreakerOpenError) else refused
+            tally.fell_back(exc)
             failed.append(number)
         if len(answers) + len(failed) >= COMPANY_COMMIT_EVERY:
             answers.update(_company_fallback(warehouse, failed))
@@ -235,18 +215,7 @@ def enrich_companies(
     answers.update(_company_fallback(warehouse, failed))
     if answers:
         _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
-    return _finish(
-        warehouse,
-        hook,
-        run_id=run_id,
-        kind="company",
-        todo=todo,
-        resumed=resumed,
-        reasons=reasons,
-        threshold=max_non_live_share,
-        refused=refused,
-        on_progress=on_progress,
-    )
+    return _finish(warehouse, hook, _Try(run_id, "company", todo, resumed, on_progress), tally, threshold=max_non_live_share)
 
 
 def _company_fallback(warehouse: WarehouseHook, numbers: list[str]) -> dict[str, tuple[str, Any, Any]]:
@@ -262,31 +231,44 @@ def source_counts(warehouse: WarehouseHook, *, run_id: str, kind: str) -> dict[s
     return {source: 0 for source in SOURCES} | dict(rows)
 
 
+@dataclass
+class _Tally:
+    """Why lookups of one try fell back, and the last refusal of an open breaker (its error says when it probes next)."""
+
+    reasons: Counter[str] = field(default_factory=Counter)
+    refused: BreakerOpenError | None = None
+
+    def fell_back(self, exc: BaseException) -> None:
+        """Count a lookup answered from the fallbacks because of ``exc``."""
+        self.reasons[type(exc).__name__] += 1
+        if isinstance(exc, BreakerOpenError):
+            self.refused = exc
+
+
+@dataclass(frozen=True)
+class _Try:
+    """What one try of an enrichment set out to do: the keys of ``kind`` without a live answer yet."""
+
+    run_id: str
+    kind: str
+    todo: list[str]
+    resumed: int
+    on_progress: Callable[[int, int], None] | None
+
+
 def _finish(
-    warehouse: WarehouseHook,
-    hook: PostcodesIoHook | CompaniesHouseHook,
-    *,
-    run_id: str,
-    kind: str,
-    todo: list[str],
-    resumed: int,
-    reasons: Counter[str],
-    threshold: float,
-    refused: BreakerOpenError | None,
-    on_progress: Callable[[int, int], None] | None,
+    warehouse: WarehouseHook, hook: PostcodesIoHook | CompaniesHouseHook, attempt: _Try, tally: _Tally, *, threshold: float
 ) -> dict[str, Any]:
     """
     End an enrichment: report progress when nothing was to do, write the breaker's successes, summarise
-    the run's answers of ``kind``; fail when too many are not live.
-
-    :param todo: the keys this try looked up
-    :param refused: the last refusal of an open breaker: the error then says when it probes next
+    the run's answers of the try's kind; fail when more than ``threshold`` of them are not live.
     """
-    if on_progress is not None and not todo:
-        on_progress(0, 0)
+    if attempt.on_progress is not None and not attempt.todo:
+        attempt.on_progress(0, 0)
     if hook.breaker is not None:
         hook.breaker.flush()
-    looked_up = len(todo)
+    run_id, kind, looked_up, resumed = attempt.run_id, attempt.kind, len(attempt.todo), attempt.resumed
+    reasons, refused = tally.reasons, tally.refused
     counts = source_counts(warehouse, run_id=run_id, kind=kind)
     total = sum(counts.values())
     non_live = total - counts["live"]

@@ -45,9 +45,7 @@ def read_supplier_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 raise BadInputFileError(f"{path.name}: empty file, no header row", path=str(path), line=1)
             twice = sorted({c for c in header if header.count(c) > 1})
             if twice:
-                raise BadInputFileError(
-                    f"{path.name}: header names column {', '.join(map(repr, twice))} more than once", path=str(path), line=1
-                )
+                raise BadInputFileError(f"{path.name}: header names column {', '.join(map(repr, twice))} more than once", path=str(path), line=1)
             missing = [c for c in CSV_COLUMNS if c not in header]
             if missing:
                 raise BadInputFileError(f"{path.name}: header lacks required columns {', '.join(missing)}", path=str(path), line=1)

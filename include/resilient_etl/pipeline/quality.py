@@ -13,14 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-RULES = (
-    "invalid_postcode",
-    "invalid_company_number",
-    "missing_fields",
-    "duplicate_supplier_id",
-    "unparseable_values",
-    "unknown_columns",
-)
+RULES = ("invalid_postcode", "invalid_company_number", "missing_fields", "duplicate_supplier_id", "unparseable_values", "unknown_columns")
 _VERDICT_ORDER = {"pass": 0, "warn": 1, "fail": 2}
 
 
@@ -123,8 +116,6 @@ def evaluate(
             failed, base = len(lines), rows_checked
         share = failed / base if base else 0.0
         results.append(
-            RuleResult(
-                rule, rows_checked, failed, share, limits.warn, limits.fail, verdict(share, warn=limits.warn, fail=limits.fail), lines
-            )
+            RuleResult(rule, rows_checked, failed, share, limits.warn, limits.fail, verdict(share, warn=limits.warn, fail=limits.fail), lines)
         )
     return FileQuality(source_file, tuple(results))

@@ -37,14 +37,7 @@ def count_run(warehouse: WarehouseHook, run_id: str) -> tuple[dict[str, int], li
     return by_status, files, unreadable, failed_quality
 
 
-def reconcile(
-    warehouse: WarehouseHook,
-    *,
-    run_id: str,
-    dag_id: str,
-    landing_dir: Path,
-    archive_dir: Path,
-) -> dict[str, Any]:
+def reconcile(warehouse: WarehouseHook, *, run_id: str, dag_id: str, landing_dir: Path, archive_dir: Path) -> dict[str, Any]:
     """
     Check the run's counts, record them in ``pipeline_runs`` and archive its files.
 

@@ -24,16 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = (
-    "supplier_id",
-    "company_number",
-    "company_name",
-    "address_line_1",
-    "town",
-    "postcode",
-    "annual_spend_gbp",
-    "onboarded_on",
-)
+CSV_COLUMNS = ("supplier_id", "company_number", "company_name", "address_line_1", "town", "postcode", "annual_spend_gbp", "onboarded_on")
 REQUIRED_FIELDS = ("supplier_id", "company_number", "company_name", "postcode", "onboarded_on")
 MAX_LENGTHS = {"supplier_id": 64, "company_name": 255, "address_line_1": 255, "town": 100}
 EXTRA_FIELDS_KEY = "_extra_fields"
@@ -92,9 +83,7 @@ def validate_row(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, list[RowEr
         errors.append(RowError("invalid_postcode", "postcode", f"postcode {values['postcode']!r} is not a UK postcode"))
     company_number = normalise_company_number(values["company_number"]) if values["company_number"] else None
     if values["company_number"] and company_number is None:
-        errors.append(
-            RowError("invalid_company_number", "company_number", f"company_number {values['company_number']!r} is not 8 letters/digits")
-        )
+        errors.append(RowError("invalid_company_number", "company_number", f"company_number {values['company_number']!r} is not 8 letters/digits"))
     spend: str | None = None
     if values["annual_spend_gbp"]:
         try:
@@ -103,9 +92,7 @@ def validate_row(raw: dict[str, Any]) -> tuple[dict[str, Any] | None, list[RowEr
                 raise InvalidOperation
             spend = str(amount.quantize(Decimal("0.01")))
         except InvalidOperation:
-            errors.append(
-                RowError("invalid_number", "annual_spend_gbp", f"annual_spend_gbp {values['annual_spend_gbp']!r} is not an amount")
-            )
+            errors.append(RowError("invalid_number", "annual_spend_gbp", f"annual_spend_gbp {values['annual_spend_gbp']!r} is not an amount"))
     onboarded: str | None = None
     if values["onboarded_on"]:
         try:
@@ -136,12 +123,7 @@ def typed(clean: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_staged(
-    warehouse: WarehouseHook,
-    *,
-    run_id: str,
-    thresholds: Any = None,
-    landing_dir: Path | None = None,
-    rejected_dir: Path | None = None,
+    warehouse: WarehouseHook, *, run_id: str, thresholds: Any = None, landing_dir: Path | None = None, rejected_dir: Path | None = None
 ) -> dict[str, Any]:
     """
     Validate the run's staged rows file by file, under the data-quality gate.
@@ -229,9 +211,7 @@ def _validate_file(
         valid.append((row.source_file, row.line_number, typed(clean)))
     quality = None
     if thresholds is not None:
-        quality = evaluate(
-            source_file, rows_checked=len(rows), broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds
-        )
+        quality = evaluate(source_file, rows_checked=len(rows), broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds)
         summary["quality"][source_file] = quality.verdict
     failed = quality is not None and quality.verdict == "fail"
     with warehouse.begin() as conn:

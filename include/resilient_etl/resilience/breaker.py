@@ -176,9 +176,7 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
             retry_at = snap.opened_at + self.policy.reset_timeout_seconds
             if now < retry_at:
                 raise BreakerOpenError(f"circuit breaker {name} is open", breaker=name, retry_at=retry_at)
-            if not self.store.transition(
-                name, expected=OPEN, new=HALF_OPEN, now=now, lease=self.policy.probe_lease, opened_at=snap.opened_at
-            ):
+            if not self.store.transition(name, expected=OPEN, new=HALF_OPEN, now=now, lease=self.policy.probe_lease, opened_at=snap.opened_at):
                 raise BreakerOpenError(f"circuit breaker {name}: another worker is probing", breaker=name, retry_at=now + 1)
             self._changed(HALF_OPEN, f"reset timeout of {self.policy.reset_timeout_seconds:g}s elapsed: one probe admitted")
             probing = True
@@ -214,12 +212,7 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
                 self._opened(now, f"probe failed with {error}")
             return
         counts = self.store.record(
-            name,
-            successes=self._pending_successes,
-            failed=True,
-            now=now,
-            window=self.policy.window_seconds,
-            bucket=self.policy.bucket_seconds,
+            name, successes=self._pending_successes, failed=True, now=now, window=self.policy.window_seconds, bucket=self.policy.bucket_seconds
         )
         self._pending_successes = 0
         self._synced_at = float("-inf")  # a failure is a reason to look at the shared state next time
@@ -275,11 +268,7 @@ def breaker_states(store: SharedStore, policies: Sequence[BreakerPolicy], *, now
     out = []
     for policy in policies:
         snap = store.read(policy.name)
-        entry: dict[str, Any] = {
-            "name": policy.name,
-            "state": snap.state,
-            "consecutive_failures": snap.consecutive_failures,
-        }
+        entry: dict[str, Any] = {"name": policy.name, "state": snap.state, "consecutive_failures": snap.consecutive_failures}
         if snap.state != CLOSED:
             entry["opened_at"] = dt.datetime.fromtimestamp(snap.opened_at, dt.UTC).isoformat()
             entry["probe_at"] = dt.datetime.fromtimestamp(snap.opened_at + policy.reset_timeout_seconds, dt.UTC).isoformat()

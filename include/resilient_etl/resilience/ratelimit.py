@@ -92,12 +92,7 @@ class QuotaPacer:
     """
 
     def __init__(
-        self,
-        store: PacingStore,
-        key: str,
-        *,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = stopping.sleep,
+        self, store: PacingStore, key: str, *, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = stopping.sleep
     ) -> None:
         self.store = store
         self.key = key

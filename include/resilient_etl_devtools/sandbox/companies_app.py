@@ -240,8 +240,7 @@ def create_app(
             start = int(qp.get("start_index", 0))
         except ValueError:
             return JSONResponse(
-                {"errors": [{"type": "ch:validation", "error": "invalid-parameter", "location_type": "query-parameter"}]},
-                status_code=400,
+                {"errors": [{"type": "ch:validation", "error": "invalid-parameter", "location_type": "query-parameter"}]}, status_code=400
             )
         hits = register.search(qp.get("q", ""))
         page = hits[start : start + per_page]

@@ -206,13 +206,7 @@ class SampleDrop:
     dirty_lines: dict[int, str]
 
 
-def write_sample_csv(
-    path: Path,
-    *,
-    rows: int = 1000,
-    dirty_share: float = 0.03,
-    seed: int = DEFAULT_SEED,
-) -> SampleDrop:
+def write_sample_csv(path: Path, *, rows: int = 1000, dirty_share: float = 0.03, seed: int = DEFAULT_SEED) -> SampleDrop:
     """
     Write a supplier CSV drop whose clean rows match the sandbox register and postcodes.
 

@@ -121,12 +121,7 @@ class FaultMiddleware:
     """
 
     def __init__(
-        self,
-        app: Any,
-        *,
-        registry: FaultRegistry,
-        endpoint_of: Callable[[str, str], str],
-        error_body: Callable[[int], dict[str, Any]],
+        self, app: Any, *, registry: FaultRegistry, endpoint_of: Callable[[str, str], str], error_body: Callable[[int], dict[str, Any]]
     ) -> None:
         self.app = app
         self.registry = registry
@@ -147,11 +142,7 @@ class FaultMiddleware:
             await asyncio.sleep(fault.hang_seconds)
         if fault.drop:
             await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
-                }
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]}
             )
             await send({"type": "http.response.body", "body": b'{"status":200,"res', "more_body": True})
             raise DroppedConnection("sandbox fault: connection dropped mid-response")

@@ -45,13 +45,7 @@ class RunningApp:
     def start(self, timeout: float = 10.0) -> None:
         """Start serving; return once the socket accepts connections."""
         config = uvicorn.Config(
-            self.app,
-            host=LOOPBACK,
-            port=self.port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-            lifespan="off",
+            self.app, host=LOOPBACK, port=self.port, log_level="warning", access_log=False, timeout_graceful_shutdown=1, lifespan="off"
         )
         self._server = _Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"sandbox-{self.port}", daemon=True)

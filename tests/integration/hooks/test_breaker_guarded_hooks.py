@@ -131,12 +131,7 @@ def test_a_plain_python_operator_is_guarded_and_new_processes_probe_once_per_res
     seconds = 3 * RESET_SECONDS
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(seconds)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
+            [sys.executable, "-c", WORKER, str(seconds)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
         for _ in range(3)
     ]

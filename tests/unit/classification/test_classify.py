@@ -61,19 +61,13 @@ CASES = [
     (_db("53100"), Category.FILESYSTEM, False),
     (OSError(28, "No space left on device"), Category.FILESYSTEM, False),
     (PermissionError(13, "read-only"), Category.FILESYSTEM, False),
-    (
-        errors.FallbackThresholdError("too many fallbacks", source="companies_house", non_live_share=0.5, threshold=0.25),
-        Category.BREAKER_OPEN,
-        False,
-    ),
+    (errors.FallbackThresholdError("too many fallbacks", source="companies_house", non_live_share=0.5, threshold=0.25), Category.BREAKER_OPEN, False),
     (errors.DeadlineMissedError("late", scope="dag_run", name="warn", limit_seconds=60), Category.DEADLINE_MISSED, False),
     (KeyError("surprise"), Category.UNKNOWN, False),
 ]
 
 
-@pytest.mark.parametrize(
-    ("exc", "category", "transient"), CASES, ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v)
-)
+@pytest.mark.parametrize(("exc", "category", "transient"), CASES, ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v))
 def test_classify_maps_every_failure_to_category_severity_and_action(exc, category, transient) -> None:
     c = classify(exc, MATRIX)
     assert (c.category, c.transient) == (category, transient)
@@ -135,11 +129,7 @@ def test_every_runbook_section_in_the_matrix_exists() -> None:
 def test_on_call_rotates_per_period() -> None:
     start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
     week = dt.timedelta(days=7)
-    assert [on_call(CFG.alerts.oncall, "primary", start + i * week + dt.timedelta(days=3)).name for i in range(3)] == [
-        "alice",
-        "bob",
-        "alice",
-    ]
+    assert [on_call(CFG.alerts.oncall, "primary", start + i * week + dt.timedelta(days=3)).name for i in range(3)] == ["alice", "bob", "alice"]
     assert on_call(CFG.alerts.oncall, "secondary", start).name == "bob"
     assert on_call(CFG.alerts.oncall, "lead", start + 5 * week).email == "carol@example.com"
 

@@ -82,9 +82,7 @@ def test_environment_overlay_and_variable_overrides(tmp_path: Path) -> None:
     cfg = load_config(base, environ={"RESILIENT_ETL_ENV": "staging"})
     assert cfg.load.batch_size == 50 and cfg.load.chunk_size == 100  # merged, not replaced
     assert cfg.quality.invalid_postcode.fail == 0.3
-    cfg = load_config(
-        base, environ={"RESILIENT_ETL_ENV": "staging", "RESILIENT_ETL__LOAD__BATCH_SIZE": "70", "RESILIENT_ETL__DAG__TAGS": "[a, b]"}
-    )
+    cfg = load_config(base, environ={"RESILIENT_ETL_ENV": "staging", "RESILIENT_ETL__LOAD__BATCH_SIZE": "70", "RESILIENT_ETL__DAG__TAGS": "[a, b]"})
     assert cfg.load.batch_size == 70 and cfg.dag.tags == ["a", "b"]  # variables win over the overlay
     with pytest.raises(ConfigError, match="no overlay file") as info:
         load_config(base, environ={"RESILIENT_ETL_ENV": "qa"})

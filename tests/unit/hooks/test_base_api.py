@@ -5,13 +5,7 @@ from __future__ import annotations
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from resilient_etl.exceptions import (
-    ApiAuthError,
-    ApiClientError,
-    ApiRateLimitError,
-    ApiServerError,
-    Category,
-)
+from resilient_etl.exceptions import ApiAuthError, ApiClientError, ApiRateLimitError, ApiServerError, Category
 from resilient_etl.hooks.base_api import error_for_status, parse_retry_after
 from resilient_etl.resilience.ratelimit import parse_rate_limit
 

@@ -41,11 +41,5 @@ def test_bad_date_does_not_raise() -> None:
 
 def test_postcode_without_grid_reference() -> None:
     cols = postcode_columns({"postcode": "JE2 4WD", "country": "Channel Islands", "latitude": None, "longitude": None, "region": None})
-    assert cols == {
-        "pc_country": "Channel Islands",
-        "pc_region": None,
-        "pc_admin_district": None,
-        "pc_latitude": None,
-        "pc_longitude": None,
-    }
+    assert cols == {"pc_country": "Channel Islands", "pc_region": None, "pc_admin_district": None, "pc_latitude": None, "pc_longitude": None}
     assert postcode_columns({"latitude": "57.1", "longitude": "-2.1"})["pc_latitude"] == 57.1

@@ -11,9 +11,7 @@ from resilient_etl.pipeline.progress import ProgressLog
 def test_reports_every_30_seconds_with_rate_eta_and_quota_waits(caplog) -> None:
     clock, reported = Clock(1000.0), []
     waited = {"s": 0.0}
-    progress = ProgressLog(
-        "companies", every_seconds=30, every_items=10_000, waited=lambda: waited["s"], on_report=reported.append, clock=clock
-    )
+    progress = ProgressLog("companies", every_seconds=30, every_items=10_000, waited=lambda: waited["s"], on_report=reported.append, clock=clock)
     with caplog.at_level(logging.INFO, logger="resilient_etl.pipeline.progress"):
         for done in range(1, 979):
             clock.now += 0.5  # 600 per 5 minutes: one lookup every 0.5 s

@@ -26,12 +26,7 @@ def test_each_row_rule_at_below_and_above_its_limits(rule: str) -> None:
         cases[round(limits.warn * rows) - 1] = "pass"  # just below warn
     for broken, expected in cases.items():
         quality = evaluate(
-            "f.csv",
-            rows_checked=rows,
-            broken_lines={rule: range(2, 2 + broken)},
-            columns=CSV_COLUMNS,
-            contract=CSV_COLUMNS,
-            thresholds=CONFIG,
+            "f.csv", rows_checked=rows, broken_lines={rule: range(2, 2 + broken)}, columns=CSV_COLUMNS, contract=CSV_COLUMNS, thresholds=CONFIG
         )
         result = next(r for r in quality.results if r.rule == rule)
         assert (result.rows_failed, result.verdict) == (broken, expected), (rule, broken)

@@ -16,9 +16,7 @@ from resilient_etl.resilience.breaker import SharedCircuitBreaker, breaker_state
 from resilient_etl.resilience.stores.base import WindowCounts
 from resilient_etl.resilience.stores.sql import SqlStore
 
-POLICY = BreakerPolicy(
-    name="companies_house", fail_max=3, failure_rate_threshold=0.5, minimum_calls=6, window_seconds=60, reset_timeout_seconds=30
-)
+POLICY = BreakerPolicy(name="companies_house", fail_max=3, failure_rate_threshold=0.5, minimum_calls=6, window_seconds=60, reset_timeout_seconds=30)
 
 
 class Recorder(pybreaker.CircuitBreakerListener):
@@ -175,9 +173,7 @@ def test_a_crashed_probe_does_not_block_forever(warehouse) -> None:
         cb.call(_fail)
     clock.now += 10
     store = SqlStore(warehouse.engine)
-    assert store.transition(
-        "c", expected="open", new="half-open", now=clock.now, lease=policy.probe_lease, opened_at=cb.snapshot().opened_at
-    )
+    assert store.transition("c", expected="open", new="half-open", now=clock.now, lease=policy.probe_lease, opened_at=cb.snapshot().opened_at)
     # that worker died holding the lease
     with pytest.raises(BreakerOpenError):
         cb.call(_ok)

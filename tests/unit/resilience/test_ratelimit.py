@@ -100,12 +100,7 @@ def test_a_quota_wait_past_the_retry_budget_is_a_rate_limit_error_not_a_sleep() 
     assert t.slept == [] and info.value.reset_at == 1298.0
     # the retry layer then gives up at once: the wait would pass its budget
     decision = decide(
-        RetryPolicy(dependency="companies_house", max_elapsed_seconds=60),
-        attempt=1,
-        exc=info.value,
-        elapsed=0.0,
-        now=t.now,
-        rng=random.Random(1),
+        RetryPolicy(dependency="companies_house", max_elapsed_seconds=60), attempt=1, exc=info.value, elapsed=0.0, now=t.now, rng=random.Random(1)
     )
     assert not decision.retry and "298.0s would pass the 60s budget" in decision.reason
 

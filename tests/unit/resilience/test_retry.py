@@ -8,14 +8,7 @@ import random
 import pytest
 
 from resilient_etl.config import RetryPolicy
-from resilient_etl.exceptions import (
-    ApiAuthError,
-    ApiRateLimitError,
-    ApiServerError,
-    ApiTimeoutError,
-    ConfigError,
-    WarehouseUnavailableError,
-)
+from resilient_etl.exceptions import ApiAuthError, ApiRateLimitError, ApiServerError, ApiTimeoutError, ConfigError, WarehouseUnavailableError
 from resilient_etl.resilience.retry import Retrier, backoff_ceiling, decide, is_transient
 
 POLICY = RetryPolicy(
@@ -71,20 +64,14 @@ def test_elapsed_budget_is_never_overrun() -> None:
 
 
 def test_retry_after_wins_over_backoff() -> None:
-    d = decide(
-        POLICY, attempt=1, exc=ApiRateLimitError("429", service="s", retry_after=12, reset_at=999), elapsed=0, now=0, rng=random.Random()
-    )
+    d = decide(POLICY, attempt=1, exc=ApiRateLimitError("429", service="s", retry_after=12, reset_at=999), elapsed=0, now=0, rng=random.Random())
     assert (d.retry, d.wait, d.reason) == (True, 12, "server-requested wait")
 
 
 def test_rate_limit_without_retry_after_waits_for_the_reset() -> None:
-    d = decide(
-        POLICY, attempt=1, exc=ApiRateLimitError("429", service="s", reset_at=1_000_020.0), elapsed=0, now=1_000_000.0, rng=random.Random()
-    )
+    d = decide(POLICY, attempt=1, exc=ApiRateLimitError("429", service="s", reset_at=1_000_020.0), elapsed=0, now=1_000_000.0, rng=random.Random())
     assert (d.retry, d.wait) == (True, 20.0)
-    past = decide(
-        POLICY, attempt=1, exc=ApiRateLimitError("429", service="s", reset_at=999_990.0), elapsed=0, now=1_000_000.0, rng=random.Random()
-    )
+    past = decide(POLICY, attempt=1, exc=ApiRateLimitError("429", service="s", reset_at=999_990.0), elapsed=0, now=1_000_000.0, rng=random.Random())
     assert past.wait == 0.0
 
 

@@ -23,21 +23,11 @@ from resilient_etl.hooks.warehouse import dialects
 from resilient_etl.hooks.warehouse.schema import metadata
 from resilient_etl.resilience.retry import Retrier
 
-_DRIVERS = {
-    "postgres": "postgresql+psycopg2",
-    "postgresql": "postgresql+psycopg2",
-    "mssql": "mssql+pymssql",
-}
+_DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "mssql": "mssql+pymssql"}
 
 
 def url_for_connection(
-    conn_type: str,
-    *,
-    host: str | None,
-    login: str | None = None,
-    password: str | None = None,
-    port: int | None = None,
-    schema: str | None = None,
+    conn_type: str, *, host: str | None, login: str | None = None, password: str | None = None, port: int | None = None, schema: str | None = None
 ) -> URL:
     """
     Return the SQLAlchemy URL for an Airflow connection's fields.
@@ -79,9 +69,7 @@ class WarehouseHook(BaseHook):
         """Return the engine, resolving the connection on first use."""
         if self._engine is None:
             conn = self.get_connection(self.warehouse_conn_id)
-            url = url_for_connection(
-                conn.conn_type, host=conn.host, login=conn.login, password=conn.password, port=conn.port, schema=conn.schema
-            )
+            url = url_for_connection(conn.conn_type, host=conn.host, login=conn.login, password=conn.password, port=conn.port, schema=conn.schema)
             dialect = dialects.for_name(url.get_backend_name())
             engine = create_engine(url, pool_pre_ping=True, **dialect.engine_options())
             dialect.configure(engine)

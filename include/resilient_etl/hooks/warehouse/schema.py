@@ -8,22 +8,7 @@ be retried on its own and XCom carries only summaries.
 
 from __future__ import annotations
 
-from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
-    Column,
-    Date,
-    DateTime,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    Numeric,
-    String,
-    Table,
-    Text,
-    text,
-)
+from sqlalchemy import Boolean, CheckConstraint, Column, Date, DateTime, Float, Index, Integer, MetaData, Numeric, String, Table, Text, text
 
 from resilient_etl.resilience.stores.sql import metadata as _store_metadata
 

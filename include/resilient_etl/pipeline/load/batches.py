@@ -93,10 +93,7 @@ def _load_batch(
                 conn,
                 run_id=run_id,
                 stage="load",
-                rows=[
-                    Quarantined(i.row.source_file, i.row.line_number, i.row.raw_row, "rejected_by_database", _db_detail(e))
-                    for i, e in rejected
-                ],
+                rows=[Quarantined(i.row.source_file, i.row.line_number, i.row.raw_row, "rejected_by_database", _db_detail(e)) for i, e in rejected],
             )
             for item, _ in rejected:
                 result.by_outcome[item.status] -= 1

@@ -28,9 +28,7 @@ def _answers(conn: Connection, *, run_id: str, kind: str, keys: set[str]) -> dic
         out.update(
             (r[0], tuple(r[1:]))
             for r in conn.execute(
-                select(e.lookup_key, e.found, e.source).where(
-                    e.run_id == run_id, e.kind == kind, e.lookup_key.in_(ordered[start : start + 1000])
-                )
+                select(e.lookup_key, e.found, e.source).where(e.run_id == run_id, e.kind == kind, e.lookup_key.in_(ordered[start : start + 1000]))
             )
         )
     return out
@@ -79,12 +77,7 @@ def rows_select() -> Select:
     s = staged_rows
     pc, co = run_enrichment.alias("pc"), run_enrichment.alias("co")
     run_id = bindparam("run_id", type_=String)
-    as_of = case(
-        (pc.c.as_of.is_(None), co.c.as_of),
-        (co.c.as_of.is_(None), pc.c.as_of),
-        (pc.c.as_of < co.c.as_of, pc.c.as_of),
-        else_=co.c.as_of,
-    )
+    as_of = case((pc.c.as_of.is_(None), co.c.as_of), (co.c.as_of.is_(None), pc.c.as_of), (pc.c.as_of < co.c.as_of, pc.c.as_of), else_=co.c.as_of)
     return (
         select(
             *(s.c[c] for c in _STAGED),

@@ -27,9 +27,7 @@ class FallbackStore:
     :param what: names the primary in the warning
     """
 
-    def __init__(
-        self, primary: SharedStore, fallback: Callable[[], SharedStore], *, unavailable: tuple[type[BaseException], ...], what: str
-    ) -> None:
+    def __init__(self, primary: SharedStore, fallback: Callable[[], SharedStore], *, unavailable: tuple[type[BaseException], ...], what: str) -> None:
         self.primary = primary
         self._fallback = fallback
         self.unavailable = unavailable
@@ -49,9 +47,7 @@ class FallbackStore:
                 return getattr(self.primary, method)(*args, **kwargs)
             except self.unavailable as exc:
                 log.warning(
-                    "Shared-state store %s unavailable (%s): falling back to the warehouse tables for this process",
-                    self.what,
-                    type(exc).__name__,
+                    "Shared-state store %s unavailable (%s): falling back to the warehouse tables for this process", self.what, type(exc).__name__
                 )
                 self.degraded = self._fallback()
         return getattr(self.degraded, method)(*args, **kwargs)

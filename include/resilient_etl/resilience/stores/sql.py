@@ -13,23 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    DateTime,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    case,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Column, Connection, DateTime, Engine, Float, Integer, MetaData, String, Table, case, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from resilient_etl.classification.database import db_error
@@ -184,11 +168,7 @@ class SqlStore:
             consecutive = conn.execute(
                 update(t).where(t.c.name == name).values(consecutive_failures=base + failures).returning(t.c.consecutive_failures)
             ).scalar_one()
-            bump = (
-                update(b)
-                .where(b.c.name == name, b.c.bucket_start == start)
-                .values(calls=b.c.calls + calls, failures=b.c.failures + failures)
-            )
+            bump = update(b).where(b.c.name == name, b.c.bucket_start == start).values(calls=b.c.calls + calls, failures=b.c.failures + failures)
             if not conn.execute(bump).rowcount:
                 try:
                     with conn.begin_nested():

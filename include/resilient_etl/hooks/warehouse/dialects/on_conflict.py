@@ -10,16 +10,11 @@ from sqlalchemy import Connection, Select, Table
 
 
 def _on_conflict_update(stmt: Any, columns: Sequence[str], key_columns: Sequence[str]) -> Any:
-    return stmt.on_conflict_do_update(
-        index_elements=list(key_columns),
-        set_={c: stmt.excluded[c] for c in columns if c not in key_columns},
-    )
+    return stmt.on_conflict_do_update(index_elements=list(key_columns), set_={c: stmt.excluded[c] for c in columns if c not in key_columns})
 
 
 @lru_cache(maxsize=32)
-def _from_select(
-    insert: Callable[[Table], Any], table: Table, columns: tuple[str, ...], source: Select[Any], key_columns: tuple[str, ...]
-) -> Any:
+def _from_select(insert: Callable[[Table], Any], table: Table, columns: tuple[str, ...], source: Select[Any], key_columns: tuple[str, ...]) -> Any:
     # one statement object per source: SQLAlchemy then reuses its compiled form on every execution
     return _on_conflict_update(insert(table).from_select(list(columns), source), columns, key_columns)
 
@@ -39,13 +34,7 @@ class OnConflictUpserts:
         conn.execute(_on_conflict_update(self.insert(table), list(rows[0]), key_columns), list(rows))
 
     def upsert_from_select(
-        self,
-        conn: Connection,
-        table: Table,
-        columns: Sequence[str],
-        source: Select[Any],
-        key_columns: Sequence[str],
-        params: dict[str, Any],
+        self, conn: Connection, table: Table, columns: Sequence[str], source: Select[Any], key_columns: Sequence[str], params: dict[str, Any]
     ) -> None:
         """``INSERT … SELECT … ON CONFLICT DO UPDATE``: no row leaves the database."""
         conn.execute(_from_select(self.insert, table, tuple(columns), source, tuple(key_columns)), params)

@@ -13,16 +13,7 @@ from resilient_etl.hooks.warehouse.schema import metadata, suppliers
 
 def test_every_table_compiles_for_mssql() -> None:
     ddl = {t.name: str(CreateTable(t).compile(dialect=mssql.dialect())) for t in metadata.sorted_tables}
-    assert set(ddl) >= {
-        "suppliers",
-        "quarantine",
-        "etl_checkpoints",
-        "pipeline_runs",
-        "postcode_cache",
-        "company_cache",
-        "incidents",
-        "staged_rows",
-    }
+    assert set(ddl) >= {"suppliers", "quarantine", "etl_checkpoints", "pipeline_runs", "postcode_cache", "company_cache", "incidents", "staged_rows"}
     assert "supplier_id VARCHAR(64) NOT NULL" in ddl["suppliers"]
     assert "PRIMARY KEY (supplier_id)" in ddl["suppliers"]
     assert "DATETIMEOFFSET" in ddl["suppliers"]  # timezone-aware timestamps
@@ -79,9 +70,7 @@ def test_checkpoint_table_and_constraints_for_mssql() -> None:
     ddl = str(CreateTable(etl_checkpoints).compile(dialect=mssql.dialect()))
     assert "PRIMARY KEY (dag_id, run_id, task_id, map_index, source_file, chunk_index)" in ddl
     suppliers_ddl = str(CreateTable(suppliers).compile(dialect=mssql.dialect()))
-    assert (
-        "CONSTRAINT ck_suppliers_enrichment_status CHECK (enrichment_status IN ('live', 'cached', 'fallback', 'pending'))" in suppliers_ddl
-    )
+    assert "CONSTRAINT ck_suppliers_enrichment_status CHECK (enrichment_status IN ('live', 'cached', 'fallback', 'pending'))" in suppliers_ddl
 
 
 def test_load_select_compiles_for_mssql() -> None:

@@ -150,15 +150,15 @@ class ApiHook(HttpHook):
 
     def _resolve_breaker(self) -> SharedCircuitBreaker | None:
         extra = self.get_connection(self.http_conn_id).extra_dejson.get(BREAKER_EXTRA, True)
-        if extra is False or self._breaker_choice is False:
+        choice = self._breaker_choice
+        if extra is False or choice is False:
             return None
-        if self._breaker_choice not in (None, True):
-            return self._breaker_choice  # type: ignore[return-value]
+        if choice is not None and not isinstance(choice, bool):
+            return choice
         from resilient_etl.hooks.shared_state import api_breaker
 
-        breaker = api_breaker(self.service)  # type: ignore[arg-type]
-        if isinstance(extra, dict):
-            breaker.policy = _override(breaker.policy, extra, conn_id=self.http_conn_id)
+        overrides = extra if isinstance(extra, dict) else None
+        breaker = api_breaker(self.service, policy=lambda policy: _override(policy, overrides, conn_id=self.http_conn_id) if overrides else policy)
         self.log.info(
             "%s calls are guarded by circuit breaker %s (%s)",
             self.service,

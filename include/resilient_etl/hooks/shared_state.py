@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pybreaker
 from sqlalchemy import insert
@@ -25,7 +26,7 @@ from resilient_etl.resilience.stores.memory import MemoryStore
 from resilient_etl.resilience.stores.sql import SqlStore
 
 if TYPE_CHECKING:
-    from resilient_etl.config.models import ResilienceConfig
+    from resilient_etl.config.models import BreakerPolicy, ResilienceConfig
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -115,25 +116,28 @@ class BreakerEventRecorder(pybreaker.CircuitBreakerListener):
 
 
 def api_breaker(
-    service: Literal["postcodes_io", "companies_house"],
+    service: str,
     *,
     cfg: ResilienceConfig | None = None,
     warehouse: WarehouseHook | None = None,
     store: SharedStore | None = None,
+    policy: Callable[[BreakerPolicy], BreakerPolicy] | None = None,
 ) -> SharedCircuitBreaker:
     """
     Return the shared circuit breaker of an API, as configured (``breakers.<service>``, ``shared_state``).
 
-    :param service: the API
+    :param service: the API: ``postcodes_io`` or ``companies_house``
     :param cfg: the configuration (default: the one in force)
     :param warehouse: where events (and, without Redis, the state) are kept (default: the configured one)
     :param store: the shared store (default: :func:`configured_store`)
+    :param policy: adjusts the configured policy (a connection's ``extra.breaker`` fields)
     """
     from resilient_etl.config.loader import get_config
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
     cfg = cfg or get_config()
-    policy = cfg.breakers.policy(service)
+    configured = cfg.breakers.policy(service)  # type: ignore[arg-type]  # an unknown API fails here, by name
+    chosen = policy(configured) if policy is not None else configured
     if store is None and warehouse is None and not _shared_store_defined(cfg):
         # A hook used where neither Redis nor the warehouse is set up still gets a breaker, in this process only.
         log.warning(
@@ -142,10 +146,10 @@ def api_breaker(
             cfg.shared_state.redis_conn_id,
             cfg.warehouse.conn_id,
         )
-        return SharedCircuitBreaker(policy, MemoryStore())
+        return SharedCircuitBreaker(chosen, MemoryStore())
     warehouse = warehouse or WarehouseHook(cfg.warehouse.conn_id, retry_policy=cfg.retry.policy("database"))
     store = store or configured_store(cfg, warehouse)
-    return SharedCircuitBreaker(policy, store, listeners=[BreakerEventRecorder(warehouse)])
+    return SharedCircuitBreaker(chosen, store, listeners=[BreakerEventRecorder(warehouse)])
 
 
 def _shared_store_defined(cfg: ResilienceConfig) -> bool:

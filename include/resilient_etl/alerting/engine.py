@@ -33,6 +33,13 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _task_fields(
+    dag_id: str, task_id: str | None, run_id: str | None, log_url: str | None, try_number: int | None, max_tries: int | None
+) -> dict[str, Any]:
+    """The message fields that say which task (and which try of it) an alert is about."""
+    return {"dag_id": dag_id, "task_id": task_id, "run_id": run_id, "log_url": log_url, "try_number": try_number, "max_tries": max_tries}
+
+
 class Alerter:
     """
     Turn failures into incidents and messages, following the configured matrix and routes.
@@ -170,21 +177,9 @@ class Alerter:
         )
         if outcome == "repeat":
             return incident, outcome
-        message = build_message(
-            self.config.alerts,
-            kind,
-            c,
-            detail,
-            dag_id=dag_id,
-            task_id=task_id,
-            run_id=run_id,
-            log_url=log_url,
-            try_number=try_number,
-            max_tries=max_tries,
-            incident_id=incident.id if incident else None,
-            occurrences=incident.occurrences if incident else 1,
-        )
-        self.send(message, c.severity, first)
+        task = _task_fields(dag_id, task_id, run_id, log_url, try_number, max_tries)
+        occurrence = {"incident_id": incident.id if incident else None, "occurrences": incident.occurrences if incident else 1}
+        self.send(build_message(self.config.alerts, kind, c, detail, **task, **occurrence), c.severity, first)
         return incident, outcome
 
     def _record(
@@ -241,22 +236,8 @@ class Alerter:
         )
         if route.notify_retries:
             first = [s.tier for s in route.escalation if s.after_minutes <= 0]
-            self.send(
-                build_message(
-                    self.config.alerts,
-                    "retry",
-                    c,
-                    str(exc),
-                    dag_id=dag_id,
-                    task_id=task_id,
-                    run_id=run_id,
-                    log_url=log_url,
-                    try_number=try_number,
-                    max_tries=max_tries,
-                ),
-                c.severity,
-                first,
-            )
+            task = _task_fields(dag_id, task_id, run_id, log_url, try_number, max_tries)
+            self.send(build_message(self.config.alerts, "retry", c, str(exc), **task), c.severity, first)
         return c
 
     def escalate(self) -> list[tuple[int, str]]:

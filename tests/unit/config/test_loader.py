@@ -97,3 +97,22 @@ def test_shipped_overlays_are_valid() -> None:
         cfg = load_config(DEFAULT_CONFIG_PATH, environ={"RESILIENT_ETL_ENV": env})
         assert cfg.dag.owner
     assert load_config(DEFAULT_CONFIG_PATH, environ={"RESILIENT_ETL_ENV": "prod"}).dag.schedule == "@hourly"
+
+
+def test_an_installed_provider_finds_its_config_in_the_environment_or_the_airflow_home(tmp_path: Path, monkeypatch) -> None:
+    """$RESILIENT_ETL_CONFIG first, then $AIRFLOW_HOME/resilience.yaml, then the checkout's; none: the error says where it looked."""
+    from resilient_etl.config import loader
+
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    explicit = tmp_path / "elsewhere.yaml"
+    assert loader.config_path({"RESILIENT_ETL_CONFIG": str(explicit), "AIRFLOW_HOME": str(home)}) == explicit
+    assert loader.config_path({"AIRFLOW_HOME": str(home)}) == DEFAULT_CONFIG_PATH  # no file in the home: the checkout's
+    (home / "resilience.yaml").write_text(DEFAULT_CONFIG_PATH.read_text())
+    assert loader.config_path({"AIRFLOW_HOME": str(home)}) == home / "resilience.yaml"
+    monkeypatch.setattr(loader, "_CHECKOUT_CONFIG", tmp_path / "not-a-checkout" / "resilience.yaml")  # as installed from a wheel
+    (home / "resilience.yaml").unlink()
+    with pytest.raises(ConfigError) as info:
+        loader.config_path({"AIRFLOW_HOME": str(home)})
+    assert info.value.field == "RESILIENT_ETL_CONFIG"
+    assert str(home / "resilience.yaml") in str(info.value) and "not-a-checkout" in str(info.value)

@@ -13,7 +13,8 @@ from resilient_etl.hooks.shared_state import BreakerEventRecorder
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import breaker_events
 from resilient_etl.resilience.breaker import SharedCircuitBreaker, breaker_states, trip_reason
-from resilient_etl.resilience.stores.base import WindowCounts
+from resilient_etl.resilience.stores.base import SharedStore, WindowCounts
+from resilient_etl.resilience.stores.memory import MemoryStore
 from resilient_etl.resilience.stores.sql import SqlStore
 
 POLICY = BreakerPolicy(name="companies_house", fail_max=3, failure_rate_threshold=0.5, minimum_calls=6, window_seconds=60, reset_timeout_seconds=30)
@@ -34,8 +35,14 @@ def warehouse(sqlite_warehouse) -> WarehouseHook:
     return hook
 
 
-def _breaker(warehouse: WarehouseHook, clock: Clock, policy: BreakerPolicy = POLICY, *listeners) -> SharedCircuitBreaker:
-    return SharedCircuitBreaker(policy, SqlStore(warehouse.engine), listeners=list(listeners), clock=clock)
+@pytest.fixture(params=["sql", "memory"])
+def store(request, warehouse: WarehouseHook) -> SharedStore:
+    """The same state machine on each store: the warehouse tables (SQLite) and this process's memory."""
+    return SqlStore(warehouse.engine) if request.param == "sql" else MemoryStore()
+
+
+def _breaker(store: SharedStore, clock: Clock, policy: BreakerPolicy = POLICY, *listeners) -> SharedCircuitBreaker:
+    return SharedCircuitBreaker(policy, store, listeners=list(listeners), clock=clock)
 
 
 def _fail() -> None:
@@ -54,9 +61,9 @@ def test_trip_rules_are_pure() -> None:
     assert trip_reason(POLICY, WindowCounts(calls=7, failures=3, consecutive_failures=1)) is None  # 43 %
 
 
-def test_consecutive_failures_open_it_and_calls_are_refused(warehouse) -> None:
+def test_consecutive_failures_open_it_and_calls_are_refused(warehouse, store) -> None:
     clock, listener = Clock(), Recorder()
-    cb = _breaker(warehouse, clock, POLICY, listener, BreakerEventRecorder(warehouse))
+    cb = _breaker(store, clock, POLICY, listener, BreakerEventRecorder(warehouse))
     for _ in range(3):
         with pytest.raises(ApiServerError):
             cb.call(_fail)
@@ -71,9 +78,9 @@ def test_consecutive_failures_open_it_and_calls_are_refused(warehouse) -> None:
     assert "3 consecutive failures" in event.reason and "ApiServerError (status 503)" in event.reason
 
 
-def test_failure_rate_in_the_window_opens_it(warehouse) -> None:
+def test_failure_rate_in_the_window_opens_it(warehouse, store) -> None:
     clock = Clock()
-    cb = _breaker(warehouse, clock)
+    cb = _breaker(store, clock)
     for fn in (_fail, _ok, _fail, _ok, _fail, _ok):  # never 3 in a row, but 3/6 failed
         try:
             cb.call(fn)
@@ -87,9 +94,9 @@ def test_failure_rate_in_the_window_opens_it(warehouse) -> None:
     assert "failure rate 4/7" in cb.last_reason
 
 
-def test_old_failures_leave_the_window(warehouse) -> None:
+def test_old_failures_leave_the_window(warehouse, store) -> None:
     clock = Clock()
-    cb = _breaker(warehouse, clock, BreakerPolicy(name="w", fail_max=100, failure_rate_threshold=0.5, minimum_calls=4, window_seconds=10))
+    cb = _breaker(store, clock, BreakerPolicy(name="w", fail_max=100, failure_rate_threshold=0.5, minimum_calls=4, window_seconds=10))
     for _ in range(3):
         with pytest.raises(ApiServerError):
             cb.call(_fail)
@@ -101,8 +108,8 @@ def test_old_failures_leave_the_window(warehouse) -> None:
     assert cb.current_state == "closed"  # 1/4 in the window, not 4/7
 
 
-def test_permanent_errors_and_not_found_answers_never_count(warehouse) -> None:
-    cb = _breaker(warehouse, Clock())
+def test_permanent_errors_and_not_found_answers_never_count(warehouse, store) -> None:
+    cb = _breaker(store, Clock())
     for _ in range(10):
         with pytest.raises(ApiClientError):
             cb.call(lambda: (_ for _ in ()).throw(ApiClientError("400", service="x", status_code=400)))
@@ -111,10 +118,10 @@ def test_permanent_errors_and_not_found_answers_never_count(warehouse) -> None:
     assert cb.snapshot().consecutive_failures == 0
 
 
-def test_one_probe_after_the_timeout_then_closed(warehouse) -> None:
+def test_one_probe_after_the_timeout_then_closed(warehouse, store) -> None:
     clock, listener = Clock(), Recorder()
-    cb = _breaker(warehouse, clock, POLICY, listener)
-    other = _breaker(warehouse, clock)  # another worker on the same store
+    cb = _breaker(store, clock, POLICY, listener)
+    other = _breaker(store, clock)  # another worker on the same store
     for _ in range(3):
         with pytest.raises(ApiServerError):
             cb.call(_fail)
@@ -134,9 +141,9 @@ def test_one_probe_after_the_timeout_then_closed(warehouse) -> None:
     assert other.call(_ok) == "ok"
 
 
-def test_failed_probe_reopens_for_another_timeout(warehouse) -> None:
+def test_failed_probe_reopens_for_another_timeout(warehouse, store) -> None:
     clock = Clock()
-    cb = _breaker(warehouse, clock)
+    cb = _breaker(store, clock)
     for _ in range(3):
         with pytest.raises(ApiServerError):
             cb.call(_fail)
@@ -153,9 +160,9 @@ def test_failed_probe_reopens_for_another_timeout(warehouse) -> None:
     assert cb.call(_ok) == "ok" and cb.current_state == "closed"
 
 
-def test_success_threshold_needs_several_probes(warehouse) -> None:
+def test_success_threshold_needs_several_probes(warehouse, store) -> None:
     clock = Clock()
-    cb = _breaker(warehouse, clock, BreakerPolicy(name="s", fail_max=1, reset_timeout_seconds=5, success_threshold=2))
+    cb = _breaker(store, clock, BreakerPolicy(name="s", fail_max=1, reset_timeout_seconds=5, success_threshold=2))
     with pytest.raises(ApiServerError):
         cb.call(_fail)
     clock.now += 5
@@ -165,14 +172,14 @@ def test_success_threshold_needs_several_probes(warehouse) -> None:
     assert cb.current_state == "closed"
 
 
-def test_a_crashed_probe_does_not_block_forever(warehouse) -> None:
+def test_a_crashed_probe_does_not_block_forever(warehouse, store) -> None:
     clock = Clock()
     policy = BreakerPolicy(name="c", fail_max=1, reset_timeout_seconds=10)
-    cb = _breaker(warehouse, clock, policy)
+    cb = _breaker(store, clock, policy)
     with pytest.raises(ApiServerError):
         cb.call(_fail)
     clock.now += 10
-    store = SqlStore(warehouse.engine)
+
     assert store.transition("c", expected="open", new="half-open", now=clock.now, lease=policy.probe_lease, opened_at=cb.snapshot().opened_at)
     # that worker died holding the lease
     with pytest.raises(BreakerOpenError):
@@ -181,22 +188,22 @@ def test_a_crashed_probe_does_not_block_forever(warehouse) -> None:
     assert cb.call(_ok) == "ok" and cb.current_state == "closed"
 
 
-def test_breaker_states_report(warehouse) -> None:
+def test_breaker_states_report(warehouse, store) -> None:
     clock = Clock()
-    cb = _breaker(warehouse, clock)
+    cb = _breaker(store, clock)
     for _ in range(3):
         with pytest.raises(ApiServerError):
             cb.call(_fail)
     clock.now += 10
-    report = breaker_states(SqlStore(warehouse.engine), [POLICY, BreakerPolicy(name="postcodes_io")], now=clock.now)
+    report = breaker_states(store, [POLICY, BreakerPolicy(name="postcodes_io")], now=clock.now)
     assert report[0]["name"] == "companies_house" and report[0]["state"] == "open"
     assert report[0]["seconds_to_probe"] == 20.0
     assert report[1] == {"name": "postcodes_io", "state": "closed", "consecutive_failures": 0}
 
 
-def test_a_worker_learns_of_an_open_breaker_within_the_sync_interval(warehouse) -> None:
+def test_a_worker_learns_of_an_open_breaker_within_the_sync_interval(warehouse, store) -> None:
     clock = Clock()
-    a, b = _breaker(warehouse, clock), _breaker(warehouse, clock)
+    a, b = _breaker(store, clock), _breaker(store, clock)
     assert b.call(_ok) == "ok"  # b has just looked: closed
     for _ in range(3):
         with pytest.raises(ApiServerError):
@@ -208,9 +215,9 @@ def test_a_worker_learns_of_an_open_breaker_within_the_sync_interval(warehouse) 
         b.call(_ok)  # … then reads the shared state
 
 
-def test_a_failure_makes_the_worker_look_at_once(warehouse) -> None:
+def test_a_failure_makes_the_worker_look_at_once(warehouse, store) -> None:
     clock = Clock()
-    a, b = _breaker(warehouse, clock), _breaker(warehouse, clock)
+    a, b = _breaker(store, clock), _breaker(store, clock)
     b.call(_ok)
     for _ in range(3):
         with pytest.raises(ApiServerError):
@@ -221,9 +228,9 @@ def test_a_failure_makes_the_worker_look_at_once(warehouse) -> None:
         b.call(_ok)
 
 
-def test_successes_reach_the_shared_window_when_flushed(warehouse) -> None:
+def test_successes_reach_the_shared_window_when_flushed(warehouse, store) -> None:
     clock = Clock()
-    cb = _breaker(warehouse, clock, BreakerPolicy(name="f", fail_max=100, failure_rate_threshold=0.5, minimum_calls=4))
+    cb = _breaker(store, clock, BreakerPolicy(name="f", fail_max=100, failure_rate_threshold=0.5, minimum_calls=4))
     for _ in range(5):
         cb.call(_ok)
     cb.flush()

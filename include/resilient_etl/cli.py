@@ -18,8 +18,8 @@ from resilient_etl.exceptions import ConfigError
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from resilient_etl.config import config_path, load_config
 
-    path = Path(args.path) if args.path else config_path()
     try:
+        path = Path(args.path) if args.path else config_path()
         cfg = load_config(path)
     except ConfigError as exc:
         print(f"INVALID: {exc}", file=sys.stderr)
@@ -133,13 +133,20 @@ def _cmd_health(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
-    parser = argparse.ArgumentParser(prog="resilient-etl", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="resilient-etl",
+        description="Check the config, the breakers and the health; list, acknowledge and resolve incidents (dev tools: resilient-etl-dev).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file and print its effective values")
-    check.add_argument("path", nargs="?", help="config file (default: $RESILIENT_ETL_CONFIG or config/resilience.yaml)")
+    check.add_argument(
+        "path",
+        nargs="?",
+        help="config file (default: $RESILIENT_ETL_CONFIG, else $AIRFLOW_HOME/resilience.yaml, else the checkout's config/resilience.yaml)",
+    )
     check.set_defaults(func=_cmd_config_check)
 
     breakers = sub.add_parser(

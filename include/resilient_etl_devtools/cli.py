@@ -108,7 +108,10 @@ def _cmd_classification(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
-    parser = argparse.ArgumentParser(prog="resilient-etl-dev", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="resilient-etl-dev",
+        description="Development tools: the sandbox APIs and alert sinks, sample files, the local Airflow env, the demo, the generated classification doc.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sandbox = sub.add_parser("sandbox", help="serve the postcodes.io and Companies House sandboxes on loopback")

@@ -137,6 +137,7 @@ def breakers_check(cfg: ResilienceConfig) -> Check:
         from resilient_etl.hooks.shared_state import configured_store, uses_redis
         from resilient_etl.hooks.warehouse import WarehouseHook
         from resilient_etl.resilience.breaker import breaker_states
+        from resilient_etl.resilience.stores.base import describe
 
         warehouse = WarehouseHook(cfg.warehouse.conn_id)
         if not uses_redis(cfg.shared_state.store, cfg.shared_state.redis_conn_id):
@@ -145,7 +146,7 @@ def breakers_check(cfg: ResilienceConfig) -> Check:
         started = time.perf_counter()
         states = breaker_states(store, [cfg.breakers.policy("postcodes_io"), cfg.breakers.policy("companies_house")])
         latency = _ms(started)
-        kind = type(store).__name__
+        kind = describe(store)  # which store answers, and whether it fell back from Redis
         # An open breaker is the pipeline coping (fallbacks), not failing: warn, so someone looks.
         return {
             "breakers:state": [

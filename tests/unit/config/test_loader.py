@@ -116,3 +116,14 @@ def test_an_installed_provider_finds_its_config_in_the_environment_or_the_airflo
         loader.config_path({"AIRFLOW_HOME": str(home)})
     assert info.value.field == "RESILIENT_ETL_CONFIG"
     assert str(home / "resilience.yaml") in str(info.value) and "not-a-checkout" in str(info.value)
+
+
+def test_config_check_without_any_config_file_says_where_it_looked(tmp_path: Path, monkeypatch, capsys) -> None:
+    from resilient_etl.config import loader
+
+    monkeypatch.delenv("RESILIENT_ETL_CONFIG", raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setattr(loader, "_CHECKOUT_CONFIG", tmp_path / "not-a-checkout" / "resilience.yaml")
+    assert main(["config", "check"]) == 1  # a message, not a traceback
+    err = capsys.readouterr().err
+    assert err.startswith("INVALID: no configuration file: set RESILIENT_ETL_CONFIG") and str(tmp_path / "resilience.yaml") in err

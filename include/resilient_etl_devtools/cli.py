@@ -106,6 +106,56 @@ def _cmd_classification(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from resilient_etl.cli import print_rows
+    from resilient_etl_devtools.cluster import Cluster, settings_from_env
+
+    settings = settings_from_env(Path(args.state_dir) if args.state_dir else None)
+    cluster = Cluster.load(settings.state_dir)
+    if args.cluster_action == "up":
+        if not cluster.running():  # a first up (or one after down) takes the ports and sizes given now
+            cluster = Cluster(_with_options(settings, args))
+        return 0 if cluster.up(timeout=args.timeout) else 1
+    if args.cluster_action == "down":
+        if not cluster.down():
+            print("cluster not running: nothing stopped")
+        return 0
+    rows = cluster.status()
+    print_rows(rows, args.output)
+    return 0 if all(r["health"] == "healthy" for r in rows) else 1
+
+
+def _with_options(settings: Any, args: argparse.Namespace) -> Any:
+    import dataclasses
+
+    chosen = {k: getattr(args, k) for k in ("api_port", "workers", "concurrency") if getattr(args, k, None) is not None}
+    return dataclasses.replace(settings, **chosen)
+
+
+def add_cluster_command(sub: Any) -> None:
+    """Add ``cluster up|down|status`` to a command line (the ``resilient-etl`` entry point calls this)."""
+    from resilient_etl.cli import add_output_argument
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="a CeleryExecutor deployment on this machine: PostgreSQL metadata DB, Redis broker, two workers, sandbox APIs (exit 1 unless healthy)",
+        description=(
+            "up: start every component not running (a second up starts nothing) and wait until all are healthy; "
+            "down: stop exactly what up started; status: each component with its PID and health. "
+            "State, secrets and logs live in --state-dir (default $RESILIENT_ETL_CLUSTER_DIR, else .cluster/ in the checkout). "
+            "Exit codes: 0 healthy, 1 not healthy."
+        ),
+    )
+    cluster.add_argument("cluster_action", choices=["up", "down", "status"])
+    cluster.add_argument("--state-dir", default=None, help="where the cluster keeps its state (default: .cluster/)")
+    cluster.add_argument("--api-port", type=int, default=None, help="API server port for a new cluster (default 8080)")
+    cluster.add_argument("--workers", type=int, default=None, help="Celery workers for a new cluster (default 2)")
+    cluster.add_argument("--concurrency", type=int, default=None, help="task slots per worker (default 2)")
+    cluster.add_argument("--timeout", type=float, default=240.0, help="up: seconds to wait for health (default 240)")
+    add_output_argument(cluster)
+    cluster.set_defaults(func=_cmd_cluster)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
     parser = argparse.ArgumentParser(

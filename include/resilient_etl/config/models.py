@@ -99,6 +99,33 @@ class RetryPolicy(_Strict):
     max_server_wait_seconds: float = Field(330, ge=0, le=3600)
 
 
+class RetryBudgetPolicy(_Strict):
+    """
+    The retry budget of one API, shared by every worker (``retry_budget``; Google SRE's per-client budget).
+
+    :param share: retries allowed as a share of the first attempts in the window (0.1 = 10 %)
+    :param min_retries: retries always allowed per window, so a quiet API can still retry a lone blip
+    :param window_seconds: the sliding window the counts cover
+    """
+
+    share: float = Field(0.1, ge=0, le=1)
+    min_retries: int = Field(3, ge=0, le=1000)
+    window_seconds: float = Field(60, gt=0, le=3600)
+
+
+class RetryBudgetConfig(_Strict):
+    """Per-API retry budgets; ``enabled: false`` turns them off (each task then retries on its own policy only)."""
+
+    enabled: bool = True
+    postcodes_io: RetryBudgetPolicy = RetryBudgetPolicy()
+    companies_house: RetryBudgetPolicy = RetryBudgetPolicy()
+
+    def policy(self, name: Literal["postcodes_io", "companies_house"]) -> RetryBudgetPolicy:
+        """Return the retry budget of ``name``."""
+        section: RetryBudgetPolicy = getattr(self, name)
+        return section
+
+
 class RetryConfig(_Strict):
     database: RetryPolicy = RetryPolicy()
     postcodes_io: RetryPolicy = RetryPolicy()
@@ -348,6 +375,7 @@ class ResilienceConfig(_Strict):
     apis: ApisConfig
     warehouse: WarehouseConfig = WarehouseConfig()
     retry: RetryConfig = RetryConfig()
+    retry_budget: RetryBudgetConfig = RetryBudgetConfig()
     shared_state: SharedStateConfig = SharedStateConfig()
     breakers: BreakersConfig = BreakersConfig()
     fallback: FallbackConfig = FallbackConfig()

@@ -30,6 +30,7 @@ from resilient_etl.exceptions import (
     ApiTimeoutError,
     ConfigError,
 )
+from resilient_etl.resilience.budget import RetryBudget
 from resilient_etl.resilience.ratelimit import PacingStore, QuotaPacer, RateLimitStatus, pacing_key, parse_rate_limit
 from resilient_etl.resilience.retry import Retrier
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
 
 BREAKER_EXTRA = "breaker"
+BUDGET_EXTRA = "retry_budget"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -97,6 +99,10 @@ class ApiHook(HttpHook):
         breaker from ``config/resilience.yaml`` on first use; ``False`` calls unguarded; or a breaker
         built by the caller. The connection's extra ``breaker`` overrides it: ``false`` opts out, a
         mapping overrides policy fields (``{"breaker": {"fail_max": 3}}``).
+    :param retry_budget: the API's retry budget shared by every worker: None (default) builds it from
+        ``retry_budget`` in the config (in the breaker's store) on first use; ``False`` retries on the
+        policy alone; or a budget built by the caller. The connection's extra ``{"retry_budget": false}``
+        turns it off.
     """
 
     service: str = "api"
@@ -110,8 +116,12 @@ class ApiHook(HttpHook):
         retry_policy: RetryPolicy | None = None,
         pacing_store: PacingStore | None = None,
         breaker: SharedCircuitBreaker | bool | None = None,
+        retry_budget: RetryBudget | bool | None = None,
     ) -> None:
         super().__init__(method=method, http_conn_id=conn_id)
+        self._budget_choice = retry_budget
+        self._budget: RetryBudget | None = None
+        self._budget_resolved = False
         self._breaker_choice = breaker
         self._breaker: SharedCircuitBreaker | None = None
         self._breaker_resolved = False
@@ -134,7 +144,8 @@ class ApiHook(HttpHook):
         if self._session is None:
             self._session = self.get_conn()
             # HttpHook sends unknown connection extras as headers; ours configures the breaker instead
-            self._session.headers.pop(BREAKER_EXTRA, None)
+            for extra in (BREAKER_EXTRA, BUDGET_EXTRA):
+                self._session.headers.pop(extra, None)
             if self.pacing_store is not None:
                 conn = self.get_connection(self.http_conn_id)
                 self.pacer = QuotaPacer(self.pacing_store, pacing_key(self.service, conn.password or conn.host or ""))
@@ -167,6 +178,25 @@ class ApiHook(HttpHook):
         )
         return breaker
 
+    @property
+    def retry_budget(self) -> RetryBudget | None:
+        """Return the retry budget this hook's retries spend (built on first use), or None."""
+        if not self._budget_resolved:
+            self._budget = self._resolve_budget()
+            self._budget_resolved = True
+        return self._budget
+
+    def _resolve_budget(self) -> RetryBudget | None:
+        choice = self._budget_choice
+        if choice is False or self.get_connection(self.http_conn_id).extra_dejson.get(BUDGET_EXTRA, True) is False:
+            return None
+        if choice is not None and not isinstance(choice, bool):
+            return choice
+        from resilient_etl.hooks.shared_state import api_retry_budget
+
+        breaker = self.breaker
+        return api_retry_budget(self.service, store=breaker.store if breaker is not None else None)
+
     def close(self) -> None:
         """Write the breaker's pending successes to the shared window; close the pooled session."""
         if self._breaker is not None:
@@ -187,12 +217,14 @@ class ApiHook(HttpHook):
             that are not JSON, once the policy gives up (or at once for a permanent one)
         """
         self.session  # noqa: B018 - builds the pacer with the session, before the budget is set on it
-        breaker = self.breaker
+        breaker, budget = self.breaker, self.retry_budget
 
         def retried() -> tuple[int, Any]:
             if self.pacer is not None:  # waiting for quota counts toward the same budget as retries
                 self.pacer.deadline = time.time() + self.retry_policy.max_elapsed_seconds
-            return Retrier(self.retry_policy, logger=self.log).call(self.request_once, method, endpoint, allow_status=allow_status, **kwargs)
+            return Retrier(self.retry_policy, logger=self.log, budget=budget).call(
+                self.request_once, method, endpoint, allow_status=allow_status, **kwargs
+            )
 
         # one breaker call per retried request: a failure counts once its retries are spent
         return breaker.call(retried) if breaker is not None else retried()

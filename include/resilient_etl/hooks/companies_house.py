@@ -13,6 +13,7 @@ from resilient_etl.hooks.identifiers import normalise_company_number
 
 if TYPE_CHECKING:
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
+    from resilient_etl.resilience.budget import RetryBudget
     from resilient_etl.resilience.ratelimit import PacingStore
 
 
@@ -45,8 +46,11 @@ class CompaniesHouseHook(ApiHook):
         retry_policy: RetryPolicy | None = None,
         pacing_store: PacingStore | None = None,
         breaker: SharedCircuitBreaker | bool | None = None,
+        retry_budget: RetryBudget | bool | None = None,
     ) -> None:
-        super().__init__(companies_house_conn_id, timeout=timeout, retry_policy=retry_policy, pacing_store=pacing_store, breaker=breaker)
+        super().__init__(
+            companies_house_conn_id, timeout=timeout, retry_policy=retry_policy, pacing_store=pacing_store, breaker=breaker, retry_budget=retry_budget
+        )
         self.companies_house_conn_id = companies_house_conn_id
 
     def _extract_auth(self, connection: Any) -> HTTPBasicAuth:

@@ -12,6 +12,7 @@ from resilient_etl.hooks.identifiers import normalise_postcode
 
 if TYPE_CHECKING:
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
+    from resilient_etl.resilience.budget import RetryBudget
 
 BULK_LIMIT = 100
 
@@ -43,10 +44,11 @@ class PostcodesIoHook(ApiHook):
         bulk_size: int = BULK_LIMIT,
         retry_policy: RetryPolicy | None = None,
         breaker: SharedCircuitBreaker | bool | None = None,
+        retry_budget: RetryBudget | bool | None = None,
     ) -> None:
         if not 1 <= bulk_size <= BULK_LIMIT:
             raise ValueError(f"bulk_size must be between 1 and {BULK_LIMIT}, got {bulk_size}")
-        super().__init__(postcodes_io_conn_id, timeout=timeout, retry_policy=retry_policy, breaker=breaker)
+        super().__init__(postcodes_io_conn_id, timeout=timeout, retry_policy=retry_policy, breaker=breaker, retry_budget=retry_budget)
         self.postcodes_io_conn_id = postcodes_io_conn_id
         self.bulk_size = bulk_size
 

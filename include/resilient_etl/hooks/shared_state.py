@@ -28,6 +28,7 @@ from resilient_etl.resilience.stores.sql import SqlStore
 if TYPE_CHECKING:
     from resilient_etl.config.models import BreakerPolicy, ResilienceConfig
     from resilient_etl.resilience.breaker import SharedCircuitBreaker
+    from resilient_etl.resilience.budget import RetryBudget
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,26 @@ def api_breaker(
     warehouse = warehouse or WarehouseHook(cfg.warehouse.conn_id, retry_policy=cfg.retry.policy("database"))
     store = store or configured_store(cfg, warehouse)
     return SharedCircuitBreaker(chosen, store, listeners=[BreakerEventRecorder(warehouse)])
+
+
+def api_retry_budget(service: str, *, cfg: ResilienceConfig | None = None, store: SharedStore | None = None) -> RetryBudget | None:
+    """
+    Return the retry budget of an API as configured (``retry_budget.<service>``), or None when disabled.
+
+    :param service: the API: ``postcodes_io`` or ``companies_house``
+    :param cfg: the configuration (default: the one in force)
+    :param store: the shared store (default: the configured one; this process only when none is set up)
+    """
+    from resilient_etl.config.loader import get_config
+    from resilient_etl.resilience.budget import RetryBudget
+
+    cfg = cfg or get_config()
+    if not cfg.retry_budget.enabled:
+        return None
+    policy = cfg.retry_budget.policy(service)  # type: ignore[arg-type]  # an unknown API fails here, by name
+    if store is None:
+        store = configured_store(cfg) if _shared_store_defined(cfg) else MemoryStore()
+    return RetryBudget(store, service, policy)
 
 
 def _shared_store_defined(cfg: ResilienceConfig) -> bool:

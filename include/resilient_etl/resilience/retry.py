@@ -32,6 +32,7 @@ from tenacity.wait import wait_base
 from resilient_etl.config.models import RetryPolicy
 from resilient_etl.exceptions import ApiRateLimitError, ResilientEtlError
 from resilient_etl.resilience import stopping
+from resilient_etl.resilience.budget import BudgetVerdict, RetryBudget
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -144,6 +145,32 @@ class stop_before_budget(_stop_with_reason):
         return None
 
 
+class stop_when_budget_spent(_stop_with_reason):
+    """
+    Stop when the shared retry budget has no room for another retry (combine last: ``a | b | budget``).
+
+    ``a | b`` stops at the first strategy that says so, so the budget is only spent on a retry that would
+    otherwise happen. Asked twice about the same attempt (for the give-up reason), it answers from memory.
+    """
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self.budget = budget
+        self._verdicts: dict[tuple[int, int], BudgetVerdict] = {}
+
+    def verdict(self, retry_state: tenacity.RetryCallState) -> BudgetVerdict:
+        """Return (spending once per attempt) the budget's verdict on retrying after this attempt."""
+        key = (id(retry_state), retry_state.attempt_number)
+        if key not in self._verdicts:
+            self._verdicts[key] = self.budget.spend()
+        return self._verdicts[key]
+
+    def reason(self, retry_state: tenacity.RetryCallState) -> str | None:
+        v = self.verdict(retry_state)
+        if v.allowed:
+            return None
+        return f"retry budget of {self.budget.name} spent: {v.retries} retries for {v.calls} calls in {self.budget.policy.window_seconds:.0f}s, limit {v.limit:.0f}"
+
+
 def wait_for(policy: RetryPolicy, *, clock: Clock = time.time, rng: random.Random | None = None) -> wait_base:
     """Return the wait strategy of ``policy``."""
     return wait_server_or_full_jitter(policy, clock=clock, rng=rng)
@@ -212,6 +239,7 @@ class Retrier:
     :param sleep: the sleep function (by default one that a task's ``on_kill`` interrupts; tests pass their own)
     :param clock: unix time source (quota resets are absolute times)
     :param rng: jitter source
+    :param budget: the API's retry budget shared by every worker (none: the policy alone decides)
     """
 
     def __init__(
@@ -222,8 +250,10 @@ class Retrier:
         sleep: Callable[[float], None] = stopping.sleep,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
         self.policy = policy
+        self.budget = budget
         self.log = logger or log
         self.sleep = sleep
         self.clock = clock
@@ -265,7 +295,11 @@ class Retrier:
         The error raised on giving up gets a note: how many attempts and seconds it took.
         """
         stop = stop_for(self.policy, clock=self.clock)
+        budget = self.budget
+        if budget is not None:
+            stop = stop | stop_when_budget_spent(budget)
         retrying = tenacity.Retrying(
+            before=(lambda state: budget.record_call() if state.attempt_number == 1 else None) if budget is not None else tenacity.before_nothing,
             retry=tenacity.retry_if_exception(is_transient),
             wait=wait_for(self.policy, clock=self.clock, rng=self.rng),
             stop=stop,

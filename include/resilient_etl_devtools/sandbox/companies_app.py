@@ -75,6 +75,12 @@ class RateLimiter:
     _windows: dict[str, _Window] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def reset(self, *, limit: int, window_seconds: float) -> None:
+        """Start over with a new quota: fresh windows, no 429s counted."""
+        with self._lock:
+            self.limit, self.window_seconds, self.rejected = limit, window_seconds, 0
+            self._windows.clear()
+
     def hit(self, key: str) -> tuple[bool, dict[str, str]]:
         """Count one request for ``key``; return whether it is allowed and the headers to send."""
         now = self.clock()
@@ -205,6 +211,17 @@ def create_app(
     register = data.company_register(seed)
     app = FastAPI(title="Companies House sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(admin_router(registry))
+
+    # The quota as another process (a cluster test, a drill) sees and changes it: a new quota starts
+    # fresh windows and a fresh count of 429s.
+    @app.get("/__sandbox/quota")
+    def get_quota() -> dict[str, Any]:
+        return {"limit": limiter.limit, "window_seconds": limiter.window_seconds, "rejected": limiter.rejected}
+
+    @app.put("/__sandbox/quota")
+    def set_quota(quota: dict[str, float]) -> dict[str, Any]:
+        limiter.reset(limit=int(quota.get("limit", limiter.limit)), window_seconds=float(quota.get("window_seconds", limiter.window_seconds)))
+        return get_quota()
 
     @app.middleware("http")
     async def basic_auth(request: Request, call_next: Any) -> Any:

@@ -1,0 +1,66 @@
+"""
+A retry budget shared by every worker (Google SRE, "Handling Overload": a per-client retry budget).
+
+Retries of one API are allowed while they stay within ``share`` of its first attempts over a sliding
+window (plus ``min_retries`` always allowed), counted in the shared store, so N workers retrying an
+ailing API send it at most ``(1 + share)`` times the calls they make rather than ``max_attempts`` times.
+
+The count reuses the store's sliding window (:meth:`SharedStore.record`) under its own key: a first
+attempt is a call, a retry is a call that "failed". A retry is counted before it is judged, in one round
+trip; one refused is still counted, so under sustained overload retries stay below the share, never above.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from resilient_etl.config.models import RetryBudgetPolicy
+from resilient_etl.resilience.stores.base import SharedStore
+
+BUCKET_SECONDS = 1.0
+KEY_PREFIX = "retry-budget:"
+
+
+@dataclass(frozen=True)
+class BudgetVerdict:
+    """One retry's verdict and the window's counts behind it."""
+
+    allowed: bool
+    retries: int
+    calls: int
+    limit: float
+
+
+@dataclass
+class RetryBudget:
+    """
+    The retry budget of ``name`` in ``store``.
+
+    :param store: the shared store every worker uses
+    :param name: the API (``companies_house``)
+    :param policy: share, floor and window
+    :param clock: unix time source
+    """
+
+    store: SharedStore
+    name: str
+    policy: RetryBudgetPolicy = field(default_factory=RetryBudgetPolicy)
+    clock: Callable[[], float] = time.time
+
+    @property
+    def key(self) -> str:
+        """The store key the counts live under (apart from the breaker of the same API)."""
+        return KEY_PREFIX + self.name
+
+    def record_call(self) -> None:
+        """Count a first attempt."""
+        self.store.record(self.key, successes=1, failed=False, now=self.clock(), window=self.policy.window_seconds, bucket=BUCKET_SECONDS)
+
+    def spend(self) -> BudgetVerdict:
+        """Count a retry and return whether it fits the budget."""
+        counts = self.store.record(self.key, successes=0, failed=True, now=self.clock(), window=self.policy.window_seconds, bucket=BUCKET_SECONDS)
+        retries, calls = counts.failures, counts.calls - counts.failures
+        limit = max(float(self.policy.min_retries), self.policy.share * calls)
+        return BudgetVerdict(retries <= limit, retries, calls, limit)

@@ -1,0 +1,64 @@
+"""
+Test DAG of tests/cluster: one task pinned to each worker's queue, both calling Companies House at once.
+
+Each task makes ``calls`` calls ``pause`` seconds apart (after ``delay``) through the real
+CompaniesHouseHook (breaker, pacing and retry budget as configured) and returns what each call met.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from airflow.sdk import DAG, Param, task
+
+with DAG(
+    dag_id="cluster_probe",
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["test", "cluster"],
+    params={
+        "calls": Param(10, type="integer"),
+        "pause": Param(0.0, type="number"),
+        "delay_worker_2": Param(0.0, type="number"),
+        "max_attempts": Param(1, type="integer"),
+        "pace": Param(False, type="boolean"),
+    },
+):
+    for n in (1, 2):
+
+        @task(task_id=f"calls_on_worker_{n}", queue=f"worker-{n}")
+        def calls(params: dict[str, Any] | None = None, ti: Any = None) -> dict[str, Any]:
+            from resilient_etl.config import RetryPolicy
+            from resilient_etl.exceptions import ApiError, BreakerOpenError
+            from resilient_etl.hooks.companies_house import CompaniesHouseHook
+
+            assert params is not None
+            store = None
+            hook = CompaniesHouseHook(
+                retry_policy=RetryPolicy(
+                    dependency="companies_house", max_attempts=params["max_attempts"], initial_wait_seconds=0.05, max_wait_seconds=0.2
+                ),
+                timeout=5,
+            )
+            if params["pace"]:
+                store = hook.breaker.store if hook.breaker else None
+                hook = CompaniesHouseHook(breaker=hook.breaker, pacing_store=store, timeout=5)
+            if ti.task_id.endswith("2"):
+                time.sleep(params["delay_worker_2"])
+            events: list[tuple[float, str]] = []
+            for i in range(params["calls"]):
+                try:
+                    hook.get_company(f"{(i * 7919 + int(ti.task_id[-1])) % 10**8:08d}")
+                    outcome = "ok"
+                except BreakerOpenError:
+                    outcome = "breaker_open"
+                except ApiError as exc:
+                    outcome = type(exc).__name__
+                events.append((time.time(), outcome))
+                time.sleep(params["pause"])
+            hook.close()
+            return {"hostname": ti.hostname, "events": events}
+
+        calls()

@@ -123,6 +123,37 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_db(args: argparse.Namespace) -> int:
+    import time
+
+    from resilient_etl.config import get_config
+    from resilient_etl.hooks.warehouse import WarehouseHook, migrations
+
+    if args.db_action == "downgrade" and not args.revision:
+        print("db downgrade needs a target revision (e.g. 0001, or -1 for one step)", file=sys.stderr)
+        return 2
+    if args.db_action == "history":
+        rows = [
+            {"revision": r.revision, "down_revision": r.down_revision or "", "head": r.is_head, "doc": r.doc.splitlines()[0]}
+            for r in migrations.history()
+        ]
+        print_rows(rows, args.output)
+        return 0
+    warehouse = WarehouseHook(get_config().warehouse.conn_id)
+    started = time.monotonic()
+    with warehouse.begin() as conn:
+        if args.db_action == "current":
+            have, want = migrations.current(conn), migrations.head()
+            print_rows([{"current": have or "(empty warehouse)", "head": want, "up_to_date": have == want}], args.output)
+            return 0 if have == want else 1
+        if args.db_action == "upgrade":
+            before, after = migrations.upgrade(conn, args.revision or "head")
+        else:
+            before, after = migrations.downgrade(conn, args.revision)
+    print(f"warehouse {warehouse.warehouse_conn_id}: {before or '(empty)'} -> {after or '(empty)'} in {time.monotonic() - started:.1f} s")
+    return 0
+
+
 def _cmd_health(args: argparse.Namespace) -> int:
     from resilient_etl.health import EXIT_CODES, check_health
 
@@ -216,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     incidents.add_argument("id", type=int, nargs="?")
     incidents.add_argument("--note", help="resolution note, sent with the recovery message")
     incidents.set_defaults(func=_cmd_incidents)
+
+    db = sub.add_parser(
+        "db",
+        help="warehouse schema migrations (Alembic; version table resilient_etl_alembic_version)",
+        description=(
+            "upgrade [REV]: migrate to REV (default head; an empty warehouse is created at head, one made before migrations "
+            "is taken as revision 0001); downgrade REV: back to REV (or -1 for one step); current: the warehouse's revision "
+            "(exit 1 unless at head); history: every revision."
+        ),
+    )
+    db.add_argument("db_action", choices=["upgrade", "downgrade", "current", "history"])
+    db.add_argument("revision", nargs="?", help="target revision (upgrade: default head; downgrade: required, e.g. 0001 or -1)")
+    add_output_argument(db)
+    db.set_defaults(func=_cmd_db)
 
     _add_plugin_commands(sub)
     return parser

@@ -73,8 +73,9 @@ class ClusterSettings:
     metadata_db: str = "resilient_etl_airflow"
     warehouse_db: str = "resilient_etl_warehouse"
     redis_url: str = "redis://127.0.0.1:6379"
-    broker_db: int = 2
-    store_db: int = 3
+    # the test suite takes Redis databases 1-13 (one per session) and the benchmarks 14
+    broker_db: int = 0
+    store_db: int = 15
     ch_limit: int = DEMO_CH_LIMIT
     dags_folder: Path = PROJECT_ROOT / "dags"
     extra_env: Mapping[str, str] = field(default_factory=dict)

@@ -31,7 +31,7 @@ from resilient_etl_devtools.cluster import Cluster, ClusterSettings
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 HEARTBEAT_TIMEOUT = 20
-RESET_TIMEOUT = 6
+RESET_TIMEOUT = 8
 
 
 @dataclass
@@ -156,7 +156,7 @@ def running_cluster(tmp_path_factory: pytest.TempPathFactory, redis_server: str)
     state = tmp_path_factory.mktemp("cluster")
     dags = state / "dags"
     dags.mkdir()
-    for dag_file in [*(REPO / "dags").glob("*.py"), Path(__file__).parent / "dags" / "cluster_probe.py"]:
+    for dag_file in [*(REPO / "dags").glob("*.py"), REPO / "tests" / "cluster" / "dags" / "cluster_probe.py"]:
         shutil.copy(dag_file, dags / dag_file.name)
     tag = f"retl_c{os.getpid()}"
     settings = ClusterSettings(
@@ -179,6 +179,8 @@ def running_cluster(tmp_path_factory: pytest.TempPathFactory, redis_server: str)
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "RESILIENT_ETL__DAG__RETRY_DELAY_SECONDS": "1",
             "RESILIENT_ETL__BREAKERS__COMPANIES_HOUSE__RESET_TIMEOUT_SECONDS": str(RESET_TIMEOUT),
+            # every load chunk takes half a second: long enough to kill a worker in the middle of a load
+            "RESILIENT_ETL_CHAOS": json.dumps({"load.chunk": {"delay": 0.5}}),
             "RESILIENT_ETL__PATHS__LANDING": str(state / "data" / "landing"),
             "RESILIENT_ETL__PATHS__ARCHIVE": str(state / "data" / "archive"),
             "RESILIENT_ETL__PATHS__REJECTED": str(state / "data" / "rejected"),

@@ -38,6 +38,8 @@ class LoadSuppliersOperator(WarehouseOperator):
             chunk_size=self.chunk_size,
             max_quarantine_share=self.max_quarantine_share,
             retry_policy=self.database_retry_policy,
+            hostname=getattr(context["ti"], "hostname", None),
+            try_number=getattr(context["ti"], "try_number", None),
             **identity,
         )
         summary["resumed_after_chunks"] = chunks

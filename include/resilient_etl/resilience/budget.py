@@ -6,8 +6,10 @@ window (plus ``min_retries`` always allowed), counted in the shared store, so N 
 ailing API send it at most ``(1 + share)`` times the calls they make rather than ``max_attempts`` times.
 
 The count reuses the store's sliding window (:meth:`SharedStore.record`) under its own key: a first
-attempt is a call, a retry is a call that "failed". A retry is counted before it is judged, in one round
-trip; one refused is still counted, so under sustained overload retries stay below the share, never above.
+attempt is a call, a retry is a call that "failed". A retry reads the window, then counts itself only if
+it fits (a refused retry is not counted, or an API failing half its calls would never be retried again).
+Two workers deciding in the same instant can each take the last retry: the share can be passed by at
+most one retry per concurrent decision.
 """
 
 from __future__ import annotations
@@ -59,8 +61,13 @@ class RetryBudget:
         self.store.record(self.key, successes=1, failed=False, now=self.clock(), window=self.policy.window_seconds, bucket=BUCKET_SECONDS)
 
     def spend(self) -> BudgetVerdict:
-        """Count a retry and return whether it fits the budget."""
-        counts = self.store.record(self.key, successes=0, failed=True, now=self.clock(), window=self.policy.window_seconds, bucket=BUCKET_SECONDS)
+        """Return whether one more retry fits the budget, and count it when it does."""
+        now, window = self.clock(), self.policy.window_seconds
+        counts = self.store.record(self.key, successes=0, failed=False, now=now, window=window, bucket=BUCKET_SECONDS)  # a read
         retries, calls = counts.failures, counts.calls - counts.failures
         limit = max(float(self.policy.min_retries), self.policy.share * calls)
-        return BudgetVerdict(retries <= limit, retries, calls, limit)
+        allowed = retries + 1 <= limit
+        if allowed:
+            self.store.record(self.key, successes=0, failed=True, now=now, window=window, bucket=BUCKET_SECONDS)
+            retries += 1
+        return BudgetVerdict(allowed, retries, calls, limit)

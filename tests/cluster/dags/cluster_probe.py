@@ -24,6 +24,8 @@ with DAG(
         "delay_worker_2": Param(0.0, type="number"),
         "max_attempts": Param(1, type="integer"),
         "pace": Param(False, type="boolean"),
+        "breaker": Param(True, type="boolean"),
+        "budget": Param(True, type="boolean"),
     },
 ):
     for n in (1, 2):
@@ -35,19 +37,18 @@ with DAG(
             from resilient_etl.hooks.companies_house import CompaniesHouseHook
 
             assert params is not None
+            policy = RetryPolicy(dependency="companies_house", max_attempts=params["max_attempts"], initial_wait_seconds=0.05, max_wait_seconds=0.2)
+            choices: dict[str, Any] = {"breaker": None if params["breaker"] else False, "retry_budget": None if params["budget"] else False}
             store = None
-            hook = CompaniesHouseHook(
-                retry_policy=RetryPolicy(
-                    dependency="companies_house", max_attempts=params["max_attempts"], initial_wait_seconds=0.05, max_wait_seconds=0.2
-                ),
-                timeout=5,
-            )
             if params["pace"]:
-                store = hook.breaker.store if hook.breaker else None
-                hook = CompaniesHouseHook(breaker=hook.breaker, pacing_store=store, timeout=5)
+                from resilient_etl.config import get_config
+                from resilient_etl.hooks.shared_state import configured_store
+
+                store = configured_store(get_config())
+            hook = CompaniesHouseHook(retry_policy=policy, timeout=5, pacing_store=store, **choices)
             if ti.task_id.endswith("2"):
                 time.sleep(params["delay_worker_2"])
-            events: list[tuple[float, str]] = []
+            events: list[list[Any]] = []
             for i in range(params["calls"]):
                 try:
                     hook.get_company(f"{(i * 7919 + int(ti.task_id[-1])) % 10**8:08d}")
@@ -56,7 +57,7 @@ with DAG(
                     outcome = "breaker_open"
                 except ApiError as exc:
                     outcome = type(exc).__name__
-                events.append((time.time(), outcome))
+                events.append([time.time(), outcome])
                 time.sleep(params["pause"])
             hook.close()
             return {"hostname": ti.hostname, "events": events}

@@ -65,6 +65,15 @@ def test_min_retries_lets_a_quiet_api_retry_a_lone_blip() -> None:
     assert api.requests == 2
 
 
+def test_a_refused_retry_is_not_counted_so_a_half_failing_api_keeps_its_share() -> None:
+    budget = RetryBudget(MemoryStore(), "companies_house", RetryBudgetPolicy(share=0.1, min_retries=0), clock=Clock())
+    granted = 0
+    for _ in range(100):
+        budget.record_call()
+        granted += budget.spend().allowed  # every call fails once and asks for a retry
+    assert granted == 10
+
+
 def test_the_window_slides_and_the_budget_refills() -> None:
     clock = Clock()
     budget = RetryBudget(MemoryStore(), "companies_house", RetryBudgetPolicy(share=0.0, min_retries=1, window_seconds=10), clock=clock)
@@ -78,5 +87,5 @@ def test_a_refused_retry_says_why_on_the_error(caplog: pytest.LogCaptureFixture)
     budget = RetryBudget(MemoryStore(), "companies_house", RetryBudgetPolicy(share=0.0, min_retries=0), clock=Clock())
     with pytest.raises(ApiServerError) as raised:
         _retrier(budget).call(FlakyApi())
-    assert "retry budget of companies_house spent: 1 retries for 1 calls" in " ".join(raised.value.__notes__)
+    assert "retry budget of companies_house spent: 0 retries for 1 calls" in " ".join(raised.value.__notes__)
     assert "gave up after 1 attempts" in caplog.text

@@ -20,7 +20,6 @@ from resilient_etl.classification.database import db_error
 from resilient_etl.config.models import RetryPolicy
 from resilient_etl.exceptions import ConfigError, WarehouseUnavailableError
 from resilient_etl.hooks.warehouse import dialects
-from resilient_etl.hooks.warehouse.schema import metadata
 from resilient_etl.resilience.retry import Retrier
 
 _DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "mssql": "mssql+pymssql"}
@@ -107,9 +106,15 @@ class WarehouseHook(BaseHook):
             yield conn
 
     def ensure_schema(self) -> None:
-        """Create the warehouse tables (the shared-state tables among them) that do not exist yet (idempotent)."""
+        """
+        Create an empty warehouse at the code's schema revision, or check that an existing one is at it.
+
+        :raises SchemaOutOfDateError: the warehouse is at another revision (``resilient-etl db upgrade``)
+        """
+        from resilient_etl.hooks.warehouse.migrations import ensure_current
+
         with self.begin() as conn:
-            metadata.create_all(conn, checkfirst=True)
+            ensure_current(conn)
 
     def upsert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> int:
         """

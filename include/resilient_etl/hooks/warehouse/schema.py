@@ -1,7 +1,8 @@
 """
 The warehouse tables, defined once with SQLAlchemy Core so each dialect gets its own DDL.
 
-Contract tables (ARCHITECTURE.md): suppliers, quarantine, etl_checkpoints, pipeline_runs, the postcode and
+Changing a table needs a migration in ``migrations/versions`` (tests/unit/hooks/warehouse/test_migrations.py
+fails while the two differ). Contract tables (ARCHITECTURE.md): suppliers, quarantine, etl_checkpoints, pipeline_runs, the postcode and
 company caches, incidents. ``staged_rows`` holds a run's rows between extract and load, so every task can
 be retried on its own and XCom carries only summaries.
 """
@@ -104,6 +105,9 @@ etl_checkpoints = Table(
     Column("last_line", Integer, nullable=False),
     Column("rows", Integer, nullable=False),
     Column("committed_at", DateTime(timezone=True), nullable=False),
+    # where the chunk was committed (migration 0002): a load resumed after a crash shows both workers
+    Column("hostname", String(250)),
+    Column("try_number", Integer),
 )
 
 pipeline_runs = Table(

@@ -54,6 +54,7 @@ def _load_batch(
     batch_size: int,
     chunk_size: int,
     max_quarantine_share: float,
+    committed_by: dict[str, Any],
 ) -> BatchResult:
     rows = select_batch(conn, run_id=run_id, batch_size=batch_size)
     result = BatchResult(rows=len(rows))
@@ -113,6 +114,7 @@ def _load_batch(
                     last_line=chunk[-1].row.line_number,
                     rows=len(chunk),
                     committed_at=now,
+                    **committed_by,
                 )
             )
             result.chunks += 1
@@ -140,6 +142,8 @@ def load(
     task_id: str = "load",
     map_index: int = -1,
     retry_policy: RetryPolicy | None = None,
+    hostname: str | None = None,
+    try_number: int | None = None,
 ) -> dict[str, Any]:
     """
     Load the run's valid rows, ``batch_size`` per transaction and ``chunk_size`` per savepoint.
@@ -155,6 +159,8 @@ def load(
     :param task_id: checkpoint identity: the task
     :param map_index: checkpoint identity: the mapped task index
     :param retry_policy: how a batch that failed on a transient database error is retried
+    :param hostname: the worker loading (kept with each checkpoint: a resumed load shows where each chunk went)
+    :param try_number: the task try loading (kept with each checkpoint)
     :raises QuarantineThresholdError: a batch had too many rejected rows (it was rolled back)
     :raises ResilientEtlError: a typed critical database error, after retries when transient
     """
@@ -171,6 +177,7 @@ def load(
                     batch_size=batch_size,
                     chunk_size=chunk_size,
                     max_quarantine_share=max_quarantine_share,
+                    committed_by={"hostname": hostname, "try_number": try_number},
                     **identity,
                 )
         except DBAPIError as exc:

@@ -154,6 +154,18 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deploy_check(args: argparse.Namespace) -> int:
+    from resilient_etl.deploy import deploy_check
+
+    results = deploy_check()
+    if args.output == "table" and not args.table:
+        for r in results:
+            print(f"{'PASS' if r.ok else 'FAIL'}  {r.check}: {r.detail}")
+    else:
+        print_rows([{"check": r.check, "ok": r.ok, "detail": r.detail} for r in results], args.output)
+    return 0 if all(r.ok for r in results) else 1
+
+
 def _cmd_health(args: argparse.Namespace) -> int:
     from resilient_etl.health import EXIT_CODES, check_health
 
@@ -261,6 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("revision", nargs="?", help="target revision (upgrade: default head; downgrade: required, e.g. 0001 or -1)")
     add_output_argument(db)
     db.set_defaults(func=_cmd_db)
+
+    deploy = sub.add_parser(
+        "deploy",
+        help="check a deployment target before and after a release (exit 0 all pass, 1 one failed)",
+        description=(
+            "check: the config is valid, every connection the DAGs use is defined and answers, the warehouse schema is at the "
+            "migration head, Airflow has no DAG import errors, health is not fail, and Celery workers answer. One line per check; "
+            "exit 0 when all pass, 1 otherwise. See docs/deployment.md."
+        ),
+    )
+    deploy.add_argument("deploy_action", choices=["check"])
+    deploy.add_argument("--table", action="store_true", help="a table instead of one PASS/FAIL line per check")
+    add_output_argument(deploy)
+    deploy.set_defaults(func=_cmd_deploy_check)
 
     _add_plugin_commands(sub)
     return parser

@@ -56,7 +56,10 @@ class ClusterSettings:
     :param broker_db: Redis database of the Celery broker
     :param store_db: Redis database of the breaker and pacing state (``breaker_store``)
     :param ch_limit: the Companies House sandbox quota per 5 minutes
-    :param dags_folder: the DAGs the cluster runs
+    :param dags_folder: the DAGs the cluster runs (default: ``code_dir``'s dags/)
+    :param code_dir: the release the Airflow components run: a checkout (or ``git worktree``) whose
+        dags/, plugins/, config/ and ``resilient_etl`` package are used (default: this checkout). A deploy
+        or a rollback is ``down`` then ``up`` with another ``code_dir``.
     :param extra_env: added to every component's environment (a test lowers timeouts with it)
     """
 
@@ -77,7 +80,8 @@ class ClusterSettings:
     broker_db: int = 0
     store_db: int = 15
     ch_limit: int = DEMO_CH_LIMIT
-    dags_folder: Path = PROJECT_ROOT / "dags"
+    dags_folder: Path | None = None
+    code_dir: Path = PROJECT_ROOT
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -87,8 +91,8 @@ class ClusterSettings:
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ClusterSettings:
         """Read settings written by :meth:`to_json`."""
-        paths = {f.name for f in dataclasses.fields(cls) if f.type in ("Path", Path)}
-        return cls(**{k: (Path(v) if k in paths else v) for k, v in doc.items()})
+        paths = {f.name for f in dataclasses.fields(cls) if "Path" in str(f.type)}
+        return cls(**{k: (Path(v) if k in paths and v is not None else v) for k, v in doc.items()})
 
     @property
     def api_url(self) -> str:
@@ -119,8 +123,8 @@ def deployment_contract(settings: ClusterSettings, secret_values: Mapping[str, s
     pg = settings.postgres_url.rstrip("/")
     home = settings.state_dir / "airflow"
     env = {
-        **airflow_env(home, project_dir=PROJECT_ROOT),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
+        **airflow_env(home, project_dir=settings.code_dir),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder or settings.code_dir / "dags"),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(settings.workers * settings.concurrency),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.api_url}/execution/",
@@ -129,7 +133,7 @@ def deployment_contract(settings: ClusterSettings, secret_values: Mapping[str, s
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{pg.split('://', 1)[1]}/{settings.metadata_db}",
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.concurrency),
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "resilient_etl_devtools.hostname.worker_hostname",
-        "RESILIENT_ETL_CONFIG": str(PROJECT_ROOT / "config" / "resilience.yaml"),
+        "RESILIENT_ETL_CONFIG": str(settings.code_dir / "config" / "resilience.yaml"),
         **connection_env(
             postcodes_url=f"http://127.0.0.1:{settings.postcodes_port}",
             companies_url=f"http://127.0.0.1:{settings.companies_port}",
@@ -139,8 +143,22 @@ def deployment_contract(settings: ClusterSettings, secret_values: Mapping[str, s
         "AIRFLOW_CONN_BREAKER_STORE": f"{settings.redis_url}/{settings.store_db}",
         **sink_connection_env(smtp_port=settings.smtp_port, slack_port=settings.slack_port),
         **dict(secret_values),
+        **_code_path(settings),
     }
     return {**env, **settings.extra_env}
+
+
+def _code_path(settings: ClusterSettings) -> dict[str, str]:
+    """Put another release's ``resilient_etl`` package first on the path (this checkout's dev tools stay in use)."""
+    if settings.code_dir.resolve() == PROJECT_ROOT.resolve():
+        return {}
+    shim = settings.state_dir / "code"
+    shim.mkdir(parents=True, exist_ok=True)
+    link = shim / "resilient_etl"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(settings.code_dir / "include" / "resilient_etl", target_is_directory=True)
+    return {"PYTHONPATH": str(shim)}
 
 
 def _sandbox_key() -> str:
@@ -219,8 +237,13 @@ def _start_ticks(pid: int) -> int | None:
 
 
 def _group_members(pgid: int, not_before: int) -> list[int]:
-    """Return the live processes of process group ``pgid`` started at or after ``not_before``."""
-    members = []
+    """
+    Return the live processes ``up`` started as ``pgid``: its process group and every descendant.
+
+    Descendants count even in a session of their own (Airflow's supervisor starts each task process so),
+    and only those started at or after ``not_before``, so a reused PID is never taken for ours.
+    """
+    procs: dict[int, tuple[int, int, int]] = {}  # pid -> (ppid, pgid, start)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -228,9 +251,15 @@ def _group_members(pgid: int, not_before: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X") and int(fields[19]) >= not_before:
-            members.append(int(entry.name))
-    return members
+        if fields[0] not in ("Z", "X") and int(fields[19]) >= not_before:
+            procs[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[19]))
+    members = {pid for pid, (_, group, _) in procs.items() if group == pgid}
+    grew = True
+    while grew:
+        children = {pid for pid, (ppid, _, _) in procs.items() if ppid in members} - members
+        members |= children
+        grew = bool(children)
+    return sorted(members)
 
 
 @dataclass
@@ -390,6 +419,7 @@ class Cluster:
         :param grace: seconds between SIGTERM and SIGKILL
         :return: the names of the components stopped
         """
+        # SIGTERM lets each component stop its own children; what is left at the deadline gets SIGKILL
         state = self._state()
         procs = state["processes"]
         targets = {name: _group_members(rec["pid"], rec["started"] or 0) for name, rec in procs.items() if rec.get("started") is not None}
@@ -411,7 +441,7 @@ class Cluster:
         return stopped
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> list[int]:
-        """Send ``sig`` to every process of component ``name`` (a drill: the worker's node dies); return their PIDs."""
+        """Send ``sig`` to every process of component ``name``, its running tasks included (a drill: the worker's node dies); return their PIDs."""
         rec = self._state()["processes"][name]
         pids = _group_members(rec["pid"], rec["started"])
         for pid in pids:

@@ -18,14 +18,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, inspect, select
 
-from _support.paths import REPO
+from _support.paths import PREVIOUS_RELEASE, REPO
 from resilient_etl.exceptions import Category
 from resilient_etl.hooks.warehouse import WarehouseHook, migrations
 from resilient_etl.hooks.warehouse.migrations import SchemaOutOfDateError
 from resilient_etl.hooks.warehouse.schema import metadata
 
-# the last release whose warehouse had no migrations: its schema.py is the "previous release"
-PREVIOUS_RELEASE = "c6bda94"
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 

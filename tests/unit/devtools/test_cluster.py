@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -118,3 +119,39 @@ def test_down_stops_exactly_the_recorded_process_group_and_never_a_reused_pid(tm
             if proc.poll() is None:
                 os.kill(proc.pid, 9)
                 proc.wait()
+
+
+def test_down_also_stops_descendants_that_left_the_process_group(tmp_path: Path) -> None:
+    # Airflow's supervisor starts each task in a session of its own: a worker's node dying takes it too
+    pid_file = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    leader = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        from resilient_etl_devtools.cluster import _start_ticks
+
+        deadline = time.monotonic() + 10
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:  # another process writing it
+            time.sleep(0.05)
+        grandchild = int(pid_file.read_text())
+        cluster = Cluster(ClusterSettings(state_dir=tmp_path), out=lambda _: None)
+        state = {
+            "settings": cluster.settings.to_json(),
+            "processes": {"worker-1": {"pid": leader.pid, "started": _start_ticks(leader.pid), "log": ""}},
+        }
+        (tmp_path / "cluster.json").write_text(json.dumps(state))
+        killed = cluster.kill("worker-1")
+        assert set(killed) == {leader.pid, grandchild}
+        leader.wait(timeout=5)
+        deadline = time.monotonic() + 5
+        while _start_ticks(grandchild) is not None and time.monotonic() < deadline:  # reaped by init once its parent is gone
+            time.sleep(0.05)
+        assert _start_ticks(grandchild) is None
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()

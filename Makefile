@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints/airflow-3.3.2-py3.11.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint test-unit sandbox standalone config-check bench clean
+.PHONY: install demo test lint test-unit sandbox standalone cluster cluster-down config-check bench clean
 
 $(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ sandbox: install  ## serve both sandbox APIs on 127.0.0.1:8701 / :8702 until Ctr
 standalone: install  ## Airflow UI on :8080 over this project's DAGs (see README)
 	bash scripts/standalone.sh
 
+cluster: install  ## CeleryExecutor deployment on loopback: PostgreSQL metadata DB, Redis broker, two workers (docs/deployment.md)
+	$(BIN)/resilient-etl cluster up
+	$(BIN)/resilient-etl cluster status
+
+cluster-down: install  ## stop exactly what `make cluster` started
+	$(BIN)/resilient-etl cluster down
+
 config-check: install
 	$(BIN)/resilient-etl config check
 
@@ -45,6 +52,7 @@ bench: install  ## every benchmark (several minutes; needs PostgreSQL and Redis)
 	cd bench && ../$(BIN)/python transient_faults.py 1000 0.1
 	cd bench && ../$(BIN)/python breaker.py 500
 	cd bench && ../$(BIN)/python load_throughput.py 100000
+	cd bench && ../$(BIN)/python migrations.py 100000
 
 clean:
 	rm -rf data .airflow

@@ -47,6 +47,10 @@ PG_USER = os.environ.get("RESILIENT_ETL_TEST_PG_USER", "postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+# the cluster fixtures (tests/cluster), registered here so every module shares one session cluster
+pytest_plugins = ["_support.cluster"]
+
+
 def require_service(name: str, problem: str) -> None:
     """Fail under CI (a missing service must never pass silently), skip elsewhere."""
     if IN_CI:

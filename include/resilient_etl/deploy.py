@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,8 +118,9 @@ def _import_errors() -> DeployCheck:
     done = _airflow("dags", "list-import-errors", "-o", "json")
     if done.returncode != 0:
         return DeployCheck("dag import errors", False, f"airflow dags list-import-errors exited {done.returncode}: {done.stderr.strip()[-300:]}")
-    text = done.stdout.strip()
-    errors: list[Any] = json.loads(text[text.find("[") :]) if "[" in text else []
+    # the JSON document starts on a line of its own: log lines before it may hold brackets too
+    start = re.search(r"^\[\s*(\{|\])", done.stdout, re.MULTILINE)
+    errors: list[Any] = json.loads(done.stdout[start.start() :]) if start else []
     if errors:
         return DeployCheck(
             "dag import errors", False, "; ".join(f"{e.get('filepath')}: {str(e.get('error')).strip().splitlines()[-1]}" for e in errors)

@@ -63,6 +63,15 @@ class ConfigError(ResilientEtlError):
         self.value = value
 
 
+class SchemaOutOfDateError(ConfigError):
+    """The warehouse schema is at another migration revision than the code: ``resilient-etl db upgrade`` (or deploy the matching code)."""
+
+    def __init__(self, message: str, *, current: str | None, head: str) -> None:
+        super().__init__(message, field="warehouse schema", value=current)
+        self.current = current
+        self.head = head
+
+
 class ApiError(ResilientEtlError):
     """
     A call to an external API failed.

@@ -18,13 +18,13 @@ import psycopg2
 import pytest
 import redis
 
-from _support.cluster import PG, RESET_TIMEOUT, RunningCluster, redis_server, running_cluster  # noqa: F401 - fixtures
+from _support.cluster import PG, RESET_TIMEOUT, RunningCluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.airflow_run, pytest.mark.timeout(900)]
 
 
 @pytest.fixture
-def cluster(running_cluster: RunningCluster) -> RunningCluster:  # noqa: F811 - the fixture imported above
+def cluster(running_cluster: RunningCluster) -> RunningCluster:
     """The cluster with healthy sandbox APIs, closed breakers and fresh shared state."""
     running_cluster.sandbox("DELETE", "/__sandbox/faults")
     redis.Redis.from_url(f"{running_cluster.settings.redis_url}/{running_cluster.settings.store_db}").flushdb()

@@ -149,3 +149,13 @@ def test_db_cli_reports_upgrades_downgrades_and_history(sqlite_warehouse: dict[s
     history = json.loads(db("history", "-o", "json").stdout)
     assert [(r["revision"], r["head"]) for r in history] == [("0002", True), ("0001", False)]
     assert db("downgrade").returncode == 2
+
+
+def test_any_pipeline_task_refuses_a_warehouse_behind_the_code(sqlite_warehouse: dict[str, object]) -> None:
+    from resilient_etl.operators.load import LoadSuppliersOperator
+
+    with WarehouseHook("warehouse_default").begin() as conn:
+        migrations.upgrade(conn, "0001")
+    load = LoadSuppliersOperator(task_id="load", batch_size=500)  # a load cleared alone after a deploy
+    with pytest.raises(SchemaOutOfDateError, match="revision 0001, the code needs 0002"):
+        load.warehouse  # noqa: B018 - the first use checks the schema

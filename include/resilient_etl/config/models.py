@@ -109,7 +109,7 @@ class RetryBudgetPolicy(_Strict):
     """
 
     share: float = Field(0.1, ge=0, le=1)
-    min_retries: int = Field(3, ge=0, le=1000)
+    min_retries: int = Field(10, ge=0, le=1000)
     window_seconds: float = Field(60, gt=0, le=3600)
 
 

@@ -32,8 +32,17 @@ class WarehouseOperator(BaseOperator):
 
     @cached_property
     def warehouse(self) -> WarehouseHook:
-        """Return the warehouse hook (connection resolved on first query)."""
-        return WarehouseHook(self.warehouse_conn_id, retry_policy=self.database_retry_policy)
+        """
+        Return the warehouse hook, its schema checked on first use (an empty warehouse is created).
+
+        Every task checks, not only the first of a run: a load cleared alone after a deploy without
+        ``db upgrade`` must refuse at once rather than fail on a missing column halfway through.
+
+        :raises SchemaOutOfDateError: the warehouse is at another migration revision than the code
+        """
+        warehouse = WarehouseHook(self.warehouse_conn_id, retry_policy=self.database_retry_policy)
+        warehouse.ensure_schema()
+        return warehouse
 
     @staticmethod
     def run_id(context: Any) -> str:

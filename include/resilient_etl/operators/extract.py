@@ -23,7 +23,6 @@ class ExtractSuppliersOperator(LandingOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         landing = self.landing
         self.log.info("Extracting from %s", landing)
-        self.warehouse.ensure_schema()
         summary = extract(
             self.warehouse,
             landing_dir=landing,

@@ -17,7 +17,6 @@ class EscalateIncidentsOperator(WarehouseOperator):
     def execute(self, context: Any) -> list[list[Any]]:
         from resilient_etl.alerting.engine import Alerter
 
-        self.warehouse.ensure_schema()  # a fresh warehouse has no incidents table until the first load
         taken = Alerter(warehouse=self.warehouse).escalate()
         self.log.info("Escalated %s step(s): %s", len(taken), taken)
         return [list(t) for t in taken]

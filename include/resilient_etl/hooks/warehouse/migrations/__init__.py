@@ -24,31 +24,27 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from resilient_etl.exceptions import ConfigError
+from resilient_etl.exceptions import SchemaOutOfDateError
+
+__all__ = ["BASELINE", "VERSION_TABLE", "Revision", "SchemaOutOfDateError", "current", "downgrade", "ensure_current", "head", "history", "upgrade"]
 
 VERSION_TABLE = "resilient_etl_alembic_version"
 
 
 class _OnlySteps(logging.Filter):
-    """Keep Alembic's "Running upgrade ..." lines; drop the two it logs on every look at the version (each task does one)."""
+    """
+    Keep Alembic's "Running upgrade/downgrade ..." lines; drop the two it logs on every look at the
+    version (each task takes one) and the stamp of a new warehouse (``create_all`` was always silent).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(("Context impl", "Will assume"))
+        return not record.getMessage().startswith(("Context impl", "Will assume", "Running stamp_revision"))
 
 
 logging.getLogger("alembic.runtime.migration").addFilter(_OnlySteps())
 BASELINE = "0001"
 # a warehouse with any of these is not new (the shared-state tables alone can be made by the breaker's store)
 PIPELINE_TABLES = ("suppliers", "quarantine", "etl_checkpoints", "pipeline_runs", "staged_rows")
-
-
-class SchemaOutOfDateError(ConfigError):
-    """The warehouse schema is behind (or ahead of) the code: run ``resilient-etl db upgrade`` (or deploy the matching code)."""
-
-    def __init__(self, message: str, *, current: str | None, head: str) -> None:
-        super().__init__(message, field="warehouse schema", value=current)
-        self.current = current
-        self.head = head
 
 
 @dataclass(frozen=True)

@@ -365,12 +365,20 @@ class Cluster:
                     cur.execute(f'CREATE DATABASE "{db}"')
                     self.out(f"created database {db}")
         admin.close()
+        # migrated once per metadata DB and Airflow version: a redeploy of this project's code needs none
+        from importlib.metadata import version
+
+        marker = self.settings.state_dir / "metadata-migrated"
+        stamp = f"{self.settings.metadata_db} apache-airflow-core {version('apache-airflow-core')}"
+        if marker.exists() and marker.read_text() == stamp:
+            return
         t0 = time.monotonic()
         log = self.settings.state_dir / "logs" / "db-migrate.log"
         with log.open("ab") as fh:
             proc = subprocess.run([airflow_bin(), "db", "migrate"], env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
         if proc.returncode:
             raise RuntimeError(f"airflow db migrate failed (exit {proc.returncode}); see {log}")
+        marker.write_text(stamp)
         self.out(f"metadata DB {self.settings.metadata_db} migrated in {time.monotonic() - t0:.1f} s")
 
     def wait_healthy(self, timeout: float, *, poll: float = 1.0) -> bool:

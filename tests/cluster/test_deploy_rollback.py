@@ -48,7 +48,8 @@ def _rows(running: RunningCluster) -> dict[str, set[tuple]]:
     conn = psycopg2.connect(f"{PG}/{running.settings.warehouse_db}")
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT supplier_id, company_number, postcode, enrichment_status, run_id FROM suppliers")
+            # the supplier ids only: a later file naming the same supplier updates its row (an upsert), which is not a loss
+            cur.execute("SELECT supplier_id FROM suppliers")
             suppliers = set(cur.fetchall())
             cur.execute("SELECT run_id, source_file, line_number, error_category FROM quarantine")
             quarantine = set(cur.fetchall())
@@ -85,8 +86,10 @@ def _run(running: RunningCluster, seed: int) -> str:
 
 def test_roll_back_to_the_previous_release_then_deploy_the_current_one_over_it(running_cluster: RunningCluster, previous_release: Path) -> None:
     current_dags = running_cluster.settings.dags_folder
-    _run(running_cluster, seed=5)  # data of the current release (besides the earlier tests' runs)
     before = _rows(running_cluster)
+    if not before["suppliers"]:  # run on its own: make the current release's data first
+        _run(running_cluster, seed=5)
+        before = _rows(running_cluster)
 
     # Roll back: stop, take the schema back with the code that knows the migration, start the old code
     running_cluster.cluster.down()

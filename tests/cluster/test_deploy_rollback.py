@@ -35,9 +35,10 @@ def previous_release(tmp_path: Path) -> Iterator[Path]:
 
 
 def _cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``resilient-etl ARGS`` as an operator would on that deployment (its environment)."""
+    """Run this release's ``resilient-etl ARGS`` against that deployment (its environment), as the operator deploying it would."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RESILIENT_ETL"))}
     env.update(cluster.environment())
+    env.pop("PYTHONPATH", None)  # not the previous release's package the cluster may be running
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
         [str(Path(sys.executable).with_name("resilient-etl")), *args], env=env, capture_output=True, text=True, timeout=600, check=False

@@ -134,6 +134,9 @@ def deployment_contract(settings: ClusterSettings, secret_values: Mapping[str, s
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.concurrency),
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "resilient_etl_devtools.hostname.worker_hostname",
         "RESILIENT_ETL_CONFIG": str(settings.code_dir / "config" / "resilience.yaml"),
+        # the health check and the links in alerts point at this cluster's API server
+        "RESILIENT_ETL__HEALTH__AIRFLOW_API_URL": settings.api_url,
+        "RESILIENT_ETL__ALERTS__UI_BASE_URL": settings.api_url,
         **connection_env(
             postcodes_url=f"http://127.0.0.1:{settings.postcodes_port}",
             companies_url=f"http://127.0.0.1:{settings.companies_port}",

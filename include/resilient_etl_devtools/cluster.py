@@ -471,7 +471,6 @@ def _base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     # Airflow spawns its task processes by name: the venv's bin first
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("AIRFLOW__CORE__UNIT_TEST_MODE", None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -223,7 +222,3 @@ def _wait_parsed(running: RunningCluster, dag_ids: tuple[str, ...], timeout: flo
             return
         time.sleep(1)
     raise AssertionError(f"DAGs not parsed in {timeout}s: {found}")
-
-
-def signal_name(sig: int) -> str:
-    return signal.Signals(sig).name

@@ -235,3 +235,30 @@ health_status = Table(
     Column("checked_at", DateTime(timezone=True), nullable=False),
     Column("output", Text),
 )
+
+# One row per failure drill (resilient-etl drill run, migration 0003): the fault, when it was detected,
+# when the pipeline recovered, and what was lost or doubled; ``result`` holds the whole record as JSON.
+drill_results = Table(
+    "drill_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scenario", String(100), nullable=False),
+    Column("target", String(100), nullable=False),
+    Column("executor", String(20), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("fault_started_at", DateTime(timezone=True)),
+    Column("detected_at", DateTime(timezone=True)),
+    Column("detected_by", String(50)),
+    Column("fault_ended_at", DateTime(timezone=True)),
+    Column("recovered_at", DateTime(timezone=True)),
+    Column("time_to_detect_s", Float),
+    Column("rto_s", Float),
+    Column("recover_after_fault_s", Float),
+    Column("rows_lost", Integer),
+    Column("rows_duplicated", Integer),
+    Column("dead_requests", Integer),
+    Column("retries_used", Integer),
+    Column("passed", Boolean, nullable=False),
+    Column("result", Text, nullable=False),
+    Index("ix_drill_results_scenario", "scenario", "started_at"),
+)

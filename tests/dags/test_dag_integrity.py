@@ -30,7 +30,8 @@ def test_every_dag_has_owner_retries_tags_and_docs(dagbag: BundleDagBag) -> None
         assert dag.doc_md, dag_id
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", (dag_id, task.task_id)
-            assert task.retries >= 1, (dag_id, task.task_id)
+            # a drill is measured once: a retry would measure a different failure
+            assert task.retries == 0 if dag_id == "chaos_drill" else task.retries >= 1, (dag_id, task.task_id)
 
 
 def test_company_enrichment_shape_and_params(dagbag: BundleDagBag) -> None:
@@ -73,12 +74,22 @@ def test_parsing_does_not_import_api_clients() -> None:
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_chaos_drill_lists_every_scenario_and_only_drillable_targets_in_its_form(dagbag: BundleDagBag) -> None:
+    from resilient_etl_devtools.drills.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    params = dagbag.dags["chaos_drill"].params
+    assert params.get_param("scenario").schema["enum"] == list(catalogue.scenarios)
+    assert params.get_param("target").schema["enum"] == ["local"]  # production is not drillable
+    assert dagbag.dags["chaos_drill"].schedule is None  # manual trigger only
+
+
 def test_each_dag_is_tagged_for_what_it_does(dagbag: BundleDagBag) -> None:
     """Only the pipeline is about suppliers and enrichment; the ops DAGs say what they do."""
     tags = {dag_id: set(dag.tags) for dag_id, dag in dagbag.dags.items()}
     assert all("resilient-etl" in t for t in tags.values())
     assert {"suppliers", "enrichment"} <= tags["company_enrichment"]
-    for dag_id, own in {"incident_escalation": "alerting", "pipeline_health": "health", "warehouse_maintenance": "maintenance"}.items():
+    for dag_id, own in {"incident_escalation": "alerting", "pipeline_health": "health", "warehouse_maintenance": "maintenance", "chaos_drill": "drills"}.items():
         assert own in tags[dag_id] and not tags[dag_id] & {"suppliers", "enrichment"}, (dag_id, tags[dag_id])
 
 

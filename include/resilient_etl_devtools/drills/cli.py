@@ -58,7 +58,7 @@ def _run_drills(args: argparse.Namespace, catalogue: Any) -> int:
     from resilient_etl.cli import print_rows
     from resilient_etl.exceptions import ConfigError
     from resilient_etl_devtools.drills.runner import DrillAborted, DrillRefused, DrillRunner, write_results
-    from resilient_etl_devtools.drills.target import LocalTarget
+    from resilient_etl_devtools.drills.target import DRILL_DATABASE, LocalTarget
 
     if os.environ.get("RESILIENT_ETL_ENV") == "prod":
         print("drill: refused: RESILIENT_ETL_ENV is prod; drills inject real faults and never run on production", file=sys.stderr)
@@ -80,7 +80,7 @@ def _run_drills(args: argparse.Namespace, catalogue: Any) -> int:
         return EXIT_REFUSED if "drillable" in (exc.field or "") else 2
     skipped = [n for n in names if target_spec.executor not in catalogue.scenarios[n].executors]
     names = [n for n in names if n not in skipped]
-    target = LocalTarget(args.target, target_spec, Path(args.state_dir))
+    target = LocalTarget(args.target, target_spec, Path(args.state_dir), database=args.database or DRILL_DATABASE)
     results = []
     started = time.time()
     try:
@@ -153,6 +153,7 @@ def add_drill_command(sub: Any) -> None:
     drill.add_argument("--fast", action="store_true", help="run: the fast subset (fast: true) that CI runs")
     drill.add_argument("--target", default="local", help="run: the drill target in the catalogue (default local)")
     drill.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="run: the local target's state (default .drills/)")
+    drill.add_argument("--database", default=None, help="run: the local target's PostgreSQL warehouse database (default resilient_etl_drills)")
     drill.add_argument("--record", default=None, help=f"run: write the results here (e.g. {RESULTS_FILE.relative_to(PROJECT_ROOT)})")
     drill.add_argument("--results", default=str(RESULTS_FILE), help="report: the recorded results to render")
     drill.add_argument("--catalogue", default=None, help="the catalogue (default config/drills.yaml)")

@@ -174,9 +174,8 @@ class FileInjector(Injector):
         super().inject()
 
     def remove(self) -> None:
-        # the drill's verification checks it reached rejected/; one still in landing is removed here
-        if self.path is not None and self.path.exists():
-            self.path.unlink()
+        # The file is the fault: once dropped, it stays for the pipeline to reject (a drill stopped before
+        # any run leaves it for the next run, which rejects it the same way).
         super().remove()
 
 

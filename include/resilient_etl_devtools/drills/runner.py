@@ -343,9 +343,10 @@ class DrillRunner:
                 select(pipeline_runs.c.run_id, pipeline_runs.c.rows_in, pipeline_runs.c.rows_loaded, pipeline_runs.c.rows_quarantined, pipeline_runs.c.rows_pending)
                 .where(pipeline_runs.c.run_id.in_(run_ids))
             ).all()
-        rejected = [p for p in self.target.folder("rejected").iterdir() if p.stat().st_mtime >= since and p.suffix == ".csv"]
+        # a move keeps the file's mtime; its ctime is when it reached rejected/
+        rejected = [p.stat().st_ctime for p in self.target.folder("rejected").iterdir() if p.stat().st_ctime >= since]
         if rejected:
-            signals["file rejected"] = min(p.stat().st_mtime for p in rejected)
+            signals["file rejected"] = min(rejected)
         parse_failed = [r for r in runs if r.state is None and r.ended is not None and "ConfigError" in r.log_file.read_text(errors="replace")]
         if parse_failed:
             signals["DAG import error"] = parse_failed[0].ended  # type: ignore[assignment]

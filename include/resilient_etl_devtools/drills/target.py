@@ -3,7 +3,7 @@ The ``local`` drill target: a whole deployment on loopback that a drill may brea
 
 The sandbox APIs, the alert sinks, and the warehouse (PostgreSQL, else SQLite) and Redis behind
 :class:`FaultProxy` links, so every dependency the pipeline talks to can be slowed, cut or refused; a
-SQLite Airflow metadata DB; the pipeline run by ``airflow dags test`` (LocalExecutor semantics: the
+SQLite Airflow metadata DB; the pipeline run by ``dag.test`` in a process of its own (LocalExecutor semantics: the
 task runs in the run's own process, which a kill drill kills). State lives in ``state_dir``.
 """
 
@@ -194,8 +194,8 @@ class LocalTarget:
 
     def start_run(self, logical_date: str | None = None) -> PipelineRun:
         """
-        Start ``airflow dags test company_enrichment``; with the ``logical_date`` of an earlier run, that run
-        is cleared and run again (the runbook's clear).
+        Start a run of ``company_enrichment`` (``dag.test`` in its own process, see :mod:`.dagtest`); with the
+        ``logical_date`` of an earlier run, that run is cleared and runs again under its run id (the runbook's clear).
         """
         if logical_date is None:
             logical_date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
@@ -203,7 +203,7 @@ class LocalTarget:
         log = self.state_dir / "logs" / f"run-{logical_date.replace(':', '')}-{int(time.time() * 1000)}.log"
         out = log.open("wb")
         process = subprocess.Popen(
-            [airflow_bin(), "dags", "test", DAG_ID, logical_date], env=self._subprocess_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-m", "resilient_etl_devtools.drills.dagtest", logical_date], env=self._subprocess_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         out.close()
         return PipelineRun(logical_date, process, log, time.time())

@@ -89,7 +89,12 @@ def test_each_dag_is_tagged_for_what_it_does(dagbag: BundleDagBag) -> None:
     tags = {dag_id: set(dag.tags) for dag_id, dag in dagbag.dags.items()}
     assert all("resilient-etl" in t for t in tags.values())
     assert {"suppliers", "enrichment"} <= tags["company_enrichment"]
-    for dag_id, own in {"incident_escalation": "alerting", "pipeline_health": "health", "warehouse_maintenance": "maintenance", "chaos_drill": "drills"}.items():
+    for dag_id, own in {
+        "incident_escalation": "alerting",
+        "pipeline_health": "health",
+        "warehouse_maintenance": "maintenance",
+        "chaos_drill": "drills",
+    }.items():
         assert own in tags[dag_id] and not tags[dag_id] & {"suppliers", "enrichment"}, (dag_id, tags[dag_id])
 
 

@@ -228,9 +228,10 @@ def test_company_fallback_keeps_the_age_of_cached_answers_and_loads_pending(api_
     assert waiting["reenriched"] == 0 and "not closed" in waiting["skipped"] and waiting["remaining"] == 30
     later = Clock(time.time() + 61)  # past the reset timeout
     healed = SharedCircuitBreaker(BreakerPolicy(name="companies_house", fail_max=2, reset_timeout_seconds=60), SqlStore(wh.engine), clock=later)
-    healed.call(lambda: None)  # the probe closes it
+    assert healed.current_state == "open" and not healed.waiting()  # nothing else will call it: the backlog must probe
     done = reenrich_backlog(wh, PostcodesIoHook(), CompaniesHouseHook(breaker=healed), run_id="third", limit=100)
     assert done == {"reenriched": 30, "quarantined": 0, "remaining": 0}
+    assert healed.current_state == "closed"  # its first lookup was the probe
     with wh.begin() as conn:
         statuses = conn.execute(select(suppliers.c.enrichment_status)).scalars().all()
     assert sorted(set(statuses)) == ["cached", "live"] and statuses.count("live") == 30

@@ -45,6 +45,10 @@ class RetryNotifier(BaseNotifier):
 class RecoveryNotifier(BaseNotifier):
     """Resolve a task's incidents when it succeeds and send the recovery message (``on_success_callback``)."""
 
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render nothing: this notifier has no templates, and as a DAG callback under ``dag.test`` it is given a
+        SerializedDAG, which has no template environment to build (the callback then failed, leaving incidents open)."""
+
     def notify(self, context: Any) -> None:
         """Resolve the active incidents of the task (or, as a DAG callback, of the whole run) in ``context``."""
         if "ti" not in context:  # DAG-level on_success_callback: the run's own incidents (deadlines)

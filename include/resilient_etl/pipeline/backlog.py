@@ -16,7 +16,6 @@ from resilient_etl.exceptions import ApiError, BreakerOpenError
 from resilient_etl.hooks.warehouse.schema import quarantine, suppliers
 from resilient_etl.pipeline.columns import company_columns, postcode_columns
 from resilient_etl.pipeline.enrich import is_fallback_trigger
-from resilient_etl.resilience.stores.base import CLOSED
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.companies_house import CompaniesHouseHook
@@ -40,7 +39,9 @@ def reenrich_backlog(
 ) -> dict[str, Any]:
     """
     Look up to ``limit`` backlog suppliers up again and mark them ``live``; one whose postcode or
-    company turns out not to exist moves to quarantine. Nothing happens while a breaker is not closed.
+    company turns out not to exist moves to quarantine. Nothing happens while a breaker would refuse the
+    calls; an open breaker whose reset timeout has passed is probed by the first lookup (no other call may
+    come: a run with no new rows would otherwise leave it open, and the backlog pending, until fresh data).
 
     :param warehouse: the warehouse hook
     :param postcodes: the postcodes.io hook (its breaker guards every request)
@@ -49,7 +50,7 @@ def reenrich_backlog(
     :param limit: suppliers per run
     """
     for breaker in (postcodes.breaker, companies.breaker):
-        if breaker is not None and breaker.current_state != CLOSED:
+        if breaker is not None and breaker.waiting():
             log.info("Backlog waits: circuit breaker %s is %s", breaker.name, breaker.current_state)
             return {"skipped": f"breaker {breaker.name} not closed", "reenriched": 0, "quarantined": 0, "remaining": backlog_size(warehouse)}
     with warehouse.begin() as conn:

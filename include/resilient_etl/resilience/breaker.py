@@ -102,6 +102,19 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         """Return the shared state (one store read)."""
         return self.store.read(self.policy.name).state if self._ready else CLOSED
 
+    def waiting(self) -> bool:
+        """
+        Return whether a call now would be refused without reaching the API: open with its reset timeout
+        still running, or half-open with another worker's probe in flight. An open breaker whose timeout has
+        passed is not waiting: the next call is its probe, and only a call can close it.
+        """
+        snap = self.snapshot() if self._ready else None
+        if snap is None or snap.state == CLOSED:
+            return False
+        if snap.state == OPEN:
+            return self.clock() < snap.opened_at + self.policy.reset_timeout_seconds
+        return True
+
     def snapshot(self) -> BreakerSnapshot:
         """Return the shared state with its counters."""
         return self.store.read(self.policy.name)

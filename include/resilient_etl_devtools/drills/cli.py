@@ -57,7 +57,7 @@ def _cmd_drill(args: argparse.Namespace) -> int:
 def _run_drills(args: argparse.Namespace, catalogue: Any) -> int:
     from resilient_etl.cli import print_rows
     from resilient_etl.exceptions import ConfigError
-    from resilient_etl_devtools.drills.runner import DrillAborted, DrillRefused, DrillRunner, write_results
+    from resilient_etl_devtools.drills.runner import DrillAborted, DrillRefused, signals_abort, write_results
     from resilient_etl_devtools.drills.target import DRILL_DATABASE, LocalTarget
 
     if os.environ.get("RESILIENT_ETL_ENV") == "prod":
@@ -80,25 +80,12 @@ def _run_drills(args: argparse.Namespace, catalogue: Any) -> int:
         return EXIT_REFUSED if "drillable" in (exc.field or "") else 2
     skipped = [n for n in names if target_spec.executor not in catalogue.scenarios[n].executors]
     names = [n for n in names if n not in skipped]
-    target = LocalTarget(args.target, target_spec, Path(args.state_dir), database=args.database or DRILL_DATABASE)
+    target = LocalTarget(args.target, target_spec, Path(args.state_dir), database=args.database or DRILL_DATABASE, redis_db=args.redis_db)
     results = []
     started = time.time()
     try:
-        target.start()
-        runner = DrillRunner(target, probe_interval=args.probe_interval)
-        for i, name in enumerate(names, 1):
-            print(f"[{i}/{len(names)}] drill {name}: {catalogue.scenarios[name].title} …", file=sys.stderr, flush=True)
-            result = runner.run(name, catalogue.scenarios[name])
-            results.append(result)
-            elapsed = time.time() - started
-            eta = elapsed / i * (len(names) - i)
-            print(
-                f"[{i}/{len(names)}] drill {name}: {'PASS' if result.passed else 'FAIL'} detect {result.time_to_detect} s, RTO {result.rto} s, "
-                f"lost {result.rows_lost}, doubled {result.rows_duplicated}{' - ' + result.error if result.error else ''} "
-                f"({elapsed:.0f} s elapsed, ETA {eta:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
+        with signals_abort():  # SIGTERM unwinds like Ctrl-C: every fault is removed on the way out
+            _run_all(target, names, catalogue, args, results, started)
     except DrillRefused as exc:
         print(f"drill: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -132,6 +119,26 @@ def _run_drills(args: argparse.Namespace, catalogue: Any) -> int:
     return 0 if all(r.passed for r in results) else EXIT_FAILED
 
 
+def _run_all(target: Any, names: list[str], catalogue: Any, args: argparse.Namespace, results: list[Any], started: float) -> None:
+    from resilient_etl_devtools.drills.runner import DrillRunner
+
+    target.start()
+    runner = DrillRunner(target, probe_interval=args.probe_interval)
+    for i, name in enumerate(names, 1):
+        print(f"[{i}/{len(names)}] drill {name}: {catalogue.scenarios[name].title} …", file=sys.stderr, flush=True)
+        result = runner.run(name, catalogue.scenarios[name])
+        results.append(result)
+        elapsed = time.time() - started
+        eta = elapsed / i * (len(names) - i)
+        print(
+            f"[{i}/{len(names)}] drill {name}: {'PASS' if result.passed else 'FAIL'} detect {result.time_to_detect} s, RTO {result.rto} s, "
+            f"lost {result.rows_lost}, doubled {result.rows_duplicated}{' - ' + result.error if result.error else ''} "
+            f"({elapsed:.0f} s elapsed, {eta:.0f} s to go)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def add_drill_command(sub: Any) -> None:
     """Add ``drill list|run|report`` to a command line (the ``resilient-etl`` entry point calls this)."""
     from resilient_etl.cli import add_output_argument
@@ -154,6 +161,7 @@ def add_drill_command(sub: Any) -> None:
     drill.add_argument("--target", default="local", help="run: the drill target in the catalogue (default local)")
     drill.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="run: the local target's state (default .drills/)")
     drill.add_argument("--database", default=None, help="run: the local target's PostgreSQL warehouse database (default resilient_etl_drills)")
+    drill.add_argument("--redis-db", type=int, default=14, help="run: the local target's Redis database for shared state (default 14)")
     drill.add_argument("--record", default=None, help=f"run: write the results here (e.g. {RESULTS_FILE.relative_to(PROJECT_ROOT)})")
     drill.add_argument("--results", default=str(RESULTS_FILE), help="report: the recorded results to render")
     drill.add_argument("--catalogue", default=None, help="the catalogue (default config/drills.yaml)")
@@ -204,7 +212,13 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
         proxy = _control(args, "DELETE", f"/proxies/{args.name}/toxic")
         print(f"proxy {proxy['name']}: no fault")
         return 0
-    toxic = {"type": args.proxy_action, "latency_ms": args.latency_ms, "jitter_ms": args.jitter_ms, "rate_kb": args.rate_kb, "timeout_ms": args.timeout_ms}
+    toxic = {
+        "type": args.proxy_action,
+        "latency_ms": args.latency_ms,
+        "jitter_ms": args.jitter_ms,
+        "rate_kb": args.rate_kb,
+        "timeout_ms": args.timeout_ms,
+    }
     proxy = _control(args, "POST", f"/proxies/{args.name}/toxic", toxic)
     print(f"proxy {proxy['name']}: {args.proxy_action} {json.dumps({k: v for k, v in proxy['toxic'].items() if v and k != 'type'})}")
     return 0
@@ -226,7 +240,9 @@ def add_proxy_command(sub: Any) -> None:
     )
     proxy.add_argument("proxy_action", choices=["serve", "list", "add", *TOXICS, "clear"])
     proxy.add_argument("name", nargs="?", help="the proxy (e.g. postcodes_io, warehouse)")
-    proxy.add_argument("--control", default=os.environ.get(PROXY_CONTROL_ENV, "http://127.0.0.1:8474"), help="the control API (default 127.0.0.1:8474)")
+    proxy.add_argument(
+        "--control", default=os.environ.get(PROXY_CONTROL_ENV, "http://127.0.0.1:8474"), help="the control API (default 127.0.0.1:8474)"
+    )
     proxy.add_argument("--proxy", action="append", help="serve: NAME=LISTEN_PORT=UPSTREAM_HOST:PORT (repeatable)")
     proxy.add_argument("--upstream", help="add: HOST:PORT")
     proxy.add_argument("--listen-port", type=int, default=0, help="add: the loopback port (default: a free one)")

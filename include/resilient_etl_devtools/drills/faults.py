@@ -48,7 +48,9 @@ class HttpInjector(Injector):
 
     def inject(self) -> None:
         assert self.fault is not None
-        spec = FaultSpec(status=self.fault.status, retry_after=self.fault.retry_after, hang_seconds=self.fault.hang_seconds, truncate=self.fault.truncate)
+        spec = FaultSpec(
+            status=self.fault.status, retry_after=self.fault.retry_after, hang_seconds=self.fault.hang_seconds, truncate=self.fault.truncate
+        )
         self.target.api_registry(self.fault.api).set("*", spec)
         super().inject()
 

@@ -52,5 +52,8 @@ class DrillOperator(BaseOperator):
         summary = {k: result[k] for k in ("scenario", "passed", "detected_by", "time_to_detect_s", "rto_s", "rows_lost", "rows_duplicated", "error")}
         summary["checks"] = result["checks"]
         if not result["passed"]:
-            raise AirflowException(f"drill {self.scenario} missed a target: " + "; ".join(f"{c['metric']} {c['measured']} (target {c['target']})" for c in result["checks"] if not c["pass"]))
+            raise AirflowException(
+                f"drill {self.scenario} missed a target: "
+                + "; ".join(f"{c['metric']} {c['measured']} (target {c['target']})" for c in result["checks"] if not c["pass"])
+            )
         return summary

@@ -193,12 +193,12 @@ class FaultProxy:
                     _reset(src)
                     _reset(dst)
                     return
-                dst.sendall(data)
-                with self._lock:
+                with self._lock:  # counted before sending: whoever got the bytes can read the count
                     if up:
                         self.stats.bytes_up += len(data)
                     else:
                         self.stats.bytes_down += len(data)
+                dst.sendall(data)
         except OSError:
             pass
         finally:

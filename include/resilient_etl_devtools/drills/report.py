@@ -29,7 +29,11 @@ def _cell(value: Any) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|", *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(_cell(c) for c in r) + " |" for r in rows),
+    ]
 
 
 def render_report(catalogue: Catalogue, results: list[dict[str, Any]]) -> str:
@@ -82,14 +86,32 @@ def render_report(catalogue: Catalogue, results: list[dict[str, Any]]) -> str:
             ]
         )
     lines += _table(
-        ["scenario", "category", "detected by", "detect (s)", "RTO (s)", "after fault end (s)", "rows lost", "rows doubled", "requests hitting the fault", "task retries + clears", "pass"],
+        [
+            "scenario",
+            "category",
+            "detected by",
+            "detect (s)",
+            "RTO (s)",
+            "after fault end (s)",
+            "rows lost",
+            "rows doubled",
+            "requests hitting the fault",
+            "task retries + clears",
+            "pass",
+        ],
         summary,
     )
     for name, s in catalogue.scenarios.items():
         r = by_name.get(name)
-        lines += ["", f"## {name}", "", f"**{s.title}.** Fault `{s.fault.kind}` at {s.injected_at}, {s.start.replace('_', ' ')}, for {s.duration_seconds:g} s. "
-                  f"Recovery: {s.recovery.mode.replace('_', ' ')} (runbook [{s.recovery.runbook}](runbooks.md#{s.recovery.runbook})). "
-                  f"Executors: {', '.join(s.executors)}.", ""]
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            f"**{s.title}.** Fault `{s.fault.kind}` at {s.injected_at}, {s.start.replace('_', ' ')}, for {s.duration_seconds:g} s. "
+            f"Recovery: {s.recovery.mode.replace('_', ' ')} (runbook [{s.recovery.runbook}](runbooks.md#{s.recovery.runbook})). "
+            f"Executors: {', '.join(s.executors)}.",
+            "",
+        ]
         if r is None:
             lines.append("Not run yet.")
         else:
@@ -128,7 +150,10 @@ def render_runbooks(text: str, quotes: dict[str, str]) -> str:
 def generated(catalogue: Catalogue, results_file: Path) -> dict[Path, str]:
     """Return what ``drill report`` writes: path → content."""
     results = json.loads(results_file.read_text()) if results_file.exists() else []
-    return {REPORT_FILE: render_report(catalogue, results), RUNBOOKS_FILE: render_runbooks(RUNBOOKS_FILE.read_text(), runbook_quotes(catalogue, results))}
+    return {
+        REPORT_FILE: render_report(catalogue, results),
+        RUNBOOKS_FILE: render_runbooks(RUNBOOKS_FILE.read_text(), runbook_quotes(catalogue, results)),
+    }
 
 
 def write_report(catalogue: Catalogue, results_file: Path) -> list[Path]:

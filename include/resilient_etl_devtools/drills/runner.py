@@ -100,7 +100,9 @@ class DrillResult:
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(time_to_detect_s=self.time_to_detect, rto_s=self.rto, recover_after_fault_s=self.recover_after_fault, passed=self.passed)
-        data["timeline"] = [{"t": self.since_fault(at) if self.fault_started_at else round(at - self.started_at, 1), "event": e} for at, e in sorted(self.timeline)]
+        data["timeline"] = [
+            {"t": self.since_fault(at) if self.fault_started_at else round(at - self.started_at, 1), "event": e} for at, e in sorted(self.timeline)
+        ]
         return data
 
 
@@ -109,7 +111,7 @@ def _utc(at: float | None) -> dt.datetime | None:
 
 
 @contextmanager
-def _signals_abort() -> Iterator[None]:
+def signals_abort() -> Iterator[None]:
     """Turn SIGTERM (a CI timeout, `kill`) into an exception, so the fault is removed as on Ctrl-C."""
 
     def stop(signum: int, _frame: Any) -> None:
@@ -147,7 +149,7 @@ class _Probe:
             started = time.time()
             try:
                 doc = self.health()
-            except Exception as exc:  # noqa: BLE001 - a probe that cannot run is a failed check, not a crashed drill
+            except Exception as exc:  # a probe that cannot run is a failed check, not a crashed drill
                 doc = {"status": "fail", "checks": {"probe": [{"output": str(exc)}]}}
             if doc["status"] == "fail" and self.since is not None and started >= self.since and self.first_fail is None:
                 self.first_fail = started
@@ -194,7 +196,7 @@ class DrillRunner:
         try:
             open_ = {n: s for n, s in self.breakers().items() if s != "closed"}
             out["breakers_closed"] = "ok" if not open_ else ", ".join(f"{n} {s}" for n, s in open_.items())
-        except Exception as exc:  # noqa: BLE001 - the hypothesis fails with the reason
+        except Exception as exc:  # the hypothesis fails with the reason
             out["breakers_closed"] = f"cannot read the breakers: {exc}"
         return out
 
@@ -214,18 +216,20 @@ class DrillRunner:
         self.target.reset_state()
         deadline = time.time() + (timeout or max(120.0, scenario.targets.rto_seconds * 3 + scenario.duration_seconds))
         injector = injector_for(scenario.fault, self.target)
-        drop = write_sample_csv(self.target.folder("landing") / f"drill-{name}-{int(time.time())}.csv", rows=self.target.spec.rows, seed=int(time.time()))
+        drop = write_sample_csv(
+            self.target.folder("landing") / f"drill-{name}-{int(time.time())}.csv", rows=self.target.spec.rows, seed=int(time.time())
+        )
         result.rows_in = drop.rows
         result.event(f"drop {drop.path.name}: {drop.rows} rows written to landing")
         probe = _Probe(self.health, self.probe_interval).start()
         runs: list[PipelineRun] = []
         try:
-            with _signals_abort():
+            with signals_abort():
                 self._drive(name, scenario, injector, probe, runs, result, deadline)
         except (DrillAborted, KeyboardInterrupt) as exc:
             result.error = f"aborted: {exc or 'Ctrl-C'}"
             raise
-        except Exception as exc:  # noqa: BLE001 - recorded as the drill's failure; the fault is removed below
+        except Exception as exc:  # recorded as the drill's failure; the fault is removed below
             result.error = f"{type(exc).__name__}: {exc}"
             log.exception("drill %s failed", name)
         finally:
@@ -277,7 +281,9 @@ class DrillRunner:
             current = runs[-1]
             if self.target.poll(current):
                 if current.ended is not None and not any(e.startswith(f"run {len(runs)} ended") for _, e in result.timeline):
-                    result.event(f"run {len(runs)} ended: {current.state or 'no DAG run (parse failed)'}{' (killed)' if current.killed else ''}", current.ended)
+                    result.event(
+                        f"run {len(runs)} ended: {current.state or 'no DAG run (parse failed)'}{' (killed)' if current.killed else ''}", current.ended
+                    )
                 if result.fault_ended_at is not None:
                     recovered = current.state == "success" and current.ended is not None and current.ended >= result.fault_ended_at
                     if recovered:
@@ -296,7 +302,9 @@ class DrillRunner:
                         result.event(f"runbook {scenario.recovery.runbook}: clear of run {len(runs) - 1} (same run id)")
                     else:
                         runs.append(self.target.start_run())
-                        result.event(f"run {len(runs)} started ({'next run' if scenario.recovery.mode == 'automatic' else scenario.recovery.runbook})")
+                        result.event(
+                            f"run {len(runs)} started ({'next run' if scenario.recovery.mode == 'automatic' else scenario.recovery.runbook})"
+                        )
             self._check_deadline(deadline)
             time.sleep(0.2)
 
@@ -310,14 +318,13 @@ class DrillRunner:
         run_id = run.run_id or self.target.dag_run(run.logical_date)[0]
         if run_id is None:
             return 0
-        with self.target.direct_engine().connect() as conn:
-            try:
-                return int(conn.execute(select(func.count()).select_from(etl_checkpoints).where(etl_checkpoints.c.run_id == run_id)).scalar_one())
-            except Exception:  # noqa: BLE001 - the table does not exist before the first load
-                return 0
+        with self.target.direct_engine().connect() as conn:  # the schema was ensured before the drill began
+            return int(conn.execute(select(func.count()).select_from(etl_checkpoints).where(etl_checkpoints.c.run_id == run_id)).scalar_one())
 
     # -- measuring -------------------------------------------------------------------------------
-    def _measure(self, name: str, scenario: Scenario, injector: Injector, probe: _Probe, runs: list[PipelineRun], drop: Any, result: DrillResult) -> None:
+    def _measure(
+        self, name: str, scenario: Scenario, injector: Injector, probe: _Probe, runs: list[PipelineRun], drop: Any, result: DrillResult
+    ) -> None:
         since = result.fault_started_at or result.started_at
         signals: dict[str, float] = {}
         if probe.first_fail is not None:
@@ -337,11 +344,18 @@ class DrillRunner:
             lines = [r.source_line for r in conn.execute(select(suppliers.c.source_line).where(suppliers.c.source_file == drop.path.name))]
             lines += [
                 r.line_number
-                for r in conn.execute(select(quarantine.c.line_number).where(quarantine.c.source_file == drop.path.name, quarantine.c.stage != "extract"))
+                for r in conn.execute(
+                    select(quarantine.c.line_number).where(quarantine.c.source_file == drop.path.name, quarantine.c.stage != "extract")
+                )
             ]
             reconciled = conn.execute(
-                select(pipeline_runs.c.run_id, pipeline_runs.c.rows_in, pipeline_runs.c.rows_loaded, pipeline_runs.c.rows_quarantined, pipeline_runs.c.rows_pending)
-                .where(pipeline_runs.c.run_id.in_(run_ids))
+                select(
+                    pipeline_runs.c.run_id,
+                    pipeline_runs.c.rows_in,
+                    pipeline_runs.c.rows_loaded,
+                    pipeline_runs.c.rows_quarantined,
+                    pipeline_runs.c.rows_pending,
+                ).where(pipeline_runs.c.run_id.in_(run_ids))
             ).all()
         # a move keeps the file's mtime; its ctime is when it reached rejected/
         rejected = [p.stat().st_ctime for p in self.target.folder("rejected").iterdir() if p.stat().st_ctime >= since]
@@ -361,9 +375,17 @@ class DrillRunner:
         result.rows_lost = len(expected - set(seen))
         result.rows_duplicated = sum(n - 1 for n in seen.values() if n > 1)
         result.dead_requests = injector.dead_requests()
-        result.retries_used = self.target.task_retries(run_ids) + sum(1 for r in runs[1:] if r.logical_date in {x.logical_date for x in runs[: runs.index(r)]})
+        result.retries_used = self.target.task_retries(run_ids) + sum(
+            1 for r in runs[1:] if r.logical_date in {x.logical_date for x in runs[: runs.index(r)]}
+        )
         result.runs = [
-            {"logical_date": r.logical_date, "run_id": r.run_id, "state": r.state, "killed": r.killed, "seconds": round((r.ended or time.time()) - r.started, 1)}
+            {
+                "logical_date": r.logical_date,
+                "run_id": r.run_id,
+                "state": r.state,
+                "killed": r.killed,
+                "seconds": round((r.ended or time.time()) - r.started, 1),
+            }
             for r in runs
         ]
         result.finished_at = time.time()
@@ -377,16 +399,29 @@ class DrillRunner:
 
         if t.detect_seconds is not None:
             ttd = result.time_to_detect
-            check("time to detect (s)", f"≤ {t.detect_seconds:g}", ttd if ttd is not None else "not detected", ttd is not None and ttd <= t.detect_seconds)
+            check(
+                "time to detect (s)",
+                f"≤ {t.detect_seconds:g}",
+                ttd if ttd is not None else "not detected",
+                ttd is not None and ttd <= t.detect_seconds,
+            )
         rto = result.rto
         check("RTO (s)", f"≤ {t.rto_seconds:g}", rto if rto is not None else "not recovered", rto is not None and rto <= t.rto_seconds)
         check("rows lost", f"≤ {t.rows_lost}", result.rows_lost, result.rows_lost is not None and result.rows_lost <= t.rows_lost)
         check(
-            "rows duplicated", f"≤ {t.rows_duplicated}", result.rows_duplicated, result.rows_duplicated is not None and result.rows_duplicated <= t.rows_duplicated
+            "rows duplicated",
+            f"≤ {t.rows_duplicated}",
+            result.rows_duplicated,
+            result.rows_duplicated is not None and result.rows_duplicated <= t.rows_duplicated,
         )
         if "reconciled" in scenario.steady_state:
             bad = [r.run_id for r in reconciled if r.rows_in != r.rows_loaded + r.rows_quarantined + r.rows_pending]
-            check("rows_in = loaded + quarantined + pending", "every run", f"{len(reconciled) - len(bad)}/{len(reconciled)} runs", bool(reconciled) and not bad)
+            check(
+                "rows_in = loaded + quarantined + pending",
+                "every run",
+                f"{len(reconciled) - len(bad)}/{len(reconciled)} runs",
+                bool(reconciled) and not bad,
+            )
         for hypothesis in ("health", "breakers_closed"):
             if hypothesis in scenario.steady_state:
                 state = result.steady_state_after.get(hypothesis, "not reached")

@@ -68,12 +68,14 @@ class LocalTarget:
     :param spec: its declaration
     :param state_dir: where its Airflow home, folders, config and logs live
     :param database: the PostgreSQL database of its warehouse
+    :param redis_db: the Redis database of its shared breaker and quota state
     """
 
     name: str
     spec: DrillTarget
     state_dir: Path
     database: str = DRILL_DATABASE
+    redis_db: int = DRILL_REDIS_DB
     proxies: dict[str, FaultProxy] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -114,7 +116,7 @@ class LocalTarget:
                 api_key=DEFAULT_API_KEY,
                 warehouse=warehouse,
             ),
-            "AIRFLOW_CONN_BREAKER_STORE": f"redis://127.0.0.1:{self.proxies['redis'].port}/{DRILL_REDIS_DB}",
+            "AIRFLOW_CONN_BREAKER_STORE": f"redis://127.0.0.1:{self.proxies['redis'].port}/{self.redis_db}",
             "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(self.smtp.connection()),
             "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(self.slack.connection()),
             "RESILIENT_ETL_CONFIG": str(self.config_file),
@@ -203,7 +205,11 @@ class LocalTarget:
         log = self.state_dir / "logs" / f"run-{logical_date.replace(':', '')}-{int(time.time() * 1000)}.log"
         out = log.open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "resilient_etl_devtools.drills.dagtest", logical_date], env=self._subprocess_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, "-m", "resilient_etl_devtools.drills.dagtest", logical_date],
+            env=self._subprocess_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         out.close()
         return PipelineRun(logical_date, process, log, time.time())
@@ -232,9 +238,7 @@ class LocalTarget:
         """Return ``(run_id, state)`` of the DAG run at ``logical_date`` in the metadata DB."""
         when = dt.datetime.fromisoformat(logical_date).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         with sqlite3.connect(self.state_dir / "airflow" / "airflow.db", timeout=30) as db:
-            row = db.execute(
-                "SELECT run_id, state FROM dag_run WHERE dag_id = ? AND substr(logical_date, 1, 19) = ?", (DAG_ID, when)
-            ).fetchone()
+            row = db.execute("SELECT run_id, state FROM dag_run WHERE dag_id = ? AND substr(logical_date, 1, 19) = ?", (DAG_ID, when)).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
     def task_retries(self, run_ids: list[str]) -> int:

@@ -141,6 +141,26 @@ def test_one_probe_after_the_timeout_then_closed(warehouse, store) -> None:
     assert other.call(_ok) == "ok"
 
 
+def test_waiting_until_the_reset_timeout_then_the_next_call_is_the_probe(warehouse, store) -> None:
+    clock = Clock()
+    cb, other = _breaker(store, clock), _breaker(store, clock)
+    assert not cb.waiting()
+    for _ in range(3):
+        with pytest.raises(ApiServerError):
+            cb.call(_fail)
+    assert cb.waiting()
+    clock.now += 29.9
+    assert cb.waiting()
+    clock.now += 0.2
+    assert not cb.waiting() and cb.current_state == "open"  # due: a caller may probe
+
+    def probe() -> str:
+        assert other.waiting()  # half-open with this probe in flight: the others wait
+        return "ok"
+
+    assert cb.call(probe) == "ok" and not cb.waiting()
+
+
 def test_failed_probe_reopens_for_another_timeout(warehouse, store) -> None:
     clock = Clock()
     cb = _breaker(store, clock)

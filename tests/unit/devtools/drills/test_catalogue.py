@@ -14,7 +14,10 @@ from resilient_etl_devtools.drills.catalogue import CATALOGUE_FILE, load_catalog
 
 def test_the_shipped_catalogue_covers_every_fault_family() -> None:
     catalogue = load_catalogue()
-    faults = {(s.fault.kind, getattr(s.fault, "toxic", None) or getattr(s.fault, "mode", None) or getattr(s.fault, "status", None)) for s in catalogue.scenarios.values()}
+    faults = {
+        (s.fault.kind, getattr(s.fault, "toxic", None) or getattr(s.fault, "mode", None) or getattr(s.fault, "status", None))
+        for s in catalogue.scenarios.values()
+    }
     assert {("http", 503), ("http", 429), ("kill", None), ("malformed_file", None), ("bad_config", None)} <= faults
     assert {("filesystem", "full"), ("filesystem", "read_only")} <= faults
     assert {("proxy", "latency"), ("proxy", "reset_peer"), ("proxy", "down")} <= faults

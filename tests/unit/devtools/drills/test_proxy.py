@@ -148,7 +148,9 @@ def test_the_cli_serves_proxies_and_applies_faults(echo: tuple[str, int]) -> Non
         assert f"proxy echo: 127.0.0.1:{listen}" in server.stdout.readline()
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([exe, "proxy", *args, "--control", f"http://127.0.0.1:{control}"], env=env, capture_output=True, text=True, timeout=60)
+            return subprocess.run(
+                [exe, "proxy", *args, "--control", f"http://127.0.0.1:{control}"], env=env, capture_output=True, text=True, timeout=60
+            )
 
         assert _roundtrip(listen)[0] == b"ping"
         down = cli("down", "echo")

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := constraints/airflow-3.3.2-py3.11.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint test-unit sandbox standalone cluster cluster-down config-check bench clean
+.PHONY: install demo test lint test-unit sandbox standalone cluster cluster-down drills config-check bench clean
 
 $(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ cluster: install  ## CeleryExecutor deployment on loopback: PostgreSQL metadata 
 
 cluster-down: install  ## stop exactly what `make cluster` started
 	$(BIN)/resilient-etl cluster down
+
+drills: install  ## every failure drill (~10 min), recorded, then docs/drills.md and the runbooks' measured times
+	$(BIN)/resilient-etl drill run --all --record docs/drill-results.json
+	$(BIN)/resilient-etl drill report
 
 config-check: install
 	$(BIN)/resilient-etl config check

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 import yaml
 
 from _support.alert_sinks import SlackSink, SmtpSink, free_port
@@ -214,6 +215,32 @@ def test_a_forced_open_breaker_warns(healthy) -> None:
     states = {o["componentId"]: (o["status"], o["observedValue"]) for o in doc["checks"]["breakers:state"]}
     assert states["companies_house"] == (WARN, "open") and states["postcodes_io"] == (PASS, "closed")
     assert doc["status"] == WARN
+
+
+def test_the_api_check_is_the_probe_of_a_breaker_whose_reset_timeout_passed(healthy) -> None:
+    """Only a call closes a breaker: with no rows to enrich, the scheduled health check is that call."""
+    from resilient_etl.hooks.shared_state import configured_store
+    from resilient_etl.hooks.warehouse import WarehouseHook
+    from resilient_etl.hooks.warehouse.schema import breaker_events
+
+    cfg = get_config()
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    store = configured_store(cfg, hook)
+    reset = cfg.breakers.policy("companies_house").reset_timeout_seconds
+    check = {"companies_house": default_checks(cfg)["companies_house"]}
+    assert store.transition("companies_house", expected="closed", new="open", now=time.time())  # just opened
+    check_health(checks=check)
+    assert store.read("companies_house").state == "open"  # still timing out: left alone
+    assert store.transition("companies_house", expected="open", new="closed", now=time.time())
+    assert store.transition("companies_house", expected="closed", new="open", now=time.time() - reset - 1)  # opened long ago
+    doc = check_health(checks=check)
+    assert doc["status"] == PASS and store.read("companies_house").state == "half-open"  # success_threshold 2: one more probe
+    check_health(checks=check)
+    assert store.read("companies_house").state == "closed"
+    with hook.begin() as conn:
+        changes = [(r.from_state, r.to_state) for r in conn.execute(select(breaker_events).where(breaker_events.c.name == "companies_house"))]
+    assert [to for _, to in changes][-2:] == ["half-open", "closed"]  # recorded as any probe is
 
 
 def test_smtp_down_fails(healthy) -> None:

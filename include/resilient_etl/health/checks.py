@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from resilient_etl.exceptions import BreakerOpenError
 from resilient_etl.health.model import FAIL, PASS, WARN, Observation, above, below, worst
+from resilient_etl.resilience.stores.base import CLOSED
 
 if TYPE_CHECKING:
     from resilient_etl.config.models import ResilienceConfig
@@ -85,10 +87,25 @@ def folders_check(cfg: ResilienceConfig) -> Check:
 
 
 def _api_call(hook: Any, endpoint: str) -> tuple[int, float]:
-    """One request through the pipeline's own hook: no retries, no pacing; an error status raises typed."""
+    """
+    Send one request through the pipeline's own hook: no retries, no pacing; an error status raises typed.
+
+    An open breaker whose reset timeout has passed takes this request as its half-open probe: only a call
+    closes a breaker, and with no rows to enrich nothing else calls the API, so without it the breaker
+    stayed open (and the backlog pending) long after the API was back. A breaker still timing out, or
+    probed by a worker right now, is left alone: the check then only reports the API as it answers.
+    """
     started = time.perf_counter()
     try:
-        status, _ = hook.request_once("GET", endpoint, allow_status=(404,))  # 404: the API answered
+        breaker = hook.breaker
+        status = None
+        if breaker is not None and breaker.current_state != CLOSED and not breaker.waiting():
+            try:
+                status, _ = breaker.call(hook.request_once, "GET", endpoint, allow_status=(404,))
+            except BreakerOpenError:  # another worker's probe is in flight: just look
+                pass
+        if status is None:
+            status, _ = hook.request_once("GET", endpoint, allow_status=(404,))  # 404: the API answered
     finally:
         hook.close()
     return status, _ms(started)

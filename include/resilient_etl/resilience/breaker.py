@@ -104,16 +104,15 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
 
     def waiting(self) -> bool:
         """
-        Return whether a call now would be refused without reaching the API: open with its reset timeout
-        still running, or half-open with another worker's probe in flight. An open breaker whose timeout has
-        passed is not waiting: the next call is its probe, and only a call can close it.
+        Return whether the breaker is open with its reset timeout still running: a call now is refused
+        without reaching the API. Once the timeout has passed it is not waiting (the next call is its
+        probe, and only a call can close it); half-open is not waiting either (a call is the next probe,
+        or is refused while another worker's probe is in flight).
         """
-        snap = self.snapshot() if self._ready else None
-        if snap is None or snap.state == CLOSED:
+        if not self._ready:
             return False
-        if snap.state == OPEN:
-            return self.clock() < snap.opened_at + self.policy.reset_timeout_seconds
-        return True
+        snap = self.snapshot()
+        return snap.state == OPEN and self.clock() < snap.opened_at + self.policy.reset_timeout_seconds
 
     def snapshot(self) -> BreakerSnapshot:
         """Return the shared state with its counters."""

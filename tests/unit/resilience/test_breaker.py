@@ -155,7 +155,9 @@ def test_waiting_until_the_reset_timeout_then_the_next_call_is_the_probe(warehou
     assert not cb.waiting() and cb.current_state == "open"  # due: a caller may probe
 
     def probe() -> str:
-        assert other.waiting()  # half-open with this probe in flight: the others wait
+        assert not other.waiting()  # half-open: not waiting, though a call is refused while this probe is in flight
+        with pytest.raises(BreakerOpenError, match="another worker is probing"):
+            other.call(_ok)
         return "ok"
 
     assert cb.call(probe) == "ok" and not cb.waiting()

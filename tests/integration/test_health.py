@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 import yaml
+from sqlalchemy import select
 
 from _support.alert_sinks import SlackSink, SmtpSink, free_port
 from _support.api_server import api_server

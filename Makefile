@@ -19,7 +19,7 @@ demo: install  ## run company_enrichment end to end on SQLite against the sandbo
 	$(BIN)/resilient-etl-dev demo
 
 test: install lint  ## lint, layers, types, then the whole suite (needs PostgreSQL and Redis; .ci/run starts them)
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider --durations=20
 
 lint: install  ## ruff (lint + format), the import-linter layer contracts, mypy on the typed layers
 	$(BIN)/ruff check .

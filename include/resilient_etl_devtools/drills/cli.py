@@ -76,8 +76,9 @@ def _run_drills(args: argparse.Namespace, catalogue: Any) -> int:
             print("drill run: name a scenario, or --all, or --fast", file=sys.stderr)
             return 2
     except ConfigError as exc:
-        print(f"drill: refused: {exc}", file=sys.stderr)
-        return EXIT_REFUSED if "drillable" in (exc.field or "") else 2
+        refused = (exc.field or "").endswith(".drillable")
+        print(f"drill: {'refused: ' if refused else ''}{exc}", file=sys.stderr)
+        return EXIT_REFUSED if refused else 2
     skipped = [n for n in names if target_spec.executor not in catalogue.scenarios[n].executors]
     names = [n for n in names if n not in skipped]
     target = LocalTarget(args.target, target_spec, Path(args.state_dir), database=args.database or DRILL_DATABASE, redis_db=args.redis_db)

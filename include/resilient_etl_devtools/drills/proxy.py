@@ -54,11 +54,16 @@ class ProxyStats:
 
 
 def _reset(sock: socket.socket) -> None:
+    """Reset ``sock``: both its peer and a thread blocked reading it find out."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-        sock.close()
+        # wakes a thread blocked in recv() on it: close() alone does not, and the connection then stayed
+        # established to the server with no owner (a drill's PostgreSQL session idle in transaction, holding
+        # the locks the retried load then waited on forever)
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
+    sock.close()
 
 
 @dataclass

@@ -19,10 +19,14 @@ from resilient_etl_devtools.drills.proxy import FaultProxy, Toxic
 from resilient_etl_devtools.sandbox.sinks import free_port
 
 
+ENDED: list[threading.Event] = []  # one per upstream connection, set when the server side saw it end
+
+
 @pytest.fixture
 def echo() -> Iterator[tuple[str, int]]:
     """A TCP echo server on loopback."""
     server = socket.create_server(("127.0.0.1", 0))
+    ENDED.clear()
 
     def serve() -> None:
         while True:
@@ -30,14 +34,15 @@ def echo() -> Iterator[tuple[str, int]]:
                 conn, _ = server.accept()
             except OSError:
                 return
-            threading.Thread(target=_echo, args=(conn,), daemon=True).start()
+            ENDED.append(threading.Event())
+            threading.Thread(target=_echo, args=(conn, ENDED[-1]), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
     yield server.getsockname()
     server.close()
 
 
-def _echo(conn: socket.socket) -> None:
+def _echo(conn: socket.socket, ended: threading.Event) -> None:
     try:
         while data := conn.recv(65536):
             conn.sendall(data)
@@ -45,6 +50,7 @@ def _echo(conn: socket.socket) -> None:
         pass
     finally:
         conn.close()
+        ended.set()
 
 
 def _answer(send) -> bytes:
@@ -102,6 +108,17 @@ def test_down_refuses_and_clear_listens_again_on_the_same_port(proxy: FaultProxy
         _roundtrip(port)
     proxy.clear()
     assert proxy.port == port and _roundtrip(port)[0] == b"ping"
+
+
+@pytest.mark.parametrize("toxic", ["down", "reset_peer"])
+def test_a_cut_reaches_the_server_too(proxy: FaultProxy, toxic: str) -> None:
+    """The server's side of a cut connection ends: a database session must not stay open holding its locks."""
+    client = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    client.sendall(b"a")
+    assert client.recv(1) == b"a"
+    proxy.set_toxic(Toxic(toxic))
+    assert ENDED[0].wait(5), "the upstream connection is still open"
+    client.close()
 
 
 def test_reset_peer_resets_open_and_new_connections(proxy: FaultProxy) -> None:

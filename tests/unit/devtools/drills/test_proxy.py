@@ -18,7 +18,6 @@ import pytest
 from resilient_etl_devtools.drills.proxy import FaultProxy, Toxic
 from resilient_etl_devtools.sandbox.sinks import free_port
 
-
 ENDED: list[threading.Event] = []  # one per upstream connection, set when the server side saw it end
 
 

@@ -126,16 +126,13 @@ class FilesystemInjector(Injector):
             self._saved = Path(tempfile.mkdtemp(prefix="drill-fs-", dir=self.target.state_dir))
             for item in self.folder.iterdir():
                 shutil.move(str(item), self._saved / item.name)
-            _run(["mount", "-t", "tmpfs", "-o", f"size={self.fault.size_kb}k", "drill-full", str(self.folder)])
-            # fill it: what the pipeline writes next finds no space
-            filler = self.folder / ".drill-filler"
-            with filler.open("wb") as out:
-                try:
-                    while True:
-                        out.write(b"\0" * 4096)
-                        out.flush()
-                except OSError:
-                    pass
+            try:
+                _run(["mount", "-t", "tmpfs", "-o", f"size={self.fault.size_kb}k", "drill-full", str(self.folder)])
+            except DrillSetupError:
+                self._restore(self._saved)
+                raise
+            self.active = True  # mounted: from here on, remove() must undo it whatever happens next
+            _fill(self.folder / ".drill-filler")  # what the pipeline writes next finds no space
         else:
             _run(["chattr", "+i", str(self.folder)])
         super().inject()
@@ -149,14 +146,19 @@ class FilesystemInjector(Injector):
                 if item.name != ".drill-filler":
                     shutil.move(str(item), kept / item.name)
             _run(["umount", str(self.folder)])
-            for source in (self._saved, kept):
-                if source is not None:
-                    for item in source.iterdir():
-                        shutil.move(str(item), self.folder / item.name)
-                    source.rmdir()
+            self._restore(self._saved)
+            self._restore(kept)
         else:
             _run(["chattr", "-i", str(self.folder)])
         super().remove()
+
+
+    def _restore(self, source: Path | None) -> None:
+        """Move what ``source`` holds back into the folder, and remove ``source``."""
+        if source is not None:
+            for item in source.iterdir():
+                shutil.move(str(item), self.folder / item.name)
+            source.rmdir()
 
 
 @dataclass
@@ -204,6 +206,18 @@ class ConfigInjector(Injector):
         if self._good is not None:
             self.target.config_file.write_text(self._good)
         super().remove()
+
+
+def _fill(path: Path) -> None:
+    """Write zeros to ``path`` until the filesystem is full (unbuffered: closing it cannot fail on a flush)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _run(cmd: list[str]) -> None:

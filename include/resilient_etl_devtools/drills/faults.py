@@ -152,7 +152,6 @@ class FilesystemInjector(Injector):
             _run(["chattr", "-i", str(self.folder)])
         super().remove()
 
-
     def _restore(self, source: Path | None) -> None:
         """Move what ``source`` holds back into the folder, and remove ``source``."""
         if source is not None:

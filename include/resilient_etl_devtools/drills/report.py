@@ -133,7 +133,11 @@ def runbook_quotes(catalogue: Catalogue, results: list[dict[str, Any]]) -> dict[
         s = catalogue.scenarios.get(r["scenario"])
         if s is None:
             continue
-        detect = f"detected in {r['time_to_detect_s']} s ({r['detected_by']})" if r["time_to_detect_s"] is not None else "not detected (absorbed)"
+        detect = (
+            f"detected in {r['time_to_detect_s']} s ({r['detected_by']})"
+            if r["time_to_detect_s"] is not None
+            else "no detection signal on this target"
+        )
         rto = f"recovered {r['rto_s']} s after the fault began" if r["rto_s"] is not None else "not recovered"
         quotes.setdefault(s.recovery.runbook, []).append(f"[{r['scenario']}](drills.md#{r['scenario']}) {detect}, {rto}")
     return {k: f"> **Measured by drill** ({'; '.join(v)}). <!-- drill-report -->\n" for k, v in quotes.items()}

@@ -149,8 +149,8 @@ class _Probe:
             started = time.time()
             try:
                 doc = self.health()
-            except Exception as exc:  # a probe that cannot run is a failed check, not a crashed drill
-                doc = {"status": "fail", "checks": {"probe": [{"output": str(exc)}]}}
+            except Exception as exc:  # a check that cannot even run (a config that does not load) is a failed check
+                doc = {"status": "fail", "checks": {type(exc).__name__: [{"output": str(exc)}]}}
             if doc["status"] == "fail" and self.since is not None and started >= self.since and self.first_fail is None:
                 self.first_fail = started
                 self.failed = ", ".join(n for n, obs in doc["checks"].items() if any(o.get("status", "fail") == "fail" for o in obs))

@@ -57,7 +57,10 @@ def render_report(catalogue: Catalogue, results: list[dict[str, Any]]) -> str:
         "Each drill checks the steady state (health pass/warn, breakers closed), injects its fault, drives the pipeline, "
         "removes the fault, applies its recovery and checks the steady state again. Times are seconds from the fault's "
         "start; *detected by* is the first signal a person would get (a failed health check, an alert accepted by the "
-        "SMTP/Slack sink, an incident row, a file in rejected/, a DAG import error). Rows lost and duplicated are the "
+        "SMTP/Slack sink, an incident row, a file in rejected/, a DAG import error). The drill probes health every "
+        "second; in production the `pipeline_health` DAG checks on its schedule (`health.schedule`, every 10 minutes by "
+        "default), so a fault only the health check sees is detected up to one interval later there, while alerts and "
+        "incidents come as they do here. Rows lost and duplicated are the "
         "drop's lines missing from, or present more than once in, `suppliers` + `quarantine`. Run them with "
         "`resilient-etl drill run NAME | --fast | --all --record docs/drill-results.json`, then `resilient-etl drill report`.",
         "",
@@ -116,6 +119,8 @@ def render_report(catalogue: Catalogue, results: list[dict[str, Any]]) -> str:
             lines.append("Not run yet.")
         else:
             lines += _table(["metric", "target", "measured", "pass"], [[c["metric"], c["target"], c["measured"], c["pass"]] for c in r["checks"]])
+            signals = ", ".join(f"{k} {v} s" for k, v in r.get("detections", {}).items())
+            lines += ["", f"Signals seen (s after the fault began): {signals or 'none'}."]
             if r["error"]:
                 lines += ["", f"Error: `{r['error']}`"]
             lines += ["", "Timeline (s from the fault's start):", ""]

@@ -29,6 +29,7 @@ def _result(**over: object) -> dict[str, object]:
         "started_at": 1_796_000_000.0,
         "finished_at": 1_796_000_040.0,
         "detected_by": "alert",
+        "detections": {"alert": 2.5, "incident": 2.6},
         "time_to_detect_s": 2.5,
         "rto_s": 35.1,
         "recover_after_fault_s": 15.0,
@@ -51,6 +52,7 @@ def test_the_report_shows_targets_against_measurements_and_keeps_the_lessons() -
     assert "| RTO (s) | ≤ 90 | 35.1 | yes |" in text
     assert "| [postcodes-down](#postcodes-down) | upstream_5xx | alert | 2.5 | 35.1 | 15.0 | 0 | 0 | 30 | 0 | yes |" in text
     assert "| 35.1 | steady state again: recovered |" in text
+    assert "Signals seen (s after the fault began): alert 2.5 s, incident 2.6 s." in text
     assert "## warehouse-outage" in text and "Not run yet." in text  # a scenario without a result says so
     for s in catalogue.scenarios.values():
         for lesson in s.lessons:

@@ -27,7 +27,7 @@ def test_deploy_check_names_what_is_missing_or_behind_and_passes_once_fixed(
     assert before["config"][0]
     assert before["connection warehouse_default"][0] and before["connection postcodes_io_default"][0]
     assert before["connection smtp_default"] == (False, "not defined (AIRFLOW_CONN_*, the metadata DB or the secrets backend)")
-    assert before["warehouse migrations"] == (False, "at 0001, the code needs 0002: run `resilient-etl db upgrade`")
+    assert before["warehouse migrations"] == (False, f"at 0001, the code needs {migrations.head()}: run `resilient-etl db upgrade`")
     assert before["dag import errors"] == (True, "none")
     assert before["workers"][0] and "runs tasks itself" in before["workers"][1]
 
@@ -35,7 +35,7 @@ def test_deploy_check_names_what_is_missing_or_behind_and_passes_once_fixed(
     with WarehouseHook("warehouse_default").begin() as conn:
         migrations.upgrade(conn)
     after = _by_check()
-    assert after["warehouse migrations"] == (True, "at head 0002")
+    assert after["warehouse migrations"] == (True, f"at head {migrations.head()}")
     assert after["connection smtp_default"][0]
     # no scheduler runs here and nothing listens on the SMTP port: health says so, and only health fails
     ok, detail = after.pop("health")

@@ -217,7 +217,7 @@ def test_a_forced_open_breaker_warns(healthy) -> None:
     assert doc["status"] == WARN
 
 
-def test_the_api_check_is_the_probe_of_a_breaker_whose_reset_timeout_passed(healthy) -> None:
+def test_the_breakers_check_probes_a_breaker_whose_reset_timeout_passed(healthy) -> None:
     """Only a call closes a breaker: with no rows to enrich, the scheduled health check is that call."""
     from resilient_etl.hooks.shared_state import configured_store
     from resilient_etl.hooks.warehouse import WarehouseHook
@@ -228,16 +228,15 @@ def test_the_api_check_is_the_probe_of_a_breaker_whose_reset_timeout_passed(heal
     hook.ensure_schema()
     store = configured_store(cfg, hook)
     reset = cfg.breakers.policy("companies_house").reset_timeout_seconds
-    check = {"companies_house": default_checks(cfg)["companies_house"]}
+    check = {"breakers": default_checks(cfg)["breakers"]}
     assert store.transition("companies_house", expected="closed", new="open", now=time.time())  # just opened
     check_health(checks=check)
     assert store.read("companies_house").state == "open"  # still timing out: left alone
     assert store.transition("companies_house", expected="open", new="closed", now=time.time())
     assert store.transition("companies_house", expected="closed", new="open", now=time.time() - reset - 1)  # opened long ago
     doc = check_health(checks=check)
-    assert doc["status"] == PASS and store.read("companies_house").state == "half-open"  # success_threshold 2: one more probe
-    check_health(checks=check)
-    assert store.read("companies_house").state == "closed"
+    assert doc["status"] == WARN and store.read("companies_house").state == "half-open"  # success_threshold 2: one more probe
+    assert check_health(checks=check)["status"] == PASS and store.read("companies_house").state == "closed"
     with hook.begin() as conn:
         changes = [(r.from_state, r.to_state) for r in conn.execute(select(breaker_events).where(breaker_events.c.name == "companies_house"))]
     assert [to for _, to in changes][-2:] == ["half-open", "closed"]  # recorded as any probe is

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from resilient_etl.exceptions import BreakerOpenError
+from resilient_etl.exceptions import ApiError, BreakerOpenError
 from resilient_etl.health.model import FAIL, PASS, WARN, Observation, above, below, worst
-from resilient_etl.resilience.stores.base import CLOSED
+from resilient_etl.resilience.stores.base import CLOSED, OPEN
 
 if TYPE_CHECKING:
     from resilient_etl.config.models import ResilienceConfig
@@ -87,28 +87,46 @@ def folders_check(cfg: ResilienceConfig) -> Check:
 
 
 def _api_call(hook: Any, endpoint: str) -> tuple[int, float]:
-    """
-    Send one request through the pipeline's own hook: no retries, no pacing; an error status raises typed.
-
-    An open breaker whose reset timeout has passed takes this request as its half-open probe: only a call
-    closes a breaker, and with no rows to enrich nothing else calls the API, so without it the breaker
-    stayed open (and the backlog pending) long after the API was back. A breaker still timing out, or
-    probed by a worker right now, is left alone: the check then only reports the API as it answers.
-    """
+    """One request through the pipeline's own hook: no retries, no pacing; an error status raises typed."""
     started = time.perf_counter()
     try:
-        breaker = hook.breaker
-        status = None
-        if breaker is not None and breaker.current_state != CLOSED and not breaker.waiting():
-            try:
-                status, _ = breaker.call(hook.request_once, "GET", endpoint, allow_status=(404,))
-            except BreakerOpenError:  # another worker's probe is in flight: just look
-                pass
-        if status is None:
-            status, _ = hook.request_once("GET", endpoint, allow_status=(404,))  # 404: the API answered
+        status, _ = hook.request_once("GET", endpoint, allow_status=(404,))  # 404: the API answered
     finally:
         hook.close()
     return status, _ms(started)
+
+
+_PROBES = {"postcodes_io": "/postcodes/SW1A1AA", "companies_house": "/company/00000006"}
+
+
+def _probe_due(cfg: ResilienceConfig, states: list[dict[str, Any]]) -> bool:
+    """
+    Send the probe of each open breaker whose reset timeout has passed (or half-open one); return whether one was sent.
+
+    Only a call closes a breaker, and with no rows to enrich nothing else calls the API: without this, a
+    breaker stayed open (and the backlog pending) long after its API was back. The probe goes through the
+    hook's own breaker, so it counts like any call: a failure reopens it, another worker's probe in flight
+    refuses it. Done here, on the breakers check's thread, so the shared store is used by one check only.
+    """
+    from resilient_etl.hooks.companies_house import CompaniesHouseHook
+    from resilient_etl.hooks.postcodes import PostcodesIoHook
+
+    hooks = {"postcodes_io": PostcodesIoHook, "companies_house": CompaniesHouseHook}
+    sent = False
+    for s in states:
+        if s["state"] == CLOSED or (s["state"] == OPEN and s.get("seconds_to_probe", 0) > 0):
+            continue  # closed, or still timing out; half-open takes probes until success_threshold of them passed
+        hook = hooks[s["name"]](getattr(cfg.apis, s["name"]).conn_id, timeout=cfg.health.timeout_seconds)
+        breaker = hook.breaker
+        try:
+            if breaker is not None and not breaker.waiting():
+                sent = True
+                breaker.call(hook.request_once, "GET", _PROBES[s["name"]], allow_status=(404,))
+        except (ApiError, BreakerOpenError):  # still failing (it reopened), or another worker is probing
+            pass
+        finally:
+            hook.close()
+    return sent
 
 
 def postcodes_check(cfg: ResilienceConfig) -> Check:
@@ -161,8 +179,11 @@ def breakers_check(cfg: ResilienceConfig) -> Check:
             warehouse.ensure_schema()  # a warehouse no run has used yet has no breaker tables: closed
         store = configured_store(cfg, warehouse)
         started = time.perf_counter()
-        states = breaker_states(store, [cfg.breakers.policy("postcodes_io"), cfg.breakers.policy("companies_house")])
+        policies = [cfg.breakers.policy("postcodes_io"), cfg.breakers.policy("companies_house")]
+        states = breaker_states(store, policies)
         latency = _ms(started)
+        if _probe_due(cfg, states):
+            states = breaker_states(store, policies)
         kind = describe(store)  # which store answers, and whether it fell back from Redis
         # An open breaker is the pipeline coping (fallbacks), not failing: warn, so someone looks.
         return {

@@ -125,4 +125,7 @@ def _processes_with_env(entry: str) -> list[int]:
 
 
 def _attrs(path: Path) -> str:
+    """The folder's attribute flags ("" before the target made it)."""
+    if not path.exists():
+        return ""
     return subprocess.run(["lsattr", "-d", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]

@@ -10,16 +10,17 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from _support.tcpproxy import TcpProxy
 from conftest import PG_HOST, PG_PORT
 from resilient_etl.config import RetryPolicy
 from resilient_etl.exceptions import ApiServerError, WarehouseUnavailableError
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
+from resilient_etl_devtools.drills.proxy import FaultProxy, Toxic
 from resilient_etl_devtools.localenv import connection_env
 from resilient_etl_devtools.sandbox.data import company_register
 from resilient_etl_devtools.sandbox.server import Sandbox
+from resilient_etl_devtools.sandbox.sinks import free_port
 
 FAST = RetryPolicy(dependency="companies_house", max_attempts=5, initial_wait_seconds=0.05, max_wait_seconds=0.2, max_elapsed_seconds=20)
 NUMBER = next(iter(company_register().profiles))
@@ -116,15 +117,15 @@ def test_no_secret_in_retry_logs(api_connections, monkeypatch, logs) -> None:
 
 
 def test_database_connection_retries_until_postgres_is_back(pg_warehouse, monkeypatch, logs) -> None:
-    proxy = TcpProxy(PG_HOST, PG_PORT).start()
+    proxy = FaultProxy("warehouse", (PG_HOST, PG_PORT)).start()
     monkeypatch.setenv(
         "AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({**pg_warehouse, "host": "127.0.0.1", "port": proxy.port, "password": "pw-must-not-leak"})
     )
     policy = RetryPolicy(dependency="database", max_attempts=20, initial_wait_seconds=0.1, max_wait_seconds=0.5, max_elapsed_seconds=15)
     hook = WarehouseHook(retry_policy=policy)
     hook.ensure_schema()  # through the proxy
-    proxy.cut()
-    threading.Timer(1.5, proxy.restore).start()
+    proxy.set_toxic(Toxic("down"))  # refuses new connections, resets the pooled one
+    threading.Timer(1.5, proxy.clear).start()
     started = time.monotonic()
     with hook.begin() as conn:
         assert conn.execute(select(1)).scalar_one() == 1
@@ -133,12 +134,12 @@ def test_database_connection_retries_until_postgres_is_back(pg_warehouse, monkey
     assert "database: attempt 1/20 failed with WarehouseUnavailableError" in text
     assert "database: succeeded after" in text
     assert "pw-must-not-leak" not in text
-    proxy.cut()
+    proxy.stop()
 
 
 def test_database_gives_up_with_a_typed_error(pg_warehouse, monkeypatch) -> None:
-    proxy = TcpProxy(PG_HOST, PG_PORT)  # never started: the port refuses
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({**pg_warehouse, "host": "127.0.0.1", "port": proxy.port}))
+    refusing = free_port()  # nothing listens there
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_DEFAULT", json.dumps({**pg_warehouse, "host": "127.0.0.1", "port": refusing}))
     policy = RetryPolicy(dependency="database", max_attempts=4, initial_wait_seconds=0.05, max_wait_seconds=0.1)
     with pytest.raises(WarehouseUnavailableError) as info:
         with WarehouseHook(retry_policy=policy).begin():

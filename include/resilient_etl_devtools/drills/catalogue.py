@@ -21,7 +21,6 @@ from resilient_etl_devtools.paths import PROJECT_ROOT
 
 CATALOGUE_FILE = PROJECT_ROOT / "config" / "drills.yaml"
 API_LINKS = ("postcodes_io", "companies_house")
-LINKS = (*API_LINKS, "warehouse", "redis")  # the connections a drill's proxies stand in
 STEADY_STATE = ("health", "breakers_closed", "reconciled", "exactly_once")
 
 

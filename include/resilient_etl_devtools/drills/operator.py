@@ -14,6 +14,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from resilient_etl.config import ENVIRONMENT_ENV
+
 
 class DrillOperator(BaseOperator):
     """
@@ -38,8 +40,11 @@ class DrillOperator(BaseOperator):
         exe = str(Path(sys.executable).with_name("resilient-etl"))
         cmd = [exe, "drill", "run", self.scenario, "--target", self.target, "--state-dir", str(state_dir), "--record", str(results), "-o", "json"]
         self.log.info("Running drill %s on target %s: %s", self.scenario, self.target, " ".join(cmd))
-        # the drill's own Airflow (its pipeline runs) must not inherit this task's Airflow settings
+        # The drill's own Airflow (its pipeline runs) must not inherit this task's Airflow settings; the
+        # environment name stays, so a drill triggered on production is refused by the command itself.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "RESILIENT_ETL"))}
+        if ENVIRONMENT_ENV in os.environ:
+            env[ENVIRONMENT_ENV] = os.environ[ENVIRONMENT_ENV]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         for line in proc.stderr.splitlines():
             if line.startswith(("[", "drill:", "results:", "skipped")):

@@ -225,7 +225,7 @@ class DrillRunner:
         runs: list[PipelineRun] = []
         try:
             with signals_abort():
-                self._drive(name, scenario, injector, probe, runs, result, deadline)
+                self._drive(scenario, injector, probe, runs, result, deadline)
         except (DrillAborted, KeyboardInterrupt) as exc:
             result.error = f"aborted: {exc or 'Ctrl-C'}"
             raise
@@ -241,13 +241,11 @@ class DrillRunner:
                 if not self.target.poll(run):
                     self.target.kill(run)
             probe.stop()
-        self._measure(name, scenario, injector, probe, runs, drop, result)
+        self._measure(scenario, injector, probe, runs, drop, result)
         self._record(result)
         return result
 
-    def _drive(
-        self, name: str, scenario: Scenario, injector: Injector, probe: _Probe, runs: list[PipelineRun], result: DrillResult, deadline: float
-    ) -> None:
+    def _drive(self, scenario: Scenario, injector: Injector, probe: _Probe, runs: list[PipelineRun], result: DrillResult, deadline: float) -> None:
         def inject() -> None:
             now = time.time()
             probe.since = now
@@ -322,9 +320,7 @@ class DrillRunner:
             return int(conn.execute(select(func.count()).select_from(etl_checkpoints).where(etl_checkpoints.c.run_id == run_id)).scalar_one())
 
     # -- measuring -------------------------------------------------------------------------------
-    def _measure(
-        self, name: str, scenario: Scenario, injector: Injector, probe: _Probe, runs: list[PipelineRun], drop: Any, result: DrillResult
-    ) -> None:
+    def _measure(self, scenario: Scenario, injector: Injector, probe: _Probe, runs: list[PipelineRun], drop: Any, result: DrillResult) -> None:
         since = result.fault_started_at or result.started_at
         signals: dict[str, float] = {}
         if probe.first_fail is not None:

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -263,7 +262,3 @@ class LocalTarget:
             self.api_registry(api).clear()
         for proxy in self.proxies.values():
             proxy.clear()
-
-    def remove(self) -> None:
-        """Delete the target's state dir (its warehouse database stays: drill_results live there)."""
-        shutil.rmtree(self.state_dir, ignore_errors=True)

@@ -20,3 +20,10 @@ def test_an_unknown_scenario_fails_the_task_naming_the_catalogue(tmp_path: Path)
     op = DrillOperator(task_id="run_drill", scenario="meteor-strike", state_dir=str(tmp_path))
     with pytest.raises(AirflowException, match=r"no drill scenario 'meteor-strike' \(scenarios: postcodes-down, "):
         op.execute({})
+
+
+def test_a_drill_triggered_on_production_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESILIENT_ETL_ENV", "prod")  # the task strips the Airflow settings, not the environment's name
+    op = DrillOperator(task_id="run_drill", scenario="postcodes-down", state_dir=str(tmp_path))
+    with pytest.raises(AirflowException, match="RESILIENT_ETL_ENV is prod"):
+        op.execute({})

@@ -84,10 +84,10 @@ def test_a_previous_release_warehouse_upgrades_with_every_row_intact_and_downgra
     with pytest.raises(SchemaOutOfDateError) as refused:
         warehouse.ensure_schema()  # what every pipeline task does first
     assert refused.value.category is Category.CONFIGURATION
-    assert "revision 0001" in str(refused.value) and "needs 0003" in str(refused.value) and "resilient-etl db upgrade" in str(refused.value)
+    assert "revision 0001" in str(refused.value) and "needs 0004" in str(refused.value) and "resilient-etl db upgrade" in str(refused.value)
 
     with warehouse.begin() as conn:
-        assert migrations.upgrade(conn) == ("0001", "0003")
+        assert migrations.upgrade(conn) == ("0001", "0004")
     with warehouse.connect() as conn:
         columns = {c["name"] for c in inspect(conn).get_columns("etl_checkpoints")}
         assert {"hostname", "try_number"} <= columns
@@ -97,6 +97,9 @@ def test_a_previous_release_warehouse_upgrades_with_every_row_intact_and_downgra
     warehouse.ensure_schema()  # at head: accepted
 
     with warehouse.begin() as conn:
+        assert migrations.downgrade(conn, "-1") == ("0004", "0003")
+        assert "manual_overrides" not in inspect(conn).get_table_names()
+        assert "replayed_at" not in {c["name"] for c in inspect(conn).get_columns("quarantine")}
         assert migrations.downgrade(conn, "-1") == ("0003", "0002")
         assert "drill_results" not in inspect(conn).get_table_names()
         assert migrations.downgrade(conn, "-1") == ("0002", "0001")
@@ -104,7 +107,7 @@ def test_a_previous_release_warehouse_upgrades_with_every_row_intact_and_downgra
         assert "hostname" not in {c["name"] for c in inspect(conn).get_columns("etl_checkpoints")}
         assert conn.execute(select(old.tables["suppliers"]).order_by("supplier_id")).all() == upgraded["suppliers"]
     with warehouse.begin() as conn:
-        assert migrations.upgrade(conn) == ("0001", "0003")
+        assert migrations.upgrade(conn) == ("0001", "0004")
     with warehouse.connect() as conn:
         assert _snapshot(conn) == upgraded
 
@@ -143,13 +146,13 @@ def test_db_cli_reports_upgrades_downgrades_and_history(sqlite_warehouse: dict[s
         return subprocess.run([exe, "db", *args], env=env, capture_output=True, text=True, timeout=120, check=False)
 
     assert json.loads(db("current", "-o", "json").stdout)[0]["current"] == "(empty warehouse)"
-    assert "(empty) -> 0003" in db("upgrade").stdout
-    assert "0003 -> 0002" in db("downgrade", "-1").stdout
+    assert "(empty) -> 0004" in db("upgrade").stdout
+    assert "0004 -> 0003" in db("downgrade", "-1").stdout
     behind = db("current", "-o", "json")
-    assert behind.returncode == 1 and json.loads(behind.stdout) == [{"current": "0002", "head": "0003", "up_to_date": False}]
-    assert "0002 -> 0003" in db("upgrade").stdout
+    assert behind.returncode == 1 and json.loads(behind.stdout) == [{"current": "0003", "head": "0004", "up_to_date": False}]
+    assert "0003 -> 0004" in db("upgrade").stdout
     history = json.loads(db("history", "-o", "json").stdout)
-    assert [(r["revision"], r["head"]) for r in history] == [("0003", True), ("0002", False), ("0001", False)]
+    assert [(r["revision"], r["head"]) for r in history] == [("0004", True), ("0003", False), ("0002", False), ("0001", False)]
     assert db("downgrade").returncode == 2
 
 
@@ -159,5 +162,5 @@ def test_any_pipeline_task_refuses_a_warehouse_behind_the_code(sqlite_warehouse:
     with WarehouseHook("warehouse_default").begin() as conn:
         migrations.upgrade(conn, "0001")
     load = LoadSuppliersOperator(task_id="load", batch_size=500)  # a load cleared alone after a deploy
-    with pytest.raises(SchemaOutOfDateError, match="revision 0001, the code needs 0003"):
+    with pytest.raises(SchemaOutOfDateError, match="revision 0001, the code needs 0004"):
         load.warehouse  # noqa: B018 - the first use checks the schema

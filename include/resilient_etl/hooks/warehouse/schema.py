@@ -65,6 +65,10 @@ quarantine = Table(
     Column("error_category", String(50), nullable=False),
     Column("detail", Text, nullable=False),
     Column("quarantined_at", DateTime(timezone=True), nullable=False),
+    # set when `resilient-etl quarantine replay` wrote the row back to landing (migration 0004): a row is
+    # replayed once, and the file it went into traces it to the run that took it
+    Column("replayed_at", DateTime(timezone=True)),
+    Column("replay_file", String(255)),
     Index("ix_quarantine_run", "run_id", "stage"),
 )
 
@@ -261,4 +265,22 @@ drill_results = Table(
     Column("passed", Boolean, nullable=False),
     Column("result", Text, nullable=False),
     Index("ix_drill_results_scenario", "scenario", "started_at"),
+)
+
+# Every manual override (migration 0004): pause/resume, breakers forced, live enrichment suspended,
+# quarantine replays, rejected files requeued, incidents resolved, restores; who, when, why, and which
+# earlier override a reversal undoes. ``details`` is JSON (secrets never go here).
+manual_overrides = Table(
+    "manual_overrides",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action", String(50), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("by_user", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("until", DateTime(timezone=True)),  # an override that lapses by itself (breaker open, enrichment off)
+    Column("reverses", Integer),  # the id of the override this one undoes
+    Column("details", Text, nullable=False),
+    Index("ix_manual_overrides_action_target", "action", "target", "at"),
 )

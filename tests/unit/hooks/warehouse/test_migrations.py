@@ -15,10 +15,12 @@ def test_every_migration_compiles_for_sql_server_both_ways() -> None:
     down = migrations.offline_sql("mssql", "0002:0001")
     assert "ALTER TABLE etl_checkpoints DROP COLUMN hostname" in down and "DROP COLUMN try_number" in down
     assert "DROP TABLE drill_results" in migrations.offline_sql("mssql", "0003:0002")
+    assert "CREATE TABLE manual_overrides" in up and "ALTER TABLE quarantine ADD replayed_at DATETIMEOFFSET NULL" in up
+    assert "DROP TABLE manual_overrides" in migrations.offline_sql("mssql", "0004:0003")
 
 
 def test_history_is_one_line_from_the_baseline_to_the_head() -> None:
     revisions = migrations.history()
-    assert [r.revision for r in revisions] == ["0003", "0002", "0001"]
-    assert revisions[-1].down_revision is None and revisions[0].down_revision == "0002"
-    assert migrations.head() == "0003"
+    assert [r.revision for r in revisions] == ["0004", "0003", "0002", "0001"]
+    assert revisions[-1].down_revision is None and revisions[0].down_revision == "0003"
+    assert migrations.head() == "0004"

@@ -12,7 +12,10 @@ from typing import Any
 
 import yaml
 
+from resilient_etl.commands.output import OUTPUT_FORMATS, add_output_argument, print_rows
 from resilient_etl.exceptions import ConfigError
+
+__all__ = ["OUTPUT_FORMATS", "add_output_argument", "build_parser", "main", "print_rows", "run_command"]
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -39,30 +42,26 @@ EXIT_SHARED_STATE_UNAVAILABLE = 3  # `breakers`: 0 all closed, 1 one is open, 3 
 
 
 def _cmd_breakers(args: argparse.Namespace) -> int:
-    import datetime as dt
-    import getpass
     import logging
-    import time
 
     from resilient_etl.config import get_config
-    from resilient_etl.exceptions import utc_clock
-    from resilient_etl.hooks.shared_state import BreakerEventRecorder, configured_store
+    from resilient_etl.hooks.shared_state import configured_store
     from resilient_etl.hooks.warehouse import WarehouseHook
-    from resilient_etl.resilience.breaker import breaker_states, force_state
-    from resilient_etl.resilience.stores.base import CLOSED, OPEN
+    from resilient_etl.recovery.breakers import force_breaker
+    from resilient_etl.resilience.breaker import breaker_states
 
     cfg = get_config()
     warehouse = WarehouseHook(cfg.warehouse.conn_id)
     warehouse.ensure_schema()
-    store = configured_store(cfg, warehouse)
-    policies = {name: cfg.breakers.policy(name) for name in ("postcodes_io", "companies_house")}
     action = getattr(args, "breaker_action", None)
     if action is None:
+        store = configured_store(cfg, warehouse)
+        policies = [cfg.breakers.policy(name) for name in ("postcodes_io", "companies_house")]
         # The store's own warning would be a second line: this command says it once, with its exit code.
         fallback_log = logging.getLogger("resilient_etl.resilience.stores.fallback")
         was_disabled, fallback_log.disabled = fallback_log.disabled, True
         try:
-            states = breaker_states(store, list(policies.values()))
+            states = breaker_states(store, policies)
         finally:
             fallback_log.disabled = was_disabled
         print(json.dumps(states, indent=2))
@@ -74,20 +73,14 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
             )
             return EXIT_SHARED_STATE_UNAVAILABLE
         return 0 if all(s["state"] == "closed" for s in states) else 1
-    if args.name not in policies:
-        print(f"resilient-etl breakers {action}: no breaker {args.name!r} (breakers: {', '.join(policies)})", file=sys.stderr)
+    try:
+        change = force_breaker(cfg, warehouse, args.name, open_minutes=args.minutes if action == "open" else None, why=args.reason, by=args.by)
+    except KeyError as exc:
+        print(f"resilient-etl breakers {action}: {exc.args[0]}", file=sys.stderr)
         return 2
-    new = CLOSED if action == "reset" else OPEN
-    now = time.time()
-    hold = args.minutes * 60 if action == "open" else 0.0
-    old = force_state(store, policies[args.name], new, now=now, hold_seconds=hold)
-    who = args.by or getpass.getuser()
-    reason = (
-        f"manual {action} by {who}" + (f" until {utc_clock(now + hold)}" if action == "open" else "") + (f": {args.reason}" if args.reason else "")
+    print(
+        f"circuit breaker {change.name}: {change.old} -> {change.new} ({change.reason}) at {change.at.isoformat(timespec='seconds')} (override #{change.override.id})"
     )
-    BreakerEventRecorder(warehouse).record(args.name, old, new, reason)
-    logging.getLogger("resilient_etl.resilience.breaker").warning("Circuit breaker %s: %s -> %s (%s)", args.name, old, new, reason)
-    print(f"circuit breaker {args.name}: {old} -> {new} ({reason}) at {dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec='seconds')}")
     return 0
 
 
@@ -119,7 +112,18 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
     except (LookupError, ValueError) as exc:
         print(f"incidents {args.action}: {exc}", file=sys.stderr)
         return 2
-    print(f"incident #{incident.id} {incident.status}")
+    from resilient_etl.pipeline import overrides
+
+    with alerter.warehouse.begin() as conn:
+        record = overrides.record(
+            conn,
+            "incident-ack" if args.action == "ack" else "incident-resolve",
+            f"incident #{incident.id}",
+            reason=args.note or "",
+            by=args.by,
+            details={"category": incident.category, "severity": incident.severity, "dag_id": incident.dag_id},
+        )
+    print(f"incident #{incident.id} {incident.status} (by {record.by_user}, override #{record.id})")
     return 0
 
 
@@ -174,39 +178,7 @@ def _cmd_health(args: argparse.Namespace) -> int:
     return EXIT_CODES[doc["status"]]
 
 
-OUTPUT_FORMATS = ("table", "json", "yaml", "plain")
 COMMAND_PLUGINS = "resilient_etl.commands"  # entry points adding command groups (resilient-etl-dev's ``cluster``)
-
-
-def add_output_argument(parser: argparse.ArgumentParser) -> None:
-    """Add Airflow's ``-o/--output table|json|yaml|plain`` to a listing command."""
-    parser.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="table", help="output format (default: table)")
-
-
-def print_rows(rows: list[dict[str, Any]], output: str) -> None:
-    """
-    Print ``rows`` as Airflow's CLI does for ``-o``.
-
-    :param rows: one mapping per row, all with the same keys
-    :param output: ``table``, ``json``, ``yaml`` or ``plain`` (tab-separated, no header)
-    """
-    if output == "json":
-        print(json.dumps(rows, indent=2, default=str))
-    elif output == "yaml":
-        print(yaml.safe_dump(json.loads(json.dumps(rows, default=str)), sort_keys=False), end="")
-    elif not rows:
-        print("" if output == "plain" else "No data found")
-    else:
-        cells = [[("" if v is None else str(v)) for v in row.values()] for row in rows]
-        if output == "plain":
-            print("\n".join("\t".join(line) for line in cells))
-            return
-        header = list(rows[0])
-        widths = [max(len(str(h)), *(len(line[i]) for line in cells)) for i, h in enumerate(header)]
-        print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-        print("=+=".join("=" * w for w in widths))
-        for line in cells:
-            print(" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
 def _add_plugin_commands(sub: Any) -> None:
@@ -247,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         forced = breakers_sub.add_parser(verb, help=text)
         forced.add_argument("name", help="postcodes_io or companies_house")
         forced.add_argument("--reason", default="", help="why, kept with the change")
-        forced.add_argument("--by", default=None, help="who (default: the login name)")
+        forced.add_argument("--by", default=None, help="who (default: $RESILIENT_ETL_USER, else the login name)")
         if verb == "open":
             forced.add_argument("--minutes", type=float, default=60.0, help="until the first probe (default 60)")
 
@@ -258,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     incidents.add_argument("action", choices=["list", "ack", "resolve"])
     incidents.add_argument("id", type=int, nargs="?")
     incidents.add_argument("--note", help="resolution note, sent with the recovery message")
+    incidents.add_argument("--by", default=None, help="who (default: $RESILIENT_ETL_USER, else the login name)")
     incidents.set_defaults(func=_cmd_incidents)
 
     db = sub.add_parser(
@@ -288,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_argument(deploy)
     deploy.set_defaults(func=_cmd_deploy_check)
 
+    from resilient_etl.commands.recovery import add_recovery_commands
+
+    add_recovery_commands(sub)
     _add_plugin_commands(sub)
     return parser
 

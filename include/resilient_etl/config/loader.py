@@ -77,7 +77,10 @@ def parse_config(data: Any, *, base_dir: Path, source: str = "<config>") -> Resi
         message, field, value = _describe(exc.errors())
         raise ConfigError(f"{source}: invalid configuration: {message}", field=field, value=value) from None
     resolved = {name: (base_dir / p).resolve() for name, p in cfg.paths.model_dump().items() if p is not None}
-    update: dict[str, Any] = {"paths": PathsConfig(**resolved)}
+    update: dict[str, Any] = {
+        "paths": PathsConfig(**resolved),
+        "backup": cfg.backup.model_copy(update={"dir": (base_dir / cfg.backup.dir).resolve()}),
+    }
     reference = cfg.fallback.postcode_reference
     if reference is not None:
         reference = (base_dir / reference).resolve()

@@ -367,6 +367,68 @@ class HealthConfig(_Strict):
         return self
 
 
+class RetentionConfig(_Strict):
+    """Which backup sets are kept: always the newest ``keep_last``; any other once older than ``keep_days``."""
+
+    keep_last: int = Field(7, ge=1, le=1000)
+    keep_days: float = Field(30, ge=0, le=3650)
+
+
+class BackupConfig(_Strict):
+    """``resilient-etl backup`` and the ``warehouse_backup`` DAG (docs/disaster-recovery.md)."""
+
+    dir: Path = Path("../backups")  # relative to the config file, as the paths are
+    schedule: str | None = "0 2 * * *"
+    retention: RetentionConfig = RetentionConfig()
+    # Fernet key (44 characters, urlsafe base64) encrypting connection secrets in a set; unset: left out
+    key_env: str = Field("RESILIENT_ETL_BACKUP_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    dags: list[str] = Field(["company_enrichment"], min_length=1)  # whose task_state_store rows a set keeps
+
+
+class RecoveryConfig(_Strict):
+    """Manual overrides that go through the Airflow REST API (``resilient-etl pipeline pause|resume``)."""
+
+    # host = the API server's URL, login/password = a user allowed to pause DAGs
+    airflow_api_conn_id: str = Field("airflow_api", min_length=1)
+    dags: list[str] = Field(["company_enrichment"], min_length=1)  # what `pipeline pause` pauses
+
+
+class Objective(_Strict):
+    """A recovery objective: back within ``rto_minutes``, losing at most ``rpo_minutes`` of work."""
+
+    rto_minutes: float = Field(gt=0, le=10_080)
+    rpo_minutes: float = Field(ge=0, le=10_080)
+
+
+class DrDrillConfig(_Strict):
+    """The scheduled DR drills (DAG ``dr_drill``): what runs, where, and how stale a result may get."""
+
+    schedule: str | None = "0 4 * * 0"
+    target: str = Field("local", min_length=1)
+    scenarios: list[str] = Field(["dr-restore", "pg-failover"], min_length=1)
+    max_age_days: float = Field(8, gt=0, le=366)  # a drill not passed for longer than this alerts
+
+
+class DisasterRecoveryConfig(_Strict):
+    """RTO/RPO per component, measured by the DR drills (docs/disaster-recovery.md)."""
+
+    objectives: dict[Literal["warehouse", "config", "metadata"], Objective] = {
+        "warehouse": Objective(rto_minutes=60, rpo_minutes=1440),
+        "config": Objective(rto_minutes=15, rpo_minutes=0),
+        "metadata": Objective(rto_minutes=120, rpo_minutes=1440),
+    }
+    drills: DrDrillConfig = DrDrillConfig()
+
+    @model_validator(mode="after")
+    def _every_component(self) -> DisasterRecoveryConfig:
+        missing = {"warehouse", "config", "metadata"} - set(self.objectives)
+        if missing:
+            raise ValueError(
+                f"objectives: missing {', '.join(sorted(missing))} (each of warehouse, config, metadata needs rto_minutes and rpo_minutes)"
+            )
+        return self
+
+
 class ResilienceConfig(_Strict):
     """The whole file."""
 
@@ -386,3 +448,6 @@ class ResilienceConfig(_Strict):
     alerts: AlertsConfig
     deadlines: DeadlinesConfig = DeadlinesConfig()
     health: HealthConfig = HealthConfig()
+    backup: BackupConfig = BackupConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
+    disaster_recovery: DisasterRecoveryConfig = DisasterRecoveryConfig()

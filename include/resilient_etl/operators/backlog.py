@@ -41,6 +41,13 @@ class ReenrichBacklogOperator(ApiEnrichmentOperator):
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from resilient_etl.pipeline.overrides import enrichment_suspension
+
+        with self.warehouse.begin() as conn:
+            suspension = enrichment_suspension(conn)
+        if suspension is not None:
+            self.log.warning("Backlog left for later: live enrichment is suspended by override #%s (%s)", suspension.id, suspension.reason)
+            return {"skipped": "live enrichment suspended", "override": suspension.id}
         postcodes, companies = self.hooks()
         try:
             return reenrich_backlog(self.warehouse, postcodes, companies, run_id=self.run_id(context), limit=self.limit)

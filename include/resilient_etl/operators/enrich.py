@@ -108,6 +108,17 @@ class ApiEnrichmentOperator(WarehouseOperator):
         self.log.warning("Stop requested: ending the waits for quota and retries")
         request_stop()
 
+    def suspended(self, context: Any, kind: str) -> dict[str, Any] | None:
+        """Return the summary of a try that loads every key as ``pending`` because live enrichment is suspended, else None."""
+        from resilient_etl.pipeline.enrich import enrich_nothing_live
+        from resilient_etl.pipeline.overrides import enrichment_suspension
+
+        with self.warehouse.begin() as conn:
+            suspension = enrichment_suspension(conn)
+        if suspension is None:
+            return None
+        return enrich_nothing_live(self.warehouse, run_id=self.run_id(context), kind=kind, suspension=suspension)
+
     def shared(self) -> SharedStore:
         """Return the store this operator shares breaker state and pacing through (one per task)."""
         from resilient_etl.hooks.shared_state import shared_store
@@ -151,6 +162,8 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
         from resilient_etl.hooks.postcodes import PostcodesIoHook
         from resilient_etl.pipeline.reference import default_reference_path, load_postcode_reference
 
+        if (summary := self.suspended(context, "postcode")) is not None:
+            return summary
         hook = PostcodesIoHook(
             self.postcodes_io_conn_id, timeout=self.timeout, bulk_size=self.bulk_size, retry_policy=self.api_retry_policy, breaker=self.breaker()
         )
@@ -187,6 +200,8 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
         from resilient_etl.hooks.companies_house import CompaniesHouseHook
         from resilient_etl.resilience.stores.base import describe
 
+        if (summary := self.suspended(context, "company")) is not None:
+            return summary
         store = self.shared() if self.pace else None
         self.log.info("Quota pacing: %s", describe(store) if store else "off")
         hook = CompaniesHouseHook(

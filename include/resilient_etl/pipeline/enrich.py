@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from resilient_etl.hooks.companies_house import CompaniesHouseHook
     from resilient_etl.hooks.postcodes import PostcodesIoHook
     from resilient_etl.hooks.warehouse import WarehouseHook
+    from resilient_etl.pipeline.overrides import Override
 
 log = logging.getLogger(__name__)
 COMPANY_COMMIT_EVERY = 25
@@ -118,6 +119,35 @@ def _cached(warehouse: WarehouseHook, cache: Table, key_col: str, keys: Iterable
     with warehouse.begin() as conn:
         rows = conn.execute(select(c[key_col], c.found, c.result, c.fetched_at).where(c[key_col].in_(keys))).all()
     return {r[0]: (json.loads(r.result) if r.found else None, r.fetched_at) for r in rows}
+
+
+def enrich_nothing_live(warehouse: WarehouseHook, *, run_id: str, kind: str, suspension: Override) -> dict[str, Any]:
+    """
+    Answer every key of the run ``pending`` without calling the API: live enrichment is suspended.
+
+    A declared outage (``resilient-etl pipeline enrichment suspend``) loads the rows now and leaves
+    their enrichment to the backlog once enrichment resumes; the non-live threshold does not apply,
+    because a person chose this.
+
+    :param suspension: the override in force (who suspended it, why, until when)
+    """
+    todo, resumed = keys_to_enrich(warehouse, run_id=run_id, kind=kind)
+    _save(warehouse, run_id=run_id, kind=kind, answers={k: ("pending", None, None) for k in todo})
+    summary = {
+        "looked_up": 0,
+        "already_live": resumed,
+        "by_source": source_counts(warehouse, run_id=run_id, kind=kind),
+        "suspended": {"override": suspension.id, "by": suspension.by_user, "reason": suspension.reason},
+    }
+    log.warning(
+        "%s enrichment suspended by override #%s (%s: %s): %s keys loaded as pending, re-enriched once it resumes",
+        kind,
+        suspension.id,
+        suspension.by_user,
+        suspension.reason,
+        len(todo),
+    )
+    return summary
 
 
 def is_fallback_trigger(exc: BaseException) -> bool:

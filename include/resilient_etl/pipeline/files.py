@@ -6,6 +6,8 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+REASON_SUFFIX = ".reason.txt"  # beside a rejected file: why it was rejected
+
 
 def reject_file(path: Path, rejected_dir: Path, reason: str) -> Path:
     """
@@ -20,13 +22,18 @@ def reject_file(path: Path, rejected_dir: Path, reason: str) -> Path:
     if target.exists():
         target = rejected_dir / f"{path.stem}.{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}{path.suffix}"
     shutil.move(str(path), target)
-    target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+    target.with_name(target.name + REASON_SUFFIX).write_text(reason + "\n", encoding="utf-8")
     return target
+
+
+def run_folder_name(run_id: str) -> str:
+    """Return a run id as a folder or file name part (``manual__2026-12-01T10:00:00+00:00`` -> ``manual__2026-12-01T10_00_00_00_00``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
 
 
 def archive_files(files: list[str], *, landing_dir: Path, archive_dir: Path, run_id: str) -> list[Path]:
     """Move the run's files from landing to ``archive_dir/<run id>/``; files already moved are skipped."""
-    target_dir = archive_dir / "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    target_dir = archive_dir / run_folder_name(run_id)
     moved = []
     for name in files:
         source = landing_dir / name

@@ -1,0 +1,1 @@
+"""Recovery: manual overrides that undo themselves, replays, backups and restores (docs/recovery.md)."""

@@ -196,3 +196,28 @@ def alert_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, objec
     yield smtp, slack
     smtp.stop()
     slack.stop()
+
+
+@pytest.fixture
+def pipeline_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> dict[str, Path]:
+    """The checkout's config with fast retries and temporary landing/archive/rejected folders (``config`` markers override sections)."""
+    import yaml
+
+    from _support.paths import CONFIG_FILE
+
+    data = yaml.safe_load(CONFIG_FILE.read_text())
+    for marker in request.node.iter_markers("config"):
+        for section, values in marker.kwargs.items():
+            data.setdefault(section, {}).update(values)
+    dirs = {name: tmp_path / name for name in ("landing", "archive", "rejected")}
+    data["paths"] = {k: str(v) for k, v in dirs.items()}
+    data.setdefault("backup", {})["dir"] = str(tmp_path / "backups")
+    data["load"]["batch_size"] = 120
+    fast = {"initial_wait_seconds": 0.02, "max_wait_seconds": 0.1, "max_attempts": 6}
+    data["retry"] = {"postcodes_io": fast, "companies_house": fast, "database": fast}
+    path = tmp_path / "config" / "resilience.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("RESILIENT_ETL_CONFIG", str(path))
+    dirs["landing"].mkdir()
+    return dirs

@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import func, select
 
-from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
+from _support.pipeline import run_dag
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import incidents, pipeline_runs, quarantine, staged_rows, suppliers
 from resilient_etl_devtools.sandbox.data import write_sample_csv
@@ -21,39 +20,10 @@ pytestmark = pytest.mark.airflow_run
 ROWS = 300
 
 
-@pytest.fixture
-def pipeline_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> dict[str, Path]:
-    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    for marker in request.node.iter_markers("config"):
-        for section, values in marker.kwargs.items():
-            data.setdefault(section, {}).update(values)
-    dirs = {name: tmp_path / name for name in ("landing", "archive", "rejected")}
-    data["paths"] = {k: str(v) for k, v in dirs.items()}
-    data["load"]["batch_size"] = 120
-    fast = {"initial_wait_seconds": 0.02, "max_wait_seconds": 0.1, "max_attempts": 6}
-    data["retry"] = {"postcodes_io": fast, "companies_house": fast, "database": fast}
-    path = tmp_path / "resilience.yaml"
-    path.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("RESILIENT_ETL_CONFIG", str(path))
-    dirs["landing"].mkdir()
-    return dirs
-
-
-def _run_dag(logical_date=None, **conf: object):
-    from airflow.dag_processing.dagbag import BundleDagBag
-
-    dags = Path(__file__).resolve().parents[2] / "dags"
-    bag = BundleDagBag(dag_folder=str(dags / "company_enrichment.py"), bundle_path=dags)
-    assert bag.import_errors == {}
-    kwargs = {"logical_date": logical_date, "run_after": logical_date} if logical_date is not None else {}
-    # dag.test with the logical date of an existing run clears that run and runs it again: a UI "clear"
-    return bag.dags["company_enrichment"].test(run_conf=conf or None, **kwargs)
-
-
 def test_end_to_end_run_reconciles_and_enriches(airflow_db, api_connections, warehouse_conn, pipeline_config) -> None:
     drop = write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=ROWS, dirty_share=0.05)
     (pipeline_config["landing"] / "broken.csv").write_bytes(b"\xff\xfe not a csv")
-    dag_run = _run_dag()
+    dag_run = run_dag()
     assert dag_run.state == "success"
 
     hook = WarehouseHook()
@@ -99,9 +69,9 @@ def _accepted_dirty_lines(drop, quarantined) -> set[int]:
 def test_second_run_loads_no_duplicates(airflow_db, api_connections, sqlite_warehouse, pipeline_config) -> None:
     landing = pipeline_config["landing"]
     write_sample_csv(landing / "suppliers.csv", rows=ROWS)
-    first = _run_dag()
+    first = run_dag()
     write_sample_csv(landing / "suppliers.csv", rows=ROWS)
-    second = _run_dag()
+    second = run_dag()
     assert (first.state, second.state) == ("success", "success")
     with WarehouseHook().begin() as conn:
         total = conn.execute(select(func.count()).select_from(suppliers)).scalar_one()
@@ -115,7 +85,7 @@ def test_landing_dir_param_overrides_the_configured_folder(airflow_db, api_conne
     one_off = tmp_path / "one-off"
     write_sample_csv(one_off / "extra.csv", rows=50, dirty_share=0)
     write_sample_csv(pipeline_config["landing"] / "untouched.csv", rows=50, dirty_share=0)
-    dag_run = _run_dag(landing_dir=str(one_off))
+    dag_run = run_dag(landing_dir=str(one_off))
     assert dag_run.state == "success"
     with WarehouseHook().begin() as conn:
         files = set(conn.execute(select(staged_rows.c.source_file).where(staged_rows.c.run_id == dag_run.run_id)).scalars())
@@ -132,7 +102,7 @@ def test_transient_api_errors_are_retried_and_no_row_is_lost(airflow_db, api_con
     write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=ROWS, dirty_share=0)
     for app in (api_connections.postcodes, api_connections.companies):
         requests.put(f"{app.url}/__sandbox/faults/*", json={"status": 503, "rate": 0.1}, timeout=5).raise_for_status()
-    dag_run = _run_dag()
+    dag_run = run_dag()
     injected = sum(sum(a.registry.snapshot()["injected"].values()) for a in (api_connections.postcodes, api_connections.companies))
     assert dag_run.state == "success"
     assert injected >= 10  # the faults really happened
@@ -149,7 +119,7 @@ def test_permanent_error_fails_at_once_with_retries_unused(
     env = connection_env(postcodes_url="", companies_url=api_connections.companies.url, api_key="revoked-key", warehouse={})
     monkeypatch.setenv("AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT", env["AIRFLOW_CONN_COMPANIES_HOUSE_DEFAULT"])
     write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=50, dirty_share=0)
-    dag_run = _run_dag()
+    dag_run = run_dag()
     assert dag_run.state == "failed"
     tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
     failed = tis["enrich_companies"]
@@ -175,11 +145,11 @@ def test_api_outage_runs_on_fallbacks_without_burning_retries(airflow_db, api_co
 
     landing = pipeline_config["landing"]
     write_sample_csv(landing / "suppliers.csv", rows=40, dirty_share=0)
-    assert _run_dag().state == "success"  # fills the company cache
+    assert run_dag().state == "success"  # fills the company cache
     requests.put(f"{api_connections.companies.url}/__sandbox/faults/company", json={"status": 503}, timeout=5).raise_for_status()
     before = api_connections.companies.registry.snapshot()["requests"].get("company", 0)
     write_sample_csv(landing / "suppliers.csv", rows=80, dirty_share=0)  # 40 known companies, 40 new
-    dag_run = _run_dag()
+    dag_run = run_dag()
     assert dag_run.state == "success"
     tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
     assert tis["enrich_companies"].try_number == 1  # the open breaker did not cost an Airflow retry
@@ -209,7 +179,7 @@ def test_too_much_fallback_behind_an_open_breaker_retries_after_the_next_probe(
 
     requests.put(f"{api_connections.companies.url}/__sandbox/faults/company", json={"status": 503}, timeout=5).raise_for_status()
     write_sample_csv(pipeline_config["landing"] / "suppliers.csv", rows=30, dirty_share=0)
-    dag_run = _run_dag()
+    dag_run = run_dag()
     assert dag_run.state == "failed"  # the API never came back
     ti = {ti.task_id: ti for ti in dag_run.get_task_instances()}["enrich_companies"]
     # transient (an open breaker), so retried - but not before the breaker's probe (4 s, not the 1 s retry delay)
@@ -229,13 +199,13 @@ def test_clear_and_rerun_resumes_after_the_last_committed_chunk(airflow_db, api_
     when = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     monkeypatch.setenv(chaos.CHAOS_ENV, '{"load.batch": {"fail_after": 1}}')
     chaos.reset()
-    first = _run_dag(logical_date=when)
+    first = run_dag(logical_date=when)
     assert first.state == "failed"
     with WarehouseHook().begin() as conn:
         committed = conn.execute(select(func.coalesce(func.sum(etl_checkpoints.c.rows), 0))).scalar_one()
     assert committed == 240  # two batches of 120 committed before the injected failure
     monkeypatch.delenv(chaos.CHAOS_ENV)
-    second = _run_dag(logical_date=when)
+    second = run_dag(logical_date=when)
     assert second.state == "success" and second.run_id == first.run_id
     with WarehouseHook().begin() as conn:
         chunks = conn.execute(
@@ -253,7 +223,7 @@ def test_clear_and_rerun_resumes_after_the_last_committed_chunk(airflow_db, api_
     (archived,) = pipeline_config["archive"].glob("*/suppliers.csv")
     shutil.copy(archived, pipeline_config["landing"] / "suppliers.csv")
     calls_before = api_connections.companies.registry.snapshot()["requests"]["company"]
-    third = _run_dag(logical_date=when, full_refresh=True)
+    third = run_dag(logical_date=when, full_refresh=True)
     assert third.state == "success" and third.run_id == first.run_id
     assert api_connections.companies.registry.snapshot()["requests"]["company"] > calls_before  # looked up again
     with WarehouseHook().begin() as conn:
@@ -284,7 +254,7 @@ def test_a_file_that_warns_loads_and_a_file_that_fails_is_rejected(airflow_db, a
     landing, rejected = pipeline_config["landing"], pipeline_config["rejected"]
     _with_bad_postcodes(landing / "a_warns.csv", rows=100, bad=2, seed=11)  # 2 % > warn 1 %, <= fail 5 %
     _with_bad_postcodes(landing / "b_fails.csv", rows=100, bad=10, seed=12)  # 10 % > fail 5 %
-    dag_run = _run_dag()
+    dag_run = run_dag()
     assert dag_run.state == "failed"
     tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
     assert tis["load"].state == "success"  # the good file was loaded …

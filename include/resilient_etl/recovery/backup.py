@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 FORMAT = 1
 CONFIG_ARCHIVE = "config.tar.gz"
+CONFIG_SUFFIXES = (".yaml", ".yml")  # what config/ holds: resilience*.yaml, drills.yaml
 CONNECTIONS, CONNECTIONS_ENCRYPTED = "airflow-connections.json", "airflow-connections.json.enc"
 STATE_STORE = "airflow-task-state-store.json"
 PARTIAL = ".partial-"
@@ -197,7 +198,7 @@ def _file_entry(path: Path, what: str) -> dict[str, Any]:
 
 
 def _config_archive(config_dir: Path, target: Path) -> list[str]:
-    names = sorted(p.name for p in config_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    names = sorted(p.name for p in config_dir.iterdir() if p.is_file() and p.suffix in CONFIG_SUFFIXES and not p.name.startswith("."))
     with tarfile.open(target, "w:gz") as tar:
         for name in names:
             tar.add(config_dir / name, arcname=name)

@@ -25,6 +25,7 @@ from resilient_etl.cli import main as cli
 from resilient_etl.config import RetryPolicy, get_config
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import incidents
+from resilient_etl.pipeline import overrides
 
 T0 = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)  # rotation turn 46: primary alice, secondary bob, lead carol
 
@@ -141,9 +142,16 @@ def test_cli_lists_acknowledges_and_resolves(alerter, capsys) -> None:
     assert cli(["incidents", "ack", str(incident.id)]) == 0
     assert cli(["incidents", "ack", str(incident.id)]) == 2  # not open any more
     assert "is acknowledged, not open" in capsys.readouterr().err
-    assert cli(["incidents", "resolve", str(incident.id), "--note", "key rotated"]) == 0
+    assert cli(["incidents", "resolve", str(incident.id), "--note", "key rotated", "--by", "carol"]) == 0
     assert "key rotated" in slack.texts()[-1]
+    assert f"incident #{incident.id} resolved (by carol, override #" in capsys.readouterr().out
     assert cli(["incidents", "resolve", "999"]) == 2
+    with a.warehouse.begin() as conn:  # who acknowledged and who resolved it, with the note, in the audit trail
+        trail = [(o.action, o.target, o.by_user, o.reason) for o in overrides.history(conn)]
+    assert trail[:2] == [
+        ("incident-resolve", f"incident #{incident.id}", "carol", "key rotated"),
+        ("incident-ack", f"incident #{incident.id}", overrides.current_user(), "(no reason given)"),
+    ]
 
 
 def test_retries_are_logged_and_notified_only_when_the_route_asks(alerter, logs) -> None:

@@ -279,6 +279,20 @@ def test_breakers_reset_and_open_are_manual_recorded_changes(sqlite_warehouse, c
     assert events[1].reason.startswith("manual open by bob until ") and events[1].reason.endswith(": key rotation")
     assert main(["breakers", "reset", "nope"]) == 2
 
+    # each is a manual override too (who, why, until when), and the forced open is undone by its id
+    capsys.readouterr()
+    assert main(["overrides", "list", "-o", "json"]) == 0
+    opened, reset = json.loads(capsys.readouterr().out)
+    assert (reset["action"], reset["by"], reset["reason"]) == ("breaker-reset", "alice", "API back")
+    assert (opened["action"], opened["target"], opened["by"], opened["reason"]) == ("breaker-open", "companies_house", "bob", "key rotation")
+    assert opened["until"]
+    assert main(["overrides", "undo", str(opened["id"]), "--why", "rotation done", "--by", "bob"]) == 0
+    assert store.read("companies_house").state == "closed"
+    assert main(["overrides", "undo", str(opened["id"])]) == 2  # once
+    assert "was undone already" in capsys.readouterr().err
+    assert main(["overrides", "undo", str(reset["id"])]) == 2  # a reset has no reverse: it says what to do instead
+    assert "open it again with `resilient-etl breakers open NAME`" in capsys.readouterr().err
+
 
 def test_a_resumed_try_reports_what_it_really_kept_and_looks_up(api_connections, sqlite_warehouse, tmp_path, logs) -> None:
     from sqlalchemy import update

@@ -7,6 +7,16 @@ import shutil
 from pathlib import Path
 
 REASON_SUFFIX = ".reason.txt"  # beside a rejected file: why it was rejected
+QUALITY_SUFFIX = ".quality.json"  # beside a file the data-quality gate rejected: the rule-by-rule report
+SIDECARS = (REASON_SUFFIX, QUALITY_SUFFIX)
+# `resilient-etl quarantine replay` writes these: rows quarantined before, so the data-quality gate (a
+# share of bad rows) does not reject them as a file; each row is validated and quarantined on its own.
+REPLAY_PREFIX = "replay-"
+
+
+def is_replay(name: str) -> bool:
+    """Return whether a landing file is a quarantine replay."""
+    return Path(name).name.startswith(REPLAY_PREFIX)
 
 
 def reject_file(path: Path, rejected_dir: Path, reason: str) -> Path:

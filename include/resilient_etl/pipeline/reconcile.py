@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from resilient_etl.exceptions import DataQualityError, ReconciliationError
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import pipeline_runs, quality_results, quarantine, staged_rows
-from resilient_etl.pipeline.files import archive_files
+from resilient_etl.pipeline.files import archive_files, is_replay
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ def count_run(warehouse: WarehouseHook, run_id: str) -> tuple[dict[str, int], li
         ]
         failed_quality: dict[str, list[str]] = {}
         for row in conn.execute(select(r.c.source_file, r.c.rule).where(r.c.run_id == run_id, r.c.verdict == "fail").order_by(r.c.rule)):
-            failed_quality.setdefault(row.source_file, []).append(row.rule)
+            if not is_replay(row.source_file):  # a replay's failed rules quarantined its rows, not the file
+                failed_quality.setdefault(row.source_file, []).append(row.rule)
     return by_status, files, unreadable, failed_quality
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from resilient_etl.hooks.identifiers import normalise_company_number, normalise_postcode
 from resilient_etl.hooks.warehouse.schema import quality_results, staged_rows
-from resilient_etl.pipeline.files import reject_file
+from resilient_etl.pipeline.files import QUALITY_SUFFIX, is_replay, reject_file
 from resilient_etl.pipeline.quality import evaluate, rule_of
 from resilient_etl.pipeline.staging import Quarantined, mark_valid, quarantine_rows, set_lines_status
 
@@ -214,6 +214,13 @@ def _validate_file(
         quality = evaluate(source_file, rows_checked=len(rows), broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds)
         summary["quality"][source_file] = quality.verdict
     failed = quality is not None and quality.verdict == "fail"
+    if failed and is_replay(source_file):
+        log.warning(
+            "Data quality: replay file %s fails %s: its rows are quarantined again one by one, the file is not rejected",
+            source_file,
+            quality.broken("fail"),
+        )
+        failed = False
     with warehouse.begin() as conn:
         if quality is not None:
             now = dt.datetime.now(dt.UTC)
@@ -249,7 +256,7 @@ def _validate_file(
         if landing_dir is not None and rejected_dir is not None and (landing_dir / source_file).exists():
             report = json.dumps(quality.report(), indent=2)
             target = reject_file(landing_dir / source_file, rejected_dir, f"data quality: failed {', '.join(quality.broken('fail'))}")
-            target.with_name(target.name + ".quality.json").write_text(report, encoding="utf-8")
+            target.with_name(target.name + QUALITY_SUFFIX).write_text(report, encoding="utf-8")
         return
     seen.update(file_ids)
     summary["rows_valid"] += len(valid)

@@ -24,10 +24,9 @@ from sqlalchemy import Connection, func, select, update
 
 from resilient_etl.hooks.warehouse.schema import pipeline_runs, quarantine
 from resilient_etl.pipeline import overrides
-from resilient_etl.pipeline.files import REASON_SUFFIX, run_folder_name
+from resilient_etl.pipeline.files import QUALITY_SUFFIX, REASON_SUFFIX, REPLAY_PREFIX, SIDECARS, run_folder_name
 from resilient_etl.pipeline.validate import CSV_COLUMNS
 
-REPLAY_PREFIX = "replay-"
 REDERIVE = "rederive-from-archive"
 
 
@@ -150,10 +149,11 @@ def rejected_files(rejected_dir: Path) -> list[dict[str, Any]]:
         return []
     out = []
     for path in sorted(rejected_dir.iterdir()):
-        if not path.is_file() or path.name.endswith(REASON_SUFFIX) or path.name.startswith("."):
+        if not path.is_file() or path.name.endswith(SIDECARS) or path.name.startswith("."):
             continue
         reason_file = path.with_name(path.name + REASON_SUFFIX)
         reason = reason_file.read_text(encoding="utf-8").strip() if reason_file.exists() else "(no reason recorded)"
+        report = path.with_name(path.name + QUALITY_SUFFIX)
         stat = path.stat()
         out.append(
             {
@@ -161,6 +161,7 @@ def rejected_files(rejected_dir: Path) -> list[dict[str, Any]]:
                 "bytes": stat.st_size,
                 "rejected_at": dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).isoformat(timespec="seconds"),
                 "reason": reason.splitlines()[0] if reason else "",
+                "report": report.name if report.exists() else "",
             }
         )
     return out
@@ -175,7 +176,7 @@ def requeue_rejected(conn: Connection, *, name: str, rejected_dir: Path, landing
     :raises FileExistsError: landing already holds a file of that name
     """
     source = rejected_dir / Path(name).name
-    if not source.is_file() or source.name.endswith(REASON_SUFFIX):
+    if not source.is_file() or source.name.endswith(SIDECARS):
         there = ", ".join(f["file"] for f in rejected_files(rejected_dir)) or "none"
         raise FileNotFoundError(f"no rejected file {name!r} in {rejected_dir} (rejected files: {there})")
     target = landing_dir / source.name
@@ -186,10 +187,12 @@ def requeue_rejected(conn: Connection, *, name: str, rejected_dir: Path, landing
     overrides.record(conn, "rejected-requeue", source.name, reason=why, by=by, details={"rejected_because": reason, "to": str(target)})
     landing_dir.mkdir(parents=True, exist_ok=True)
     shutil.move(str(source), target)
-    if reason_file.exists():
-        kept = rejected_dir / ".requeued"
-        kept.mkdir(exist_ok=True)
-        shutil.move(str(reason_file), kept / f"{reason_file.name}.{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}")
+    stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    for sidecar in (source.with_name(source.name + suffix) for suffix in SIDECARS):
+        if sidecar.exists():  # kept for the record, out of the listing
+            kept = rejected_dir / ".requeued"
+            kept.mkdir(exist_ok=True)
+            shutil.move(str(sidecar), kept / f"{sidecar.name}.{stamp}")
     return target
 
 

@@ -24,9 +24,8 @@ from resilient_etl.config import config_path, get_config
 from resilient_etl.config.models import RetentionConfig
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import manual_overrides, suppliers
-from resilient_etl.recovery import backup
+from resilient_etl.recovery import backup, dumps
 from resilient_etl.recovery.airflow_meta import AirflowMetadata
-from resilient_etl.recovery import dumps
 from resilient_etl.recovery.dumps import mssql
 from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl_devtools.sandbox.data import write_sample_csv
@@ -88,9 +87,10 @@ def test_a_backup_restores_into_an_empty_warehouse_with_every_row(loaded, empty_
     assert report["row_counts"] == counts and report["schema_revision"] == "0004"
     restored = WarehouseHook("restored")
     with restored.begin() as conn, WarehouseHook().begin() as source:
-        assert conn.execute(select(suppliers).order_by(suppliers.c.supplier_id)).all() == source.execute(
-            select(suppliers).order_by(suppliers.c.supplier_id)
-        ).all()
+        assert (
+            conn.execute(select(suppliers).order_by(suppliers.c.supplier_id)).all()
+            == source.execute(select(suppliers).order_by(suppliers.c.supplier_id)).all()
+        )
         restore_record = conn.execute(select(manual_overrides).where(manual_overrides.c.action == "restore")).one()
     assert restore_record.target == chosen.name
 

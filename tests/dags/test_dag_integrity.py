@@ -94,6 +94,7 @@ def test_each_dag_is_tagged_for_what_it_does(dagbag: BundleDagBag) -> None:
         "pipeline_health": "health",
         "warehouse_maintenance": "maintenance",
         "chaos_drill": "drills",
+        "warehouse_backup": "backup",
     }.items():
         assert own in tags[dag_id] and not tags[dag_id] & {"suppliers", "enrichment"}, (dag_id, tags[dag_id])
 

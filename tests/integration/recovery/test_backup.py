@@ -190,6 +190,28 @@ def test_retention_keeps_the_newest_sets_and_prunes_old_ones(warehouse_conn, pip
     assert younger == []  # all younger than 30 days
 
 
+@pytest.mark.parametrize("warehouse_conn", ["sqlite"], indirect=True)
+def test_the_warehouse_backup_dag_writes_a_set_and_prunes_by_retention(loaded, pipeline_config) -> None:
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    dags = Path(__file__).resolve().parents[3] / "dags"
+    bag = BundleDagBag(dag_folder=str(dags / "warehouse_backup.py"), bundle_path=dags)
+    assert bag.import_errors == {}
+    cfg = get_config()
+    old = backup.create_backup(cfg, config_dir=config_path().parent, now=dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    for day in range(cfg.backup.retention.keep_last - 1):  # with the DAG's set: keep_last newer ones
+        backup.create_backup(cfg, config_dir=config_path().parent, now=dt.datetime(2025, 2, 1 + day, tzinfo=dt.UTC))
+    run = bag.dags["warehouse_backup"].test()
+    assert run.state == "success"
+    (ti,) = run.get_task_instances()
+    summary = ti.xcom_pull(task_ids="backup")
+    sets = backup.list_sets(cfg.backup.dir)
+    assert sets[-1].name == summary["set"] and summary["suppliers"] == backup.row_counts(WarehouseHook())["suppliers"]
+    assert summary["pruned"] == [old.name] and not old.path.exists()  # older than keep_days and beyond keep_last
+    assert len(sets) == cfg.backup.retention.keep_last
+    assert sets[-1].manifest["airflow"]["state_store_rows"] > 0
+
+
 def test_sql_server_sets_hold_the_statement_not_a_dump() -> None:
     statement = mssql.backup_statement("warehouse", "/var/opt/mssql/backup/2026.bak")
     assert statement == (

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
-from resilient_etl.commands.output import OUTPUT_FORMATS, add_output_argument, print_rows
+from resilient_etl.commands.output import OUTPUT_FORMATS, add_output_argument, emit, print_rows, results, results_on_stdout
 from resilient_etl.exceptions import ConfigError
 
-__all__ = ["OUTPUT_FORMATS", "add_output_argument", "build_parser", "main", "print_rows", "run_command"]
+__all__ = ["OUTPUT_FORMATS", "add_output_argument", "build_parser", "emit", "main", "print_rows", "run_command"]
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -33,8 +33,8 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     if os.environ.get(ENVIRONMENT_ENV):
         layers.append(f"{path.stem}.{os.environ[ENVIRONMENT_ENV]}{path.suffix} ({ENVIRONMENT_ENV})")
     layers += sorted(k for k in os.environ if k.startswith(OVERRIDE_PREFIX))
-    print(f"# valid. Layers: {' + '.join(layers)}. Effective values:")
-    print(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False), end="")
+    emit(f"# valid. Layers: {' + '.join(layers)}. Effective values:")
+    emit(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False), end="")
     return 0
 
 
@@ -64,7 +64,7 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
             states = breaker_states(store, policies)
         finally:
             fallback_log.disabled = was_disabled
-        print(json.dumps(states, indent=2))
+        emit(json.dumps(states, indent=2))
         if getattr(store, "degraded", None) is not None:
             print(
                 f"resilient-etl breakers: shared-state store {store.what} unavailable; these are the warehouse "
@@ -78,7 +78,7 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
     except KeyError as exc:
         print(f"resilient-etl breakers {action}: {exc.args[0]}", file=sys.stderr)
         return 2
-    print(
+    emit(
         f"circuit breaker {change.name}: {change.old} -> {change.new} ({change.reason}) at {change.at.isoformat(timespec='seconds')} (override #{change.override.id})"
     )
     return 0
@@ -95,12 +95,12 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
             with alerter.warehouse.begin() as conn:
                 rows = store.active(conn)
             for i in rows:
-                print(
+                emit(
                     f"#{i.id}\t{i.status}\t{i.severity}\t{i.category}\t{i.dag_id}.{i.task_id or '*'}\t"
                     f"x{i.occurrences}\tsince {i.first_seen_at:%Y-%m-%d %H:%M} UTC\tlevel {i.escalation_level}\t{i.detail or ''}"
                 )
             if not rows:
-                print("no open incidents")
+                emit("no open incidents")
             return 0
         if args.id is None:
             print(f"incidents {args.action}: an incident id is required", file=sys.stderr)
@@ -123,7 +123,7 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
             by=args.by,
             details={"category": incident.category, "severity": incident.severity, "dag_id": incident.dag_id},
         )
-    print(f"incident #{incident.id} {incident.status} (by {record.by_user}, override #{record.id})")
+    emit(f"incident #{incident.id} {incident.status} (by {record.by_user}, override #{record.id})")
     return 0
 
 
@@ -154,7 +154,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
             before, after = migrations.upgrade(conn, args.revision or "head")
         else:
             before, after = migrations.downgrade(conn, args.revision)
-    print(f"warehouse {warehouse.warehouse_conn_id}: {before or '(empty)'} -> {after or '(empty)'} in {time.monotonic() - started:.1f} s")
+    emit(f"warehouse {warehouse.warehouse_conn_id}: {before or '(empty)'} -> {after or '(empty)'} in {time.monotonic() - started:.1f} s")
     return 0
 
 
@@ -164,7 +164,7 @@ def _cmd_deploy_check(args: argparse.Namespace) -> int:
     results = deploy_check()
     if args.output == "table" and not args.table:
         for r in results:
-            print(f"{'PASS' if r.ok else 'FAIL'}  {r.check}: {r.detail}")
+            emit(f"{'PASS' if r.ok else 'FAIL'}  {r.check}: {r.detail}")
     else:
         print_rows([{"check": r.check, "ok": r.ok, "detail": r.detail} for r in results], args.output)
     return 0 if all(r.ok for r in results) else 1
@@ -174,7 +174,7 @@ def _cmd_health(args: argparse.Namespace) -> int:
     from resilient_etl.health import EXIT_CODES, check_health
 
     doc = check_health()
-    print(json.dumps(doc, indent=2))
+    emit(json.dumps(doc, indent=2))
     return EXIT_CODES[doc["status"]]
 
 
@@ -276,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(args: Any) -> int:
     """Run a parsed command (its ``func``); return its exit code, or 141 when the reader of stdout went away."""
     try:
-        code = args.func(args)
-        sys.stdout.flush()
+        with results_on_stdout():
+            code = args.func(args)
+            results().flush()
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as `yes | head` does, and keep Python's
         # exit-time flush from raising again on the closed pipe.

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from resilient_etl.cli import run_command
+from resilient_etl.commands.output import emit
 from resilient_etl_devtools.sandbox import DEMO_CH_LIMIT
 
 
@@ -23,20 +24,20 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         ch_limit=args.ch_limit,
         ch_window_seconds=args.ch_window,
     ).start()
-    print(f"postcodes.io sandbox:      {sandbox.postcodes.url}", flush=True)
-    print(f"Companies House sandbox:   {sandbox.companies.url}  (quota {args.ch_limit}/{args.ch_window}s)", flush=True)
+    emit(f"postcodes.io sandbox:      {sandbox.postcodes.url}", flush=True)
+    emit(f"Companies House sandbox:   {sandbox.companies.url}  (quota {args.ch_limit}/{args.ch_window}s)", flush=True)
     sinks = []
     if args.outbox:
         from resilient_etl_devtools.sandbox.sinks import SlackSink, SmtpSink
 
         outbox = Path(args.outbox).resolve()
         sinks = [SmtpSink(port=args.smtp_port, outbox=outbox).start(), SlackSink(port=args.slack_port, outbox=outbox).start()]
-        print(
+        emit(
             f"alert sinks:               smtp://127.0.0.1:{args.smtp_port}, http://127.0.0.1:{args.slack_port} "
             f"(smtp_default, slack_alerts) -> {outbox}",
             flush=True,
         )
-    print("fault control: PUT <url>/__sandbox/faults/<endpoint>; Ctrl-C stops", flush=True)
+    emit("fault control: PUT <url>/__sandbox/faults/<endpoint>; Ctrl-C stops", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -52,7 +53,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from resilient_etl_devtools.sandbox.data import write_sample_csv
 
     drop = write_sample_csv(Path(args.path), rows=args.rows, dirty_share=args.dirty_share, seed=args.seed)
-    print(f"wrote {drop.rows} rows to {drop.path} ({len(drop.dirty_lines)} dirty)")
+    emit(f"wrote {drop.rows} rows to {drop.path} ({len(drop.dirty_lines)} dirty)")
     return 0
 
 
@@ -74,9 +75,9 @@ def _cmd_env(args: argparse.Namespace) -> int:
         **sink_connection_env(smtp_port=args.smtp_port, slack_port=args.slack_port),
     }
     for key, value in env.items():
-        print(f"export {key}={shlex.quote(value)}")
+        emit(f"export {key}={shlex.quote(value)}")
     # The venv's bin first, so `resilient-etl` and `airflow` (and what airflow standalone spawns) resolve.
-    print(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
+    emit(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
     return 0
 
 
@@ -93,16 +94,16 @@ def _cmd_classification(args: argparse.Namespace) -> int:
     text = render(get_config())
     if args.write:
         DOC_PATH.write_text(text, encoding="utf-8")
-        print(f"wrote {DOC_PATH}")
+        emit(f"wrote {DOC_PATH}")
         return 0
     if args.check:
         current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
         if current != text:
             print(f"{DOC_PATH} is stale: run `resilient-etl-dev classification --write`", file=sys.stderr)
             return 1
-        print(f"{DOC_PATH} is up to date")
+        emit(f"{DOC_PATH} is up to date")
         return 0
-    print(text)
+    emit(text)
     return 0
 
 
@@ -118,7 +119,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         return 0 if cluster.up(timeout=args.timeout) else 1
     if args.cluster_action == "down":
         if not cluster.down():
-            print("cluster not running: nothing stopped")
+            emit("cluster not running: nothing stopped")
         return 0
     rows = cluster.status()
     print_rows(rows, args.output)

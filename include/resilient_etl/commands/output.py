@@ -4,11 +4,62 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 import yaml
 
 OUTPUT_FORMATS = ("table", "json", "yaml", "plain")
+_RESULTS: list[TextIO] = []  # the stream results go to while :func:`results_on_stdout` is in force
+
+
+def results() -> TextIO:
+    """Return where a command writes its results: the real stdout (logs are on stderr meanwhile)."""
+    return _RESULTS[-1] if _RESULTS else sys.stdout
+
+
+def emit(*values: Any, end: str = "\n", flush: bool = False) -> None:
+    """Print a command's result (``print`` for results; logs and messages go to stderr)."""
+    print(*values, end=end, file=results(), flush=flush)
+
+
+@contextmanager
+def results_on_stdout() -> Iterator[None]:
+    """
+    Keep stdout for a command's results (``-o json`` piped into ``jq``, ``eval "$(resilient-etl-dev env)"``)
+    and send everything else written to it, Airflow's log lines among them, to stderr.
+
+    Loggers write to file descriptor 1 through streams they picked up on their own, so descriptor 1
+    is pointed at stderr meanwhile, and :func:`emit` writes to a stream on the real stdout. Output
+    already redirected in-process (a test's capsys) is left alone.
+    """
+    try:
+        real = sys.stdout.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # not a file descriptor: captured
+        real = False
+    if not real:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    stream = open(saved, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors, closefd=False)
+    _RESULTS.append(stream)
+    try:
+        yield
+    finally:
+        _RESULTS.remove(stream)
+        try:
+            stream.flush()
+        except BrokenPipeError:  # the reader went away: run_command reports it
+            pass
+        finally:
+            stream.close()
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def add_output_argument(parser: argparse.ArgumentParser) -> None:
@@ -24,19 +75,19 @@ def print_rows(rows: list[dict[str, Any]], output: str) -> None:
     :param output: ``table``, ``json``, ``yaml`` or ``plain`` (tab-separated, no header)
     """
     if output == "json":
-        print(json.dumps(rows, indent=2, default=str))
+        emit(json.dumps(rows, indent=2, default=str))
     elif output == "yaml":
-        print(yaml.safe_dump(json.loads(json.dumps(rows, default=str)), sort_keys=False), end="")
+        emit(yaml.safe_dump(json.loads(json.dumps(rows, default=str)), sort_keys=False), end="")
     elif not rows:
-        print("" if output == "plain" else "No data found")
+        emit("" if output == "plain" else "No data found")
     else:
         cells = [[("" if v is None else str(v)) for v in row.values()] for row in rows]
         if output == "plain":
-            print("\n".join("\t".join(line) for line in cells))
+            emit("\n".join("\t".join(line) for line in cells))
             return
         header = list(rows[0])
         widths = [max(len(str(h)), *(len(line[i]) for line in cells)) for i, h in enumerate(header)]
-        print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-        print("=+=".join("=" * w for w in widths))
+        emit(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+        emit("=+=".join("=" * w for w in widths))
         for line in cells:
-            print(" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+            emit(" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())

@@ -88,7 +88,17 @@ class ConfigFault(_Strict):
     value: Any
 
 
-Fault = Annotated[HttpFault | ProxyFault | KillFault | FilesystemFault | FileFault | ConfigFault, Field(discriminator="kind")]
+class DisasterFault(_Strict):
+    """
+    A disaster, not a blip: the warehouse database is dropped (recovered from the last backup set), or the
+    PostgreSQL primary is lost (recovered by promoting its streaming standby).
+    """
+
+    kind: Literal["disaster"]
+    event: Literal["warehouse_dropped", "primary_lost"]
+
+
+Fault = Annotated[HttpFault | ProxyFault | KillFault | FilesystemFault | FileFault | ConfigFault | DisasterFault, Field(discriminator="kind")]
 
 
 class Recovery(_Strict):
@@ -97,10 +107,13 @@ class Recovery(_Strict):
 
     ``automatic``: nothing but the next run (the drill starts one once the fault is removed);
     ``clear``: the runbook's clear of the failed run (the drill reruns it, same run id);
-    ``rollback_config``: the runbook's config rollback, then the next run.
+    ``rollback_config``: the runbook's config rollback, then the next run;
+    ``restore_backup``: the runbook's restore of the last backup set (and the archive's files of later
+    runs back to landing), then the next run; ``failover``: the standby promoted and the warehouse
+    address moved to it, then a clear of a run that failed.
     """
 
-    mode: Literal["automatic", "clear", "rollback_config"]
+    mode: Literal["automatic", "clear", "rollback_config", "restore_backup", "failover"]
     runbook: str = Field(pattern=r"^[a-z0-9-]+$")  # the section of docs/runbooks.md
 
 
@@ -127,7 +140,8 @@ class Scenario(_Strict):
     category: str  # the failure category of the taxonomy (config classification) it exercises
     fault: Fault
     injected_at: str  # where, in words, for the report
-    start: Literal["before_run", "during_load"] = "before_run"
+    # before_run; during_load (after the first chunks commit); after_run (once run 1 succeeded)
+    start: Literal["before_run", "during_load", "after_run"] = "before_run"
     duration_seconds: float = Field(gt=0)
     steady_state: tuple[Literal["health", "breakers_closed", "reconciled", "exactly_once"], ...] = STEADY_STATE
     recovery: Recovery
@@ -166,6 +180,9 @@ class Catalogue(_Strict):
                 raise ValueError(f"scenarios.{name}.start: a kill fault needs start: during_load")
             if s.recovery.mode == "rollback_config" and s.fault.kind != "bad_config":
                 raise ValueError(f"scenarios.{name}.recovery.mode: rollback_config only undoes a bad_config fault")
+            wanted = {"warehouse_dropped": "restore_backup", "primary_lost": "failover"}.get(getattr(s.fault, "event", ""))
+            if (s.recovery.mode in ("restore_backup", "failover") or wanted) and s.recovery.mode != wanted:
+                raise ValueError(f"scenarios.{name}.recovery.mode: a dropped warehouse needs restore_backup, a lost primary failover")
         return self
 
     def scenario(self, name: str) -> Scenario:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from resilient_etl.commands.output import emit
 from resilient_etl_devtools.paths import PROJECT_ROOT
 
 EXIT_FAILED, EXIT_REFUSED = 1, 3
@@ -51,7 +52,7 @@ def _cmd_drill(args: argparse.Namespace) -> int:
         from resilient_etl_devtools.drills.report import write_report
 
         for path in write_report(catalogue, Path(args.results)):
-            print(f"wrote {path}")
+            emit(f"wrote {path}")
         return 0
     return _run_drills(args, catalogue)
 
@@ -213,8 +214,8 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
             host, _, port = upstream.rpartition(":")
             control.add(FaultProxy(name, (host, int(port)), int(listen)))
         for p in control.proxies.values():
-            print(f"proxy {p.name}: 127.0.0.1:{p.port} -> {p.upstream[0]}:{p.upstream[1]}", flush=True)
-        print(f"control API on 127.0.0.1:{control.port} (Ctrl-C stops; every fault is removed)", flush=True)
+            emit(f"proxy {p.name}: 127.0.0.1:{p.port} -> {p.upstream[0]}:{p.upstream[1]}", flush=True)
+        emit(f"control API on 127.0.0.1:{control.port} (Ctrl-C stops; every fault is removed)", flush=True)
         try:
             control.serve_forever()
         except KeyboardInterrupt:
@@ -229,7 +230,7 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
         return 0
     if args.proxy_action == "clear":
         proxy = _control(args, "DELETE", f"/proxies/{args.name}/toxic")
-        print(f"proxy {proxy['name']}: no fault")
+        emit(f"proxy {proxy['name']}: no fault")
         return 0
     toxic = {
         "type": args.proxy_action,
@@ -239,7 +240,7 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
         "timeout_ms": args.timeout_ms,
     }
     proxy = _control(args, "POST", f"/proxies/{args.name}/toxic", toxic)
-    print(f"proxy {proxy['name']}: {args.proxy_action} {json.dumps({k: v for k, v in proxy['toxic'].items() if v and k != 'type'})}")
+    emit(f"proxy {proxy['name']}: {args.proxy_action} {json.dumps({k: v for k, v in proxy['toxic'].items() if v and k != 'type'})}")
     return 0
 
 

@@ -9,7 +9,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +28,30 @@ class DrillSetupError(RuntimeError):
 
 @dataclass
 class Injector:
-    """Base: a fault that is in force between :meth:`inject` and :meth:`remove`."""
+    """
+    Base: a fault that is in force between :meth:`inject` and :meth:`remove`.
+
+    :meth:`prepare` builds what the fault needs before the drill's own drop (a backup to restore, a
+    standby to promote); :meth:`cleanup` takes it down on every way out. ``measures`` holds what the
+    injector measured for the report; ``earlier_drops`` the files it loaded before the drill's drop.
+    """
 
     target: LocalTarget
     active: bool = False
+    measures: dict[str, Any] = field(default_factory=dict)
+    earlier_drops: list[Any] = field(default_factory=list)
+
+    def prepare(self, event: Callable[[str], None]) -> None:
+        """Build what the fault needs; ``event`` adds a line to the drill's timeline."""
 
     def inject(self) -> None:
         self.active = True
 
     def remove(self) -> None:
         self.active = False
+
+    def cleanup(self) -> None:
+        """Take down what :meth:`prepare` built (called on every way out, after :meth:`remove`)."""
 
     def dead_requests(self) -> int:
         return 0
@@ -237,6 +252,12 @@ _INJECTORS: dict[str, type[Injector]] = {
 
 def injector_for(fault: Any, target: LocalTarget) -> Injector:
     """Return the injector of ``fault`` on ``target``."""
+    if fault.kind == "disaster":
+        from resilient_etl_devtools.drills.disasters import DISASTERS
+
+        injector = DISASTERS[fault.event](target)
+        injector.fault = fault  # type: ignore[attr-defined]
+        return injector
     injector = _INJECTORS[fault.kind](target)
     injector.fault = fault  # type: ignore[attr-defined]
     return injector

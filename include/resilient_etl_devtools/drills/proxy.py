@@ -117,6 +117,15 @@ class FaultProxy:
         if toxic.type == "down":
             self._close_listener()
 
+    def repoint(self, upstream: tuple[str, int]) -> None:
+        """
+        Send new connections to ``upstream`` and reset the open ones: what a DNS name or virtual IP moved
+        to a promoted standby does (clients reconnect and reach the new primary).
+        """
+        with self._lock:
+            self.upstream = upstream
+        self._reset_all()
+
     def clear(self) -> None:
         """Remove the toxic: traffic flows again (a ``down`` proxy listens again on its port)."""
         with self._lock:

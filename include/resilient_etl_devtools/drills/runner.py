@@ -26,7 +26,7 @@ from sqlalchemy import func, insert, or_, select
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import drill_results, etl_checkpoints, incidents, pipeline_runs, quarantine, suppliers
 from resilient_etl_devtools.drills.catalogue import Scenario
-from resilient_etl_devtools.drills.faults import Injector, KillInjector, injector_for
+from resilient_etl_devtools.drills.faults import DrillSetupError, Injector, KillInjector, injector_for
 from resilient_etl_devtools.drills.target import LocalTarget, PipelineRun
 from resilient_etl_devtools.sandbox.data import write_sample_csv
 
@@ -69,6 +69,7 @@ class DrillResult:
     steady_state_after: dict[str, str] = field(default_factory=dict)
     timeline: list[tuple[float, str]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    measures: dict[str, Any] = field(default_factory=dict)  # what the fault's injector measured (backup, restore, failover)
     error: str | None = None
 
     def since_fault(self, at: float | None) -> float | None:
@@ -213,13 +214,29 @@ class DrillRunner:
         result.steady_state_before = before
         if any(v != "ok" for v in before.values()):
             raise DrillRefused(f"{self.target.name} is not in its steady state: " + "; ".join(f"{k}: {v}" for k, v in before.items() if v != "ok"))
-        self.target.reset_state()
+        for path in self.target.reset_state():
+            result.event(f"left by an earlier drill, moved out of landing: {path}")
         deadline = time.time() + (timeout or max(120.0, scenario.targets.rto_seconds * 3 + scenario.duration_seconds))
         injector = injector_for(scenario.fault, self.target)
+        try:
+            with signals_abort():
+                injector.prepare(result.event)
+            self._attempt(name, scenario, injector, result, deadline)
+        except DrillSetupError as exc:  # could not be set up: a failed drill that says why (recorded below)
+            result.error = f"setup: {exc}"
+            result.finished_at = time.time()
+        finally:
+            injector.cleanup()  # after measuring (a failover's rows are on the standby), before recording
+        self._record(result)
+        return result
+
+    def _attempt(self, name: str, scenario: Scenario, injector: Injector, result: DrillResult, deadline: float) -> None:
+        """Drop the drill's file, drive the fault and the recovery, measure; the fault is removed on every way out."""
         drop = write_sample_csv(
             self.target.folder("landing") / f"drill-{name}-{int(time.time())}.csv", rows=self.target.spec.rows, seed=int(time.time())
         )
-        result.rows_in = drop.rows
+        drops = [*injector.earlier_drops, drop]
+        result.rows_in = sum(d.rows for d in drops)
         result.event(f"drop {drop.path.name}: {drop.rows} rows written to landing")
         probe = _Probe(self.health, self.probe_interval).start()
         runs: list[PipelineRun] = []
@@ -241,9 +258,7 @@ class DrillRunner:
                 if not self.target.poll(run):
                     self.target.kill(run)
             probe.stop()
-        self._measure(scenario, injector, probe, runs, drop, result)
-        self._record(result)
-        return result
+        self._measure(scenario, injector, probe, runs, drops, result)
 
     def _drive(self, scenario: Scenario, injector: Injector, probe: _Probe, runs: list[PipelineRun], result: DrillResult, deadline: float) -> None:
         def inject() -> None:
@@ -259,6 +274,14 @@ class DrillRunner:
             inject()
         runs.append(self.target.start_run())
         result.event(f"run 1 started ({runs[-1].logical_date})")
+        if scenario.start == "after_run":
+            while not self.target.poll(runs[-1]):
+                self._check_deadline(deadline)
+                time.sleep(0.2)
+            if runs[-1].state != "success":
+                raise RuntimeError(f"run 1 ended {runs[-1].state} before the fault: nothing to recover to")
+            result.event("run 1 ended: success", runs[-1].ended)
+            inject()
         if scenario.start == "during_load":
             wanted = getattr(scenario.fault, "after_chunks", 1) or 1
             while self._chunks(runs[-1]) < wanted:
@@ -295,7 +318,7 @@ class DrillRunner:
                     if recovery_runs >= MAX_RECOVERY_RUNS:
                         raise RuntimeError(f"not recovered after {recovery_runs} runs once the fault ended")
                     recovery_runs += 1
-                    if current.state not in ("success", None) and scenario.recovery.mode == "clear":
+                    if current.state not in ("success", None) and scenario.recovery.mode in ("clear", "failover"):
                         runs.append(self.target.start_run(current.logical_date))
                         result.event(f"runbook {scenario.recovery.runbook}: clear of run {len(runs) - 1} (same run id)")
                     else:
@@ -320,7 +343,7 @@ class DrillRunner:
             return int(conn.execute(select(func.count()).select_from(etl_checkpoints).where(etl_checkpoints.c.run_id == run_id)).scalar_one())
 
     # -- measuring -------------------------------------------------------------------------------
-    def _measure(self, scenario: Scenario, injector: Injector, probe: _Probe, runs: list[PipelineRun], drop: Any, result: DrillResult) -> None:
+    def _measure(self, scenario: Scenario, injector: Injector, probe: _Probe, runs: list[PipelineRun], drops: list[Any], result: DrillResult) -> None:
         since = result.fault_started_at or result.started_at
         signals: dict[str, float] = {}
         if probe.first_fail is not None:
@@ -337,11 +360,17 @@ class DrillRunner:
             ).scalar()
             if first_incident is not None:
                 signals["incident"] = _aware(first_incident).timestamp()
-            lines = [r.source_line for r in conn.execute(select(suppliers.c.source_line).where(suppliers.c.source_file == drop.path.name))]
-            lines += [
-                r.line_number
+            names = [d.path.name for d in drops]
+            supplier_lines = [
+                (r.source_file, r.source_line)
+                for r in conn.execute(select(suppliers.c.source_file, suppliers.c.source_line).where(suppliers.c.source_file.in_(names)))
+            ]
+            lines = supplier_lines + [
+                (r.source_file, r.line_number)
                 for r in conn.execute(
-                    select(quarantine.c.line_number).where(quarantine.c.source_file == drop.path.name, quarantine.c.stage != "extract")
+                    select(quarantine.c.source_file, quarantine.c.line_number).where(
+                        quarantine.c.source_file.in_(names), quarantine.c.stage != "extract"
+                    )
                 )
             ]
             reconciled = conn.execute(
@@ -364,11 +393,16 @@ class DrillRunner:
         if signals:
             result.detected_by, result.detected_at = min(signals.items(), key=lambda kv: kv[1])
             result.event(f"detected by {result.detected_by}", result.detected_at)
-        expected = set(range(2, drop.rows + 2))  # data lines of the file (line 1 is the header)
-        seen: dict[int, int] = {}
+        # every data line of every drop (line 1 is the header), once, in suppliers or quarantine
+        expected = {(d.path.name, n) for d in drops for n in range(2, d.rows + 2)}
+        seen: dict[tuple[str, int], int] = {}
         for line in lines:
             seen[line] = seen.get(line, 0) + 1
         result.rows_lost = len(expected - set(seen))
+        result.measures = dict(injector.measures)
+        if "rows_committed_after_backup" in result.measures:  # the rows the backup could not have, and whether they are back
+            last = drops[-1].path.name
+            result.measures["rows_rederived"] = len({line for line in supplier_lines if line[0] == last})
         result.rows_duplicated = sum(n - 1 for n in seen.values() if n > 1)
         result.dead_requests = injector.dead_requests()
         result.retries_used = self.target.task_retries(run_ids) + sum(
@@ -410,6 +444,9 @@ class DrillRunner:
             result.rows_duplicated,
             result.rows_duplicated is not None and result.rows_duplicated <= t.rows_duplicated,
         )
+        if "rows_committed_after_backup" in result.measures:
+            committed, back = result.measures["rows_committed_after_backup"], result.measures.get("rows_rederived", 0)
+            check("rows committed after the backup, re-derived from archive/", "all", f"{back} of {committed}", back >= committed > 0)
         if "reconciled" in scenario.steady_state:
             bad = [r.run_id for r in reconciled if r.rows_in != r.rows_loaded + r.rows_quarantined + r.rows_pending]
             check(

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -77,6 +78,7 @@ class LocalTarget:
     redis_db: int = DRILL_REDIS_DB
     proxies: dict[str, FaultProxy] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    warehouse_server: tuple[str, int] = PG_SERVER  # where the warehouse proxy forwards (a failover moves it)
 
     def start(self) -> LocalTarget:
         """Start the sandbox, sinks and proxies; write the config (Airflow's DB is migrated before the first run)."""
@@ -93,7 +95,7 @@ class LocalTarget:
             "redis": FaultProxy("redis", REDIS_SERVER).start(),
         }
         if self.spec.warehouse == "postgres":
-            self._create_database()
+            self.ensure_database()
             self.proxies["warehouse"] = FaultProxy("warehouse", PG_SERVER).start()
             warehouse: dict[str, Any] = {
                 "conn_type": "postgres",
@@ -142,6 +144,7 @@ class LocalTarget:
         data = yaml.safe_load((PROJECT_ROOT / "config" / "resilience.yaml").read_text())
         data = deep_merge(data, self.spec.config_overrides)
         data["paths"] = {k: str(self.state_dir / k) for k in ("landing", "archive", "rejected")}
+        data.setdefault("backup", {})["dir"] = str(self.state_dir / "backups")
         data = deep_merge(data, overlay or {})
         path = self.state_dir / "resilience.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -158,21 +161,64 @@ class LocalTarget:
         """An engine on the warehouse that does not cross the fault proxy (the drill's own measurements)."""
         if not hasattr(self, "_engine"):
             if self.spec.warehouse == "postgres":
-                url = sqlalchemy.URL.create("postgresql+psycopg2", username="postgres", host=PG_SERVER[0], port=PG_SERVER[1], database=self.database)
+                host, port = self.warehouse_server
+                url = sqlalchemy.URL.create("postgresql+psycopg2", username="postgres", host=host, port=port, database=self.database)
             else:
                 url = sqlalchemy.URL.create("sqlite", database=str(self.state_dir / "warehouse.db"))
             self._engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
         return self._engine
 
-    def _create_database(self) -> None:
-        url = sqlalchemy.URL.create("postgresql+psycopg2", username="postgres", host=PG_SERVER[0], port=PG_SERVER[1], database="postgres")
-        engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    def _admin(self) -> sqlalchemy.Engine:
+        host, port = self.warehouse_server
+        url = sqlalchemy.URL.create("postgresql+psycopg2", username="postgres", host=host, port=port, database="postgres")
+        return sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+
+    def ensure_database(self) -> None:
+        """Create the warehouse database when it does not exist (empty: the pipeline creates its schema)."""
+        engine = self._admin()
         try:
             with engine.connect() as conn:
                 if not conn.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": self.database}).first():
                     conn.execute(sqlalchemy.text(f'CREATE DATABASE "{self.database}"'))
         finally:
             engine.dispose()
+
+    def drop_database(self) -> None:
+        """Drop the warehouse database, cutting its sessions (the disaster of the dr-restore drill)."""
+        self.direct_engine().dispose()
+        engine = self._admin()
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'))
+        finally:
+            engine.dispose()
+
+    def repoint_warehouse(self, server: tuple[str, int]) -> None:
+        """Move the warehouse address (its proxy, and this process's direct engine) to ``server``."""
+        self.warehouse_server = server
+        if "warehouse" in self.proxies:
+            self.proxies["warehouse"].repoint(server)
+        if hasattr(self, "_engine"):
+            self._engine.dispose()
+            del self._engine
+
+    def cli(self, *args: str, timeout: float = 600) -> str:
+        """
+        Run ``resilient-etl ARGS`` in the target's environment, as the runbook has a person do; return its stdout.
+
+        :raises RuntimeError: it exited non-zero (its stderr quoted)
+        """
+        done = subprocess.run(
+            [sys.executable, "-m", "resilient_etl.cli", *args],
+            env=self._subprocess_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"resilient-etl {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+        return done.stdout
 
     # -- Airflow ---------------------------------------------------------------------------------
     def _subprocess_env(self) -> dict[str, str]:
@@ -256,9 +302,19 @@ class LocalTarget:
     def api_registry(self, api: str) -> Any:
         return (self.sandbox.postcodes if api == "postcodes_io" else self.sandbox.companies).registry
 
-    def reset_state(self) -> None:
-        """Forget the sandbox's faults and counters (a drill starts from a clean sandbox)."""
+    def reset_state(self) -> list[Path]:
+        """
+        Forget the sandbox's faults and counters, and move files an earlier drill left in landing to
+        ``leftovers/`` (a drill starts from a clean sandbox and an empty landing); return what was moved.
+        """
+        moved = []
+        leftovers = [p for p in self.folder("landing").iterdir() if p.is_file()]
+        if leftovers:
+            aside = self.state_dir / "leftovers" / str(int(time.time()))
+            aside.mkdir(parents=True, exist_ok=True)
+            moved = [Path(shutil.move(str(p), aside / p.name)) for p in leftovers]
         for api in API_LINKS:
             self.api_registry(api).clear()
         for proxy in self.proxies.values():
             proxy.clear()
+        return moved

@@ -206,7 +206,7 @@ class SampleDrop:
     dirty_lines: dict[int, str]
 
 
-def write_sample_csv(path: Path, *, rows: int = 1000, dirty_share: float = 0.03, seed: int = DEFAULT_SEED) -> SampleDrop:
+def write_sample_csv(path: Path, *, rows: int = 1000, dirty_share: float = 0.03, seed: int = DEFAULT_SEED, id_prefix: str = "SUP") -> SampleDrop:
     """
     Write a supplier CSV drop whose clean rows match the sandbox register and postcodes.
 
@@ -215,6 +215,7 @@ def write_sample_csv(path: Path, *, rows: int = 1000, dirty_share: float = 0.03,
     :param dirty_share: share of rows made dirty (bad postcode, malformed company number, missing
         field, unparseable number or date, duplicate supplier id, unknown company or postcode)
     :param seed: random seed (the same seed writes the same file)
+    :param id_prefix: the supplier ids' prefix (``SUP-000001`` …): another prefix, other suppliers
     """
     rng = random.Random(seed + rows)
     register = company_register()
@@ -232,7 +233,7 @@ def write_sample_csv(path: Path, *, rows: int = 1000, dirty_share: float = 0.03,
             number = number.lstrip("0")
         records.append(
             {
-                "supplier_id": f"SUP-{i + 1:06d}",
+                "supplier_id": f"{id_prefix}-{i + 1:06d}",
                 "company_number": number,
                 "company_name": company["company_name"].title(),
                 "address_line_1": f"{rng.randint(1, 300)} {rng.choice(_WORDS)} Road",

@@ -10,9 +10,12 @@ commands in the target's environment, not library calls.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy
@@ -105,11 +108,16 @@ class PrimaryLost(Injector):
     fault: Any = None
     primary: pgcluster.PgServer | None = None
     standby: pgcluster.PgServer | None = None
+    folder: Path | None = None
 
     def prepare(self, event: Callable[[str], None]) -> None:
         if self.target.spec.warehouse != "postgres":
             raise DrillSetupError("the primary-lost drill needs a PostgreSQL warehouse (targets.<name>.warehouse: postgres)")
-        folder = self.target.state_dir / "pg-failover"
+        # in /tmp, not the state dir: the server runs as the postgres user, who must reach its folders
+        # (a state dir under a root-only folder such as pytest's tmp_path is out of its reach)
+        self.folder = Path(tempfile.mkdtemp(prefix="resilient-etl-pg-failover-"))
+        pgcluster.hand_to_server_user(self.folder)
+        folder = self.folder
         started = time.time()
         self.primary = pgcluster.primary(folder / "primary")
         engine = sqlalchemy.create_engine(self.primary.url(), isolation_level="AUTOCOMMIT")
@@ -143,6 +151,8 @@ class PrimaryLost(Injector):
             if server is not None:
                 server.stop()
         self.target.repoint_warehouse(PG_SERVER)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 DISASTERS: dict[str, type[Injector]] = {"warehouse_dropped": WarehouseDropped, "primary_lost": PrimaryLost}

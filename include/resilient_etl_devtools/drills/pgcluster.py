@@ -109,14 +109,19 @@ class PgServer:
             )
 
 
-def _owned_folder(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
+def hand_to_server_user(path: Path) -> Path:
+    """Make ``path`` the server user's (``postgres`` when this process is root), mode 0700 as the server wants."""
     path.chmod(0o700)
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
         os.chown(path, user.pw_uid, user.pw_gid)
     return path
+
+
+def _owned_folder(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return hand_to_server_user(path)
 
 
 def primary(folder: Path) -> PgServer:

@@ -55,11 +55,14 @@ def drill(tmp_path: Path, drill_db: str, redis_url: str):
     return run
 
 
+FAST = {"postcodes-down", "warehouse-blip", "task-killed", "malformed-file", "dr-restore", "pg-failover"}
+
+
 def test_the_fast_drills_meet_their_targets(drill, drill_db: str) -> None:
     proc = drill("--fast")
     out, err = proc.communicate(timeout=540)
     results = {r["scenario"]: r for r in json.loads(drill.results.read_text())}
-    assert set(results) == {"postcodes-down", "warehouse-blip", "task-killed", "malformed-file"}, err[-3000:]
+    assert set(results) == FAST, err[-3000:]
     failed = {n: [c for c in r["checks"] if not c["pass"]] or r["error"] for n, r in results.items() if not r["passed"]}
     assert proc.returncode == 0 and not failed, (failed, err[-3000:])
     for name, r in results.items():
@@ -71,7 +74,14 @@ def test_the_fast_drills_meet_their_targets(drill, drill_db: str) -> None:
     assert results["malformed-file"]["detected_by"] in {"file rejected", "alert", "incident"}
     assert [r["state"] for r in results["task-killed"]["runs"]] == ["running", "success"]  # killed mid-load, then cleared
     assert results["task-killed"]["runs"][0]["killed"] and results["task-killed"]["retries_used"] >= 1
-    assert "[4/4] drill malformed-file: PASS" in err and "s to go" in err  # progress on stderr
+    # the disasters: the rows committed after the backup came back from archive/; the standby took over
+    restore = results["dr-restore"]["measures"]
+    assert restore["rows_committed_after_backup"] > 0 and restore["rows_rederived"] == restore["rows_committed_after_backup"]
+    assert restore["rederived_files"] and restore["backup_bytes"] > 0 and restore["restore_seconds"] > 0
+    assert results["dr-restore"]["detected_by"].startswith("health (warehouse")
+    failover = results["pg-failover"]
+    assert failover["measures"]["promote_and_repoint_s"] > 0 and failover["detected_by"].startswith("health (warehouse")
+    assert "[6/6] drill pg-failover: PASS" in err and "s to go" in err  # progress on stderr
     assert {r["scenario"] for r in json.loads(out)} == set(results)
     engine = sqlalchemy.create_engine(pg_url(drill_db))
     try:

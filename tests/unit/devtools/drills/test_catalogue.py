@@ -12,6 +12,9 @@ from resilient_etl.exceptions import ConfigError
 from resilient_etl_devtools.drills.catalogue import CATALOGUE_FILE, load_catalogue
 
 
+FAST = {"postcodes-down", "warehouse-blip", "task-killed", "malformed-file", "dr-restore", "pg-failover"}
+
+
 def test_the_shipped_catalogue_covers_every_fault_family() -> None:
     catalogue = load_catalogue()
     faults = {
@@ -30,7 +33,11 @@ def test_the_shipped_catalogue_covers_every_fault_family() -> None:
     # the warehouse outage inside the retry budget recovers by itself; the one beyond it needs the runbook's clear
     outages = {s.recovery.mode for s in catalogue.scenarios.values() if s.fault.kind == "proxy" and s.fault.link == "warehouse"}
     assert outages == {"automatic", "clear"}
-    assert {n for n, s in catalogue.scenarios.items() if s.fast} == {"postcodes-down", "warehouse-blip", "task-killed", "malformed-file"}
+    assert {(s.fault.event, s.recovery.mode) for s in catalogue.scenarios.values() if s.fault.kind == "disaster"} == {
+        ("warehouse_dropped", "restore_backup"),
+        ("primary_lost", "failover"),
+    }
+    assert {n for n, s in catalogue.scenarios.items() if s.fast} == FAST
 
 
 def test_every_scenario_names_a_real_category_and_runbook_section() -> None:
@@ -58,6 +65,7 @@ def _write(tmp_path: Path, change) -> Path:
         (lambda d: d["scenarios"]["network-cut"]["fault"].update(toxic="sever"), "scenarios.network-cut.fault.proxy.toxic"),
         (lambda d: d["scenarios"]["task-killed"].update(start="before_run"), "task-killed.start"),
         (lambda d: d["targets"]["local"].update(drilable=True), "targets.local.drilable"),
+        (lambda d: d["scenarios"]["dr-restore"]["recovery"].update(mode="automatic"), "dr-restore.recovery.mode"),
     ],
 )
 def test_a_bad_catalogue_fails_with_the_field_named(tmp_path: Path, change, field: str) -> None:

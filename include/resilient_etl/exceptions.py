@@ -33,6 +33,7 @@ class Category(StrEnum):
     BREAKER_OPEN = "breaker_open"
     SHARED_STATE_UNAVAILABLE = "shared_state_unavailable"
     DEADLINE_MISSED = "deadline_missed"
+    DR_DRILL_FAILED = "dr_drill_failed"
     UNKNOWN = "unknown"
 
 
@@ -318,6 +319,22 @@ class DeadlineMissedError(ResilientEtlError):
         self.limit_seconds = limit_seconds
 
 
+class DrDrillFailedError(ResilientEtlError):
+    """
+    A disaster-recovery drill missed its objective or a target (DAG ``dr_drill``), or none passed for too long.
+
+    :param scenario: the drill scenario
+    :param missed: each missed check as ``metric: measured (objective)``
+    """
+
+    category = Category.DR_DRILL_FAILED
+
+    def __init__(self, message: str, *, scenario: str, missed: list[str]) -> None:
+        super().__init__(message)
+        self.scenario = scenario
+        self.missed = missed
+
+
 class HealthCheckError(ResilientEtlError):
     """
     A health check found a component degraded (raised into alerts by ``pipeline_health``).
@@ -340,6 +357,7 @@ class HealthCheckError(ResilientEtlError):
         "shared_state": Category.DATABASE_UNAVAILABLE,
         "smtp": Category.NETWORK,
         "airflow": Category.NETWORK,
+        "dr_drills": Category.DR_DRILL_FAILED,
     }
 
     def __init__(self, message: str, *, component: str, status: str) -> None:

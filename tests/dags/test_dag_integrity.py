@@ -31,7 +31,7 @@ def test_every_dag_has_owner_retries_tags_and_docs(dagbag: BundleDagBag) -> None
         for task in dag.tasks:
             assert task.owner and task.owner != "airflow", (dag_id, task.task_id)
             # a drill is measured once: a retry would measure a different failure
-            assert task.retries == 0 if dag_id == "chaos_drill" else task.retries >= 1, (dag_id, task.task_id)
+            assert task.retries == 0 if dag_id in ("chaos_drill", "dr_drill") else task.retries >= 1, (dag_id, task.task_id)
 
 
 def test_company_enrichment_shape_and_params(dagbag: BundleDagBag) -> None:
@@ -84,6 +84,18 @@ def test_chaos_drill_lists_every_scenario_and_only_drillable_targets_in_its_form
     assert dagbag.dags["chaos_drill"].schedule is None  # manual trigger only
 
 
+def test_dr_drill_runs_the_configured_drills_one_after_the_other_against_their_objectives(dagbag: BundleDagBag) -> None:
+    from resilient_etl.config import get_config
+
+    dr = get_config().disaster_recovery
+    dag = dagbag.dags["dr_drill"]
+    tasks = [dag.get_task(f"drill_{s.replace('-', '_')}") for s in dr.drills.scenarios]
+    assert [t.scenario for t in tasks] == ["dr-restore", "pg-failover"] and dag.timetable.expression == dr.drills.schedule
+    assert tasks[1].upstream_task_ids == {tasks[0].task_id} and tasks[1].trigger_rule == "all_done"
+    assert all(t.rto_objective_seconds == dr.objectives["warehouse"].rto_minutes * 60 for t in tasks)
+    assert all(t.target == dr.drills.target and t.record_warehouse_conn_id == "warehouse_default" for t in tasks)
+
+
 def test_each_dag_is_tagged_for_what_it_does(dagbag: BundleDagBag) -> None:
     """Only the pipeline is about suppliers and enrichment; the ops DAGs say what they do."""
     tags = {dag_id: set(dag.tags) for dag_id, dag in dagbag.dags.items()}
@@ -95,6 +107,7 @@ def test_each_dag_is_tagged_for_what_it_does(dagbag: BundleDagBag) -> None:
         "warehouse_maintenance": "maintenance",
         "chaos_drill": "drills",
         "warehouse_backup": "backup",
+        "dr_drill": "disaster-recovery",
     }.items():
         assert own in tags[dag_id] and not tags[dag_id] & {"suppliers", "enrichment"}, (dag_id, tags[dag_id])
 

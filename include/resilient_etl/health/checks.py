@@ -280,6 +280,69 @@ _CHECK_MODULES = (
 )
 
 
+def dr_drills_check(cfg: ResilienceConfig, *, now: float | None = None) -> Check:
+    """
+    Warn when a DR drill of ``disaster_recovery.drills.scenarios`` has not passed within ``max_age_days``.
+
+    A deployment younger than that (its first pipeline run, or none yet) is not overdue: a fresh setup
+    is healthy. The results are the ones DAG ``dr_drill`` keeps in this warehouse's ``drill_results``.
+    """
+
+    def run() -> dict[str, list[Observation]]:
+        import datetime as dt
+
+        from sqlalchemy import func, inspect, select
+
+        from resilient_etl.hooks.warehouse import WarehouseHook
+        from resilient_etl.hooks.warehouse.schema import drill_results, pipeline_runs
+
+        drills = cfg.disaster_recovery.drills
+        at = dt.datetime.fromtimestamp(now if now is not None else time.time(), dt.UTC)
+        max_age = dt.timedelta(days=drills.max_age_days)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        warehouse = WarehouseHook(cfg.warehouse.conn_id)
+        try:
+            conn = warehouse.engine.connect()
+        except SQLAlchemyError as exc:  # the warehouse check fails for it; this one only cannot tell
+            output = f"cannot read drill_results: {type(exc).__name__} (see the warehouse check)"
+            return {"dr_drills:age": [Observation(s, "component", WARN, None, "d", output) for s in drills.scenarios]}
+        with conn:
+            tables = set(inspect(conn).get_table_names())
+            first_run = conn.execute(select(func.min(pipeline_runs.c.finished_at))).scalar() if "pipeline_runs" in tables else None
+            passed = (
+                dict(
+                    conn.execute(
+                        select(drill_results.c.scenario, func.max(drill_results.c.started_at))
+                        .where(drill_results.c.passed.is_(True), drill_results.c.scenario.in_(drills.scenarios))
+                        .group_by(drill_results.c.scenario)
+                    ).all()
+                )
+                if "drill_results" in tables
+                else {}
+            )
+        observations = []
+        for scenario in drills.scenarios:
+            last = passed.get(scenario)
+            last = last.replace(tzinfo=dt.UTC) if last is not None and last.tzinfo is None else last
+            if last is not None:
+                days = round((at - last).total_seconds() / 86_400, 1)
+                status = PASS if at - last <= max_age else WARN
+                output = f"last passed {last:%Y-%m-%d %H:%M} UTC ({days} days ago; max {drills.max_age_days:g})"
+            else:
+                first = first_run.replace(tzinfo=dt.UTC) if first_run is not None and first_run.tzinfo is None else first_run
+                young = first is None or at - first <= max_age
+                days = None
+                status = PASS if young else WARN
+                output = "never run; first one due within " + (
+                    f"{drills.max_age_days:g} days of the first pipeline run" if young else "the max age, which has passed"
+                )
+            observations.append(Observation(scenario, "component", status, days, "d", output))
+        return {"dr_drills:age": observations}
+
+    return run
+
+
 def default_checks(cfg: ResilienceConfig) -> dict[str, Check]:
     """Return every component's check, by component name (their modules imported here, on this thread)."""
     for module in _CHECK_MODULES:
@@ -293,4 +356,5 @@ def default_checks(cfg: ResilienceConfig) -> dict[str, Check]:
         "smtp": smtp_check(cfg),
         "slack": slack_check(cfg),
         "airflow": airflow_check(cfg),
+        "dr_drills": dr_drills_check(cfg),
     }

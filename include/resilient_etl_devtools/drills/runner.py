@@ -461,33 +461,41 @@ class DrillRunner:
                 check(f"steady state after: {hypothesis}", "ok", state, state == "ok")
 
     def _record(self, result: DrillResult) -> None:
-        """Store the result in ``drill_results`` (read past the proxy) and log where it went."""
-        row = {
-            "scenario": result.scenario,
-            "target": result.target,
-            "executor": result.executor,
-            "started_at": _utc(result.started_at),
-            "fault_started_at": _utc(result.fault_started_at),
-            "detected_at": _utc(result.detected_at),
-            "detected_by": (result.detected_by or "")[:50] or None,
-            "fault_ended_at": _utc(result.fault_ended_at),
-            "recovered_at": _utc(result.recovered_at),
-            "time_to_detect_s": result.time_to_detect,
-            "rto_s": result.rto,
-            "recover_after_fault_s": result.recover_after_fault,
-            "rows_lost": result.rows_lost,
-            "rows_duplicated": result.rows_duplicated,
-            "dead_requests": result.dead_requests,
-            "retries_used": result.retries_used,
-            "passed": result.passed,
-            "result": json.dumps(result.as_json(), default=str),
-        }
+        """Store the result in ``drill_results`` (read past the proxy)."""
         with self.target.direct_engine().begin() as conn:
-            conn.execute(insert(drill_results).values(**row))
+            conn.execute(insert(drill_results).values(**result_row(result.as_json())))
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def result_row(data: dict[str, Any]) -> dict[str, Any]:
+    """Return the ``drill_results`` row of a result (:meth:`DrillResult.as_json`)."""
+
+    def at(key: str) -> dt.datetime | None:
+        return _utc(data.get(key))
+
+    return {
+        "scenario": data["scenario"],
+        "target": data["target"],
+        "executor": data["executor"],
+        "started_at": at("started_at"),
+        "fault_started_at": at("fault_started_at"),
+        "detected_at": at("detected_at"),
+        "detected_by": (data.get("detected_by") or "")[:50] or None,
+        "fault_ended_at": at("fault_ended_at"),
+        "recovered_at": at("recovered_at"),
+        "time_to_detect_s": data.get("time_to_detect_s"),
+        "rto_s": data.get("rto_s"),
+        "recover_after_fault_s": data.get("recover_after_fault_s"),
+        "rows_lost": data.get("rows_lost"),
+        "rows_duplicated": data.get("rows_duplicated"),
+        "dead_requests": data.get("dead_requests"),
+        "retries_used": data.get("retries_used"),
+        "passed": bool(data.get("passed")),
+        "result": json.dumps(data, default=str),
+    }
 
 
 def write_results(results: list[DrillResult], path: Path) -> None:

@@ -76,7 +76,7 @@ def test_each_category_is_routed_by_its_severity(alerter, category: str) -> None
         mail = smtp.messages[0]
         assert mail.to == ["alice@example.com"]  # primary on call this week
         assert mail.subject.startswith(f"[{severity}] company_enrichment.load failed: {category}")
-        for needle in ("manual__1", "3 of 3", category, type(EXAMPLES[category]).__name__, "Likely cause", "runbooks.md#"):
+        for needle in ("manual__1", "3 of 3", category, type(EXAMPLES[category]).__name__, "Likely cause", "recovery.md#"):
             assert needle in mail.body
         assert "/dags/company_enrichment/runs/manual__1/tasks/load" in mail.body
     if slack.posts:

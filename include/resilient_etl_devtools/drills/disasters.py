@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy
 
 from resilient_etl_devtools.drills import pgcluster
-from resilient_etl_devtools.drills.faults import DrillSetupError, Injector
+from resilient_etl_devtools.drills.injector import DrillSetupError, Injector
 from resilient_etl_devtools.drills.target import PG_SERVER
 from resilient_etl_devtools.sandbox.data import write_sample_csv
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import sqlalchemy
 
-from resilient_etl_devtools.drills.faults import DrillSetupError
+from resilient_etl_devtools.drills.injector import DrillSetupError
 from resilient_etl_devtools.sandbox.sinks import free_port
 
 

@@ -26,7 +26,8 @@ from sqlalchemy import func, insert, or_, select
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import drill_results, etl_checkpoints, incidents, pipeline_runs, quarantine, suppliers
 from resilient_etl_devtools.drills.catalogue import Scenario
-from resilient_etl_devtools.drills.faults import DrillSetupError, Injector, KillInjector, injector_for
+from resilient_etl_devtools.drills.faults import KillInjector, injector_for
+from resilient_etl_devtools.drills.injector import DrillSetupError, Injector
 from resilient_etl_devtools.drills.target import LocalTarget, PipelineRun
 from resilient_etl_devtools.sandbox.data import write_sample_csv
 

@@ -63,6 +63,7 @@ CASES = [
     (PermissionError(13, "read-only"), Category.FILESYSTEM, False),
     (errors.FallbackThresholdError("too many fallbacks", source="companies_house", non_live_share=0.5, threshold=0.25), Category.BREAKER_OPEN, False),
     (errors.DeadlineMissedError("late", scope="dag_run", name="warn", limit_seconds=60), Category.DEADLINE_MISSED, False),
+    (errors.DrDrillFailedError("drill dr-restore missed a target", scenario="dr-restore", missed=["RTO (s)"]), Category.DR_DRILL_FAILED, False),
     (KeyError("surprise"), Category.UNKNOWN, False),
 ]
 
@@ -122,7 +123,7 @@ def test_the_generated_classification_doc_is_current() -> None:
 
 
 def test_every_runbook_section_in_the_matrix_exists() -> None:
-    headings = set(re.findall(r"^## (\S+)$", (PROJECT_ROOT / "docs" / "runbooks.md").read_text(), re.MULTILINE))
+    headings = set(re.findall(r"^## (\S+)$", (PROJECT_ROOT / "docs" / "recovery.md").read_text(), re.MULTILINE))
     assert {e.runbook for e in MATRIX.values()} <= headings
 
 

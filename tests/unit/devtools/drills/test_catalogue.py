@@ -11,7 +11,6 @@ from resilient_etl.config import load_config
 from resilient_etl.exceptions import ConfigError
 from resilient_etl_devtools.drills.catalogue import CATALOGUE_FILE, load_catalogue
 
-
 FAST = {"postcodes-down", "warehouse-blip", "task-killed", "malformed-file", "dr-restore", "pg-failover"}
 
 
@@ -43,7 +42,7 @@ def test_the_shipped_catalogue_covers_every_fault_family() -> None:
 def test_every_scenario_names_a_real_category_and_runbook_section() -> None:
     catalogue = load_catalogue()
     cfg = load_config()
-    runbooks = (CATALOGUE_FILE.parents[1] / "docs" / "runbooks.md").read_text()
+    runbooks = (CATALOGUE_FILE.parents[1] / "docs" / "recovery.md").read_text()
     for name, s in catalogue.scenarios.items():
         assert s.category in cfg.classification.entries(), name
         assert f"\n## {s.recovery.runbook}\n" in runbooks, name

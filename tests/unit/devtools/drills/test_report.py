@@ -1,16 +1,15 @@
-"""docs/drills.md and the runbooks' measured times: generated from the recorded results, never stale."""
+"""docs/drills.md (and the recovery docs that quote it): generated from the recorded results, never stale."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from resilient_etl_devtools.drills.catalogue import load_catalogue
 from resilient_etl_devtools.drills.cli import RESULTS_FILE
-from resilient_etl_devtools.drills.report import generated, render_report, render_runbooks, runbook_quotes
+from resilient_etl_devtools.drills.report import generated, render_report
 
 
-def test_drills_md_and_runbooks_are_current_with_the_recorded_results() -> None:
+def test_drills_md_and_the_recovery_docs_are_current_with_the_recorded_results() -> None:
     for path, content in generated(load_catalogue(), RESULTS_FILE).items():
         assert path.read_text() == content, f"{path.name} is stale: run `resilient-etl drill report`"
 
@@ -61,15 +60,3 @@ def test_the_report_shows_targets_against_measurements_and_keeps_the_lessons() -
         catalogue, [_result(passed=False, checks=[{"metric": "RTO (s)", "target": "≤ 90", "measured": "not recovered", "pass": False}])]
     )
     assert "| RTO (s) | ≤ 90 | not recovered | **no** |" in failed
-
-
-def test_runbook_quotes_go_under_their_section_and_are_replaced_not_repeated(tmp_path: Path) -> None:
-    catalogue = load_catalogue()
-    text = "# Runbooks\n\n## upstream-5xx\nThe provider is failing.\n\n## network\nCut.\n"
-    once = render_runbooks(text, runbook_quotes(catalogue, [_result()]))
-    assert once.split("## upstream-5xx\n")[1].startswith(
-        "> **Measured by drill** ([postcodes-down](drills.md#postcodes-down) detected in 2.5 s (alert), recovered 35.1 s"
-    )
-    again = render_runbooks(once, runbook_quotes(catalogue, [_result(rto_s=40.0)]))
-    assert again.count("Measured by drill") == 1 and "recovered 40.0 s" in again and "35.1" not in again
-    assert render_runbooks(again, {}) == text  # no results: the quotes go

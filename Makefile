@@ -43,7 +43,7 @@ cluster: install  ## CeleryExecutor deployment on loopback: PostgreSQL metadata 
 cluster-down: install  ## stop exactly what `make cluster` started
 	$(BIN)/resilient-etl cluster down
 
-drills: install  ## every failure drill (~10 min), recorded, then docs/drills.md and the runbooks' measured times
+drills: install  ## every failure drill (~10 min), recorded, then docs/drills.md, recovery.md and disaster-recovery.md
 	$(BIN)/resilient-etl drill run --all --record docs/drill-results.json
 	$(BIN)/resilient-etl drill report
 
@@ -57,6 +57,7 @@ bench: install  ## every benchmark (several minutes; needs PostgreSQL and Redis)
 	cd bench && ../$(BIN)/python breaker.py 500
 	cd bench && ../$(BIN)/python load_throughput.py 100000
 	cd bench && ../$(BIN)/python migrations.py 100000
+	cd bench && ../$(BIN)/python backup_restore.py 100000
 
 clean:
 	rm -rf data .airflow

@@ -43,6 +43,7 @@ def _fail(command: str, message: str, code: int = EXIT_FAILED) -> int:
 
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from resilient_etl.exceptions import ConfigError
     from resilient_etl.pipeline import overrides
     from resilient_etl.recovery.airflow_api import AirflowApi, AirflowApiError
 
@@ -78,7 +79,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
                     details={"was_paused": before, "api": api.base_url},
                 )
             rows.append({"dag_id": dag_id, "paused": action == "pause", "was_paused": before, "override": record.id})
-    except AirflowApiError as exc:
+    except (AirflowApiError, ConfigError) as exc:
         return _fail(f"pipeline {action}", str(exc))
     if action == "status":
         with warehouse.begin() as conn:

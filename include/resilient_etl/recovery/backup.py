@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import desc, func, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from resilient_etl.config.models import ResilienceConfig, RetentionConfig
 from resilient_etl.exceptions import ConfigError
@@ -282,34 +283,20 @@ def create_backup(
     airflow_part: dict[str, Any] = {"included": airflow is not None}
     if airflow is not None:
         since = time.monotonic()
-        connections, missing = airflow.connections(used_connection_ids(cfg))
-        variables = airflow.variables()
-        secret = {"connections": connections, "variables": variables}
-        if cipher is not None:
-            (partial / CONNECTIONS_ENCRYPTED).write_bytes(cipher.encrypt(json.dumps(secret).encode()))
-            files.append(_file_entry(partial / CONNECTIONS_ENCRYPTED, "airflow connections and variables (encrypted)"))
+        try:
+            part = _airflow_part(cfg, airflow, partial, cipher, secrets)
+        except SQLAlchemyError as exc:  # the metadata DB is down: the warehouse set is worth more than waiting for it
+            airflow_part = {"included": False, "why": f"Airflow metadata DB unreachable: {type(exc).__name__}"}
+            steps.step("airflow", f"LEFT OUT: {airflow_part['why']}", since)
         else:
-            secrets["left_out"] = [f"{c['conn_id']}.{f}" for c in connections for f in SECRET_FIELDS if c.get(f)] + [
-                f"variable {v['key']}" for v in variables
-            ]
-            stripped = {"connections": [{**c, **dict.fromkeys(SECRET_FIELDS)} for c in connections], "variables": []}
-            (partial / CONNECTIONS).write_text(json.dumps(stripped, indent=2), encoding="utf-8")
-            files.append(_file_entry(partial / CONNECTIONS, "airflow connections without secrets"))
-        rows = airflow.state_store_rows(cfg.backup.dags)
-        (partial / STATE_STORE).write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
-        files.append(_file_entry(partial / STATE_STORE, "airflow task_state_store"))
-        airflow_part |= {
-            "connections": [c["conn_id"] for c in connections],
-            "connections_not_defined": missing,
-            "variables": len(variables),
-            "state_store_rows": len(rows),
-            "dags": cfg.backup.dags,
-        }
-        steps.step(
-            "airflow",
-            f"{len(connections)} connections, {len(variables)} variables, {len(rows)} task_state_store rows; secrets {secrets['mode']}",
-            since,
-        )
+            files += part.pop("files")
+            airflow_part |= part
+            steps.step(
+                "airflow",
+                f"{len(part['connections'])} connections, {part['variables']} variables, {part['state_store_rows']} task_state_store rows; "
+                f"secrets {secrets['mode']}",
+                since,
+            )
 
     manifest = {
         "format": FORMAT,
@@ -327,6 +314,34 @@ def create_backup(
     os.replace(partial, final)
     report(f"[{steps.total}/{steps.total}] backup set {final}: {sum(f['bytes'] for f in files):,} bytes in {manifest['duration_s']} s")
     return BackupSet(final, manifest)
+
+
+def _airflow_part(cfg: ResilienceConfig, airflow: Any, partial: Path, cipher: Any | None, secrets: dict[str, Any]) -> dict[str, Any]:
+    """Write the Airflow part of a set (connections, variables, state rows); return its manifest entry and files."""
+    files = []
+    connections, missing = airflow.connections(used_connection_ids(cfg))
+    variables = airflow.variables()
+    if cipher is not None:
+        (partial / CONNECTIONS_ENCRYPTED).write_bytes(cipher.encrypt(json.dumps({"connections": connections, "variables": variables}).encode()))
+        files.append(_file_entry(partial / CONNECTIONS_ENCRYPTED, "airflow connections and variables (encrypted)"))
+    else:
+        secrets["left_out"] = [f"{c['conn_id']}.{f}" for c in connections for f in SECRET_FIELDS if c.get(f)] + [
+            f"variable {v['key']}" for v in variables
+        ]
+        stripped = {"connections": [{**c, **dict.fromkeys(SECRET_FIELDS)} for c in connections], "variables": []}
+        (partial / CONNECTIONS).write_text(json.dumps(stripped, indent=2), encoding="utf-8")
+        files.append(_file_entry(partial / CONNECTIONS, "airflow connections without secrets"))
+    rows = airflow.state_store_rows(cfg.backup.dags)
+    (partial / STATE_STORE).write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
+    files.append(_file_entry(partial / STATE_STORE, "airflow task_state_store"))
+    return {
+        "connections": [c["conn_id"] for c in connections],
+        "connections_not_defined": missing,
+        "variables": len(variables),
+        "state_store_rows": len(rows),
+        "dags": cfg.backup.dags,
+        "files": files,
+    }
 
 
 def verify_set(backup: BackupSet) -> list[str]:

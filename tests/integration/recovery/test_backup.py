@@ -212,6 +212,23 @@ def test_the_warehouse_backup_dag_writes_a_set_and_prunes_by_retention(loaded, p
     assert sets[-1].manifest["airflow"]["state_store_rows"] > 0
 
 
+@pytest.mark.parametrize("warehouse_conn", ["sqlite"], indirect=True)
+def test_a_metadata_db_that_is_down_leaves_the_airflow_part_out_and_says_so(warehouse_conn, pipeline_config) -> None:
+    import subprocess
+    import sys
+
+    from resilient_etl_devtools.sandbox.sinks import free_port
+
+    WarehouseHook().ensure_schema()
+    env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/airflow"}
+    done = subprocess.run([sys.executable, "-m", "resilient_etl.cli", "backup", "-o", "json"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    made = backup.load_set(Path(json.loads(done.stdout)[0]["path"]))
+    assert made.manifest["airflow"] == {"included": False, "why": "Airflow metadata DB unreachable: OperationalError"}
+    assert "LEFT OUT: Airflow metadata DB unreachable" in done.stderr
+    assert backup.verify_set(made) == [] and made.manifest["warehouse"]["included"]
+
+
 def test_sql_server_sets_hold_the_statement_not_a_dump() -> None:
     statement = mssql.backup_statement("warehouse", "/var/opt/mssql/backup/2026.bak")
     assert statement == (

@@ -206,6 +206,11 @@ def test_pause_and_resume_go_through_the_airflow_api_and_are_recorded(warehouse_
         ]
         assert trail[0]["reverses"] == paused[0]["override"]
 
+        code, triggered, err = _cli(capsys, "pipeline", "trigger", "--reason", "replayed rows waiting", "--by", "erin", "-o", "json")
+        assert code == 0, err
+        status, run = server.request("GET", f"/api/v2/dags/company_enrichment/dagRuns/{triggered[0]['run_id']}")
+        assert status == 200 and run["note"] == "replayed rows waiting"
+
         monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps({**conn, "password": "wrong"}))
         code, _, err = _cli(capsys, "pipeline", "pause")
         assert code == 1 and "login as 'admin' refused (HTTP 401)" in err and "wrong" not in err

@@ -120,7 +120,10 @@ def test_one_document_for_every_component_and_the_cli_exit_code(healthy, capsys)
         "smtp:responseTime",
         "slack:connection",
         "airflow:responseTime",
+        "dr_drills:age",
     }
+    # a fresh setup: no DR drill is due yet, so it passes (one observation per scheduled drill)
+    assert [o["componentId"] for o in doc["checks"]["dr_drills:age"]] == ["dr-restore", "pg-failover"]
     entry = doc["checks"]["warehouse:responseTime"][0]
     assert entry["componentType"] == "datastore" and entry["observedUnit"] == "ms" and entry["observedValue"] >= 0 and entry["time"]
     headroom = doc["checks"]["companies_house:rateLimitHeadroom"][0]

@@ -34,6 +34,12 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def _selection(run_id: str | None, reason: str | None) -> list[Any]:
+    """Return the WHERE terms picking one run's quarantine (and one reason), or everything."""
+    q = quarantine.c
+    return ([q.run_id == run_id] if run_id else []) + ([q.error_category == reason] if reason else [])
+
+
 def quarantine_summary(conn: Connection, *, run_id: str | None = None, reason: str | None = None) -> list[dict[str, Any]]:
     """Return the quarantine grouped by run, stage and reason: rows, replayed, waiting."""
     q = quarantine.c
@@ -41,13 +47,10 @@ def quarantine_summary(conn: Connection, *, run_id: str | None = None, reason: s
         select(
             q.run_id, q.stage, q.error_category, func.count().label("rows"), func.count(q.replayed_at).label("replayed"), func.min(q.quarantined_at)
         )
+        .where(*_selection(run_id, reason))
         .group_by(q.run_id, q.stage, q.error_category)
         .order_by(func.min(q.quarantined_at), q.run_id, q.error_category)
     )
-    if run_id:
-        query = query.where(q.run_id == run_id)
-    if reason:
-        query = query.where(q.error_category == reason)
     return [
         {
             "run_id": r.run_id,
@@ -65,11 +68,7 @@ def quarantine_summary(conn: Connection, *, run_id: str | None = None, reason: s
 def quarantine_rows(conn: Connection, *, run_id: str | None = None, reason: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
     """Return quarantined rows one by one (file, line, reason, detail, replay)."""
     q = quarantine.c
-    query = select(quarantine).order_by(q.run_id, q.source_file, q.line_number).limit(limit)
-    if run_id:
-        query = query.where(q.run_id == run_id)
-    if reason:
-        query = query.where(q.error_category == reason)
+    query = select(quarantine).where(*_selection(run_id, reason)).order_by(q.run_id, q.source_file, q.line_number).limit(limit)
     return [
         {
             "id": r.id,
@@ -112,7 +111,7 @@ def replay_quarantine(
     """
     now = now or dt.datetime.now(dt.UTC)
     q = quarantine.c
-    where = [q.run_id == run_id] + ([q.error_category == reason] if reason else [])
+    where = _selection(run_id, reason)
     already = conn.execute(select(func.count()).select_from(quarantine).where(*where, q.replayed_at.is_not(None))).scalar_one()
     rows = conn.execute(select(q.id, q.raw_row).where(*where, q.replayed_at.is_(None)).order_by(q.source_file, q.line_number)).all()
     replayable = [(r.id, json.loads(r.raw_row)) for r in rows if r.raw_row]

@@ -28,6 +28,8 @@ class DrillOperator(BaseOperator):
     :param rto_objective_seconds: fail when the measured RTO is over this (a DR objective), besides the drill's targets
     :param rpo_objective_seconds: fail when the data the backup lacked spans more than this, or any row stayed lost
     :param record_warehouse_conn_id: also keep the result in this warehouse's ``drill_results`` (what health reads)
+    :param database: the local target's PostgreSQL database (default: the command's)
+    :param redis_db: the local target's Redis database (default: the command's)
     """
 
     template_fields: Sequence[str] = ("scenario", "target")
@@ -41,6 +43,8 @@ class DrillOperator(BaseOperator):
         rto_objective_seconds: float | None = None,
         rpo_objective_seconds: float | None = None,
         record_warehouse_conn_id: str | None = None,
+        database: str | None = None,
+        redis_db: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -50,12 +54,16 @@ class DrillOperator(BaseOperator):
         self.rto_objective_seconds = rto_objective_seconds
         self.rpo_objective_seconds = rpo_objective_seconds
         self.record_warehouse_conn_id = record_warehouse_conn_id
+        self.database = database
+        self.redis_db = redis_db
 
     def execute(self, context: Any) -> dict[str, Any]:
         state_dir = Path(self.state_dir or tempfile.mkdtemp(prefix="chaos-drill-"))
         results = state_dir / "result.json"
         exe = str(Path(sys.executable).with_name("resilient-etl"))
         cmd = [exe, "drill", "run", self.scenario, "--target", self.target, "--state-dir", str(state_dir), "--record", str(results), "-o", "json"]
+        cmd += ["--database", self.database] if self.database else []
+        cmd += ["--redis-db", str(self.redis_db)] if self.redis_db is not None else []
         self.log.info("Running drill %s on target %s: %s", self.scenario, self.target, " ".join(cmd))
         # The drill's own Airflow (its pipeline runs) must not inherit this task's Airflow settings; the
         # environment name stays, so a drill triggered on production is refused by the command itself.

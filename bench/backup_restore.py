@@ -24,11 +24,10 @@ import time
 import uuid
 from pathlib import Path
 
-import _common  # noqa: F401  (Airflow home for the hooks)
 import sqlalchemy
 import yaml
 
-from _common import row
+from _common import row  # first: it sets the Airflow home the hooks need
 from resilient_etl.config import load_config
 from resilient_etl.hooks.warehouse import WarehouseHook, migrations
 from resilient_etl.hooks.warehouse.schema import metadata
@@ -50,7 +49,13 @@ def _fill(engine: sqlalchemy.Engine, rows: int) -> None:
                     {"supplier_id": f"S{i:07d}", "company_number": f"{i % 99_999_999:08d}", "company_name": f"Supplier {i} Limited"}
                     | {"address_line_1": f"{i % 300} Union Road", "town": "Aberdeen", "postcode": "AB10 1XG", "annual_spend_gbp": i % 250_000}
                     | {"pc_country": "Scotland", "pc_region": "Aberdeen City", "co_name": f"SUPPLIER {i} LIMITED", "co_status": "active"}
-                    | {"enrichment_status": "live", "source_file": f"drop-{i // 10_000}.csv", "source_line": i % 10_000 + 2, "run_id": "bench", "loaded_at": NOW}
+                    | {
+                        "enrichment_status": "live",
+                        "source_file": f"drop-{i // 10_000}.csv",
+                        "source_line": i % 10_000 + 2,
+                        "run_id": "bench",
+                        "loaded_at": NOW,
+                    }
                     for i in range(start, min(rows, start + 10_000))
                 ],
             )
@@ -165,7 +170,17 @@ def main() -> None:
         )
     if "--record" in sys.argv:
         out = ROOT / "docs" / "backup-bench.json"
-        out.write_text(json.dumps({"rows": rows, "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}", "results": results}, indent=2) + "\n")
+        out.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "machine": f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+                    "results": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         print(f"recorded in {out}")
 
 

@@ -24,8 +24,6 @@ from resilient_etl.operators.defaults import dag_arguments
 cfg = get_config()
 
 with DAG(
-    dag_id="warehouse_backup",
-    schedule=cfg.backup.schedule,
-    **dag_arguments(cfg, doc_md=__doc__, tags=["backup", "disaster-recovery", "ops"]),
+    dag_id="warehouse_backup", schedule=cfg.backup.schedule, **dag_arguments(cfg, doc_md=__doc__, tags=["backup", "disaster-recovery", "ops"])
 ) as dag:
     BackupOperator(task_id="backup")

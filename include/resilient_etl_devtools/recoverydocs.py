@@ -303,9 +303,12 @@ def render_disaster_recovery(cfg: ResilienceConfig, catalogue: Catalogue, result
             lines.append(f"| {component} | {objective.rto_minutes:g} min | {objective.rpo_minutes:g} min | not drilled | not drilled | – |")
     lines += [
         "",
-        "RPO here is the work a backup set cannot have: what was committed between the set and the loss. The archive keeps every "
-        "source file, so those rows are re-derived (`restore --rederive`), and the data lost is the rows the re-derivation "
-        "does not bring back - measured 0.",
+        "RTO counts from the fault to the pipeline healthy again, with the procedure's first step taken "
+        f"{catalogue.scenarios['dr-restore'].duration_seconds:g} s after the fault (the drill's `duration_seconds`): it measures "
+        "the procedure, not how long a person takes to be paged and to act (see the alert routes in recovery.md). RPO is the "
+        "work a backup set cannot have: what was committed between the set and the loss. The archive keeps every source file, "
+        "so those rows are re-derived (`restore --rederive`), and the data lost is the rows the re-derivation does not bring "
+        "back.",
         "",
         "## Backups",
         "",
@@ -326,8 +329,9 @@ def render_disaster_recovery(cfg: ResilienceConfig, catalogue: Catalogue, result
         m = restore.get("measures", {})
         lines += [
             "",
-            f"In the dr-restore drill ({restore['rows_in']} rows): backup {m.get('backup_seconds')} s, {m.get('backup_bytes', 0):,} bytes; "
-            f"restore + verify {m.get('restore_seconds')} s; re-derived files {', '.join(m.get('rederived_files', [])) or 'none'}.",
+            f"In the dr-restore drill ({restore['rows_in']} rows, each step run as the `resilient-etl` command, so Python and Airflow "
+            f"start-up included): backup {m.get('backup_seconds')} s, {m.get('backup_bytes', 0):,} bytes; restore + verify "
+            f"{m.get('restore_seconds')} s; re-derived files {', '.join(m.get('rederived_files', [])) or 'none'}.",
         ]
     lines += [
         "",

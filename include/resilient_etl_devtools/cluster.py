@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resilient_etl.commands.output import emit
 from resilient_etl_devtools.hostname import HOSTNAME_ENV
 from resilient_etl_devtools.localenv import airflow_bin, airflow_env, connection_env, sink_connection_env
 from resilient_etl_devtools.paths import PROJECT_ROOT
@@ -275,10 +276,10 @@ class Cluster:
     """
 
     settings: ClusterSettings
-    out: Callable[[str], None] = print
+    out: Callable[[str], None] = emit
 
     @classmethod
-    def load(cls, state_dir: Path, out: Callable[[str], None] = print) -> Cluster:
+    def load(cls, state_dir: Path, out: Callable[[str], None] = emit) -> Cluster:
         """Return the cluster recorded in ``state_dir``, or one with default settings there."""
         path = state_dir / STATE_FILE
         if path.exists():

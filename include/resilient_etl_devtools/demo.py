@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from resilient_etl.commands.output import emit
 from resilient_etl.config import load_config
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import pipeline_runs, quality_results, suppliers
@@ -62,17 +63,17 @@ def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
             # `airflow dags test` crashes at the end of a DAG that has Deadline Alerts (Airflow 3.3.2).
             "RESILIENT_ETL__DEADLINES__DAG_RUN_ALERTS": "false",
         }
-        print(f"sandbox APIs: {sandbox.postcodes.url} (postcodes.io), {sandbox.companies.url} (Companies House)")
+        emit(f"sandbox APIs: {sandbox.postcodes.url} (postcodes.io), {sandbox.companies.url} (Companies House)")
         os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")})
         warehouse = WarehouseHook()
         warehouse.ensure_schema()
         drop = write_sample_csv(cfg.paths.landing / "suppliers_sample.csv", rows=rows)
-        print(f"sample drop: {drop.path} ({drop.rows} rows, {len(drop.dirty_lines)} dirty)")
+        emit(f"sample drop: {drop.path} ({drop.rows} rows, {len(drop.dirty_lines)} dirty)")
         migrate = run_airflow(["db", "migrate"], env, log_file=data_dir / "logs" / "airflow-db-migrate.log")
         if migrate.returncode != 0:
-            print(migrate.stdout[-3000:], migrate.stderr[-3000:])
+            emit(migrate.stdout[-3000:], migrate.stderr[-3000:])
             return migrate.returncode
-        print("running company_enrichment with `airflow dags test` …", flush=True)
+        emit("running company_enrichment with `airflow dags test` …", flush=True)
         test = run_airflow(["dags", "test", "company_enrichment"], env, log_file=data_dir / "logs" / "demo-dag-test.log")
     with warehouse.begin() as conn:
         last = conn.execute(select(pipeline_runs).order_by(pipeline_runs.c.finished_at.desc()).limit(1)).first()
@@ -84,19 +85,19 @@ def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
         total = conn.execute(select(func.count()).select_from(suppliers)).scalar_one()
         distinct = conn.execute(select(func.count(suppliers.c.supplier_id.distinct()))).scalar_one()
     if test.returncode != 0 or last is None or last.status != "success":
-        print((test.stdout + test.stderr)[-5000:])
-        print(f"company_enrichment FAILED (exit {test.returncode}); full log: {data_dir / 'logs' / 'demo-dag-test.log'}")
+        emit((test.stdout + test.stderr)[-5000:])
+        emit(f"company_enrichment FAILED (exit {test.returncode}); full log: {data_dir / 'logs' / 'demo-dag-test.log'}")
         return test.returncode or 1
     summary = json.loads(last.summary)
-    print()
-    print(f"run {last.run_id}: {last.status}")
-    print(f"  rows in          {last.rows_in}")
-    print(f"  loaded           {last.rows_loaded}")
-    print(f"  quarantined      {last.rows_quarantined}")
-    print(f"  pending          {last.rows_pending}")
-    print(f"  rejected files   {len(summary.get('rejected_files', []))}")
+    emit()
+    emit(f"run {last.run_id}: {last.status}")
+    emit(f"  rows in          {last.rows_in}")
+    emit(f"  loaded           {last.rows_loaded}")
+    emit(f"  quarantined      {last.rows_quarantined}")
+    emit(f"  pending          {last.rows_pending}")
+    emit(f"  rejected files   {len(summary.get('rejected_files', []))}")
     for q in quality:
-        print(f"  data quality     {q.source_file}: {q.rule} {q.verdict} ({q.rows_failed} rows)")
-    print(f"warehouse {warehouse_db}: {total} suppliers ({distinct} distinct ids)")
-    print(f"done in {time.monotonic() - started:.1f}s")
+        emit(f"  data quality     {q.source_file}: {q.rule} {q.verdict} ({q.rows_failed} rows)")
+    emit(f"warehouse {warehouse_db}: {total} suppliers ({distinct} distinct ids)")
+    emit(f"done in {time.monotonic() - started:.1f}s")
     return 0 if total == distinct else 1

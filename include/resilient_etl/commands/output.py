@@ -46,7 +46,7 @@ def results_on_stdout() -> Iterator[None]:
     sys.stdout.flush()
     saved = os.dup(1)
     os.dup2(2, 1)
-    stream = open(saved, "w", encoding=sys.stdout.encoding, errors=sys.stdout.errors, closefd=False)
+    stream = open(saved, "w", buffering=1, encoding=sys.stdout.encoding, errors=sys.stdout.errors, closefd=False)
     _RESULTS.append(stream)
     try:
         yield

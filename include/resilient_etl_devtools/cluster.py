@@ -198,6 +198,9 @@ def components(settings: ClusterSettings) -> list[Component]:
                 *("--postcodes-port", str(settings.postcodes_port), "--companies-port", str(settings.companies_port)),
                 *("--smtp-port", str(settings.smtp_port), "--slack-port", str(settings.slack_port)),
             ),
+            # the fake APIs are this checkout's dev tools with this checkout's runtime: never the other
+            # release's package a rollback puts first on the Airflow components' path
+            {"PYTHONPATH": ""},
         ),
         Component("api-server", (airflow, "api-server", "--host", "127.0.0.1", "--port", str(settings.api_port))),
         # Log servers bind every interface: the scheduler's and triggerer's are not needed (their logs

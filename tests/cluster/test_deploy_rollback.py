@@ -36,10 +36,17 @@ def previous_release(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False, capture_output=True)
 
 
-def _cli(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run this release's ``resilient-etl ARGS`` against that deployment (its environment), as the operator deploying it would."""
+def _cli(cluster: Cluster, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """
+    Run this release's ``resilient-etl ARGS`` against that deployment (its environment), as the operator deploying it would.
+
+    :param config: the config file instead of the deployment's: a release is installed with its own config/
+        (docs/deployment.md), which the previous release's code may not read, nor this release the previous config
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "RESILIENT_ETL"))}
     env.update(cluster.environment())
+    if config is not None:
+        env["RESILIENT_ETL_CONFIG"] = str(config)
     env.pop("PYTHONPATH", None)  # not the previous release's package the cluster may be running
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
@@ -110,7 +117,7 @@ def test_roll_back_to_the_previous_release_then_deploy_the_current_one_over_it(r
     # Deploy the current release over it: stop, upgrade the schema, start, check, run
     running_cluster.cluster.down()
     t0 = time.monotonic()
-    up = _cli(running_cluster.cluster, "db", "upgrade")
+    up = _cli(running_cluster.cluster, "db", "upgrade", config=REPO / "config" / "resilience.yaml")  # the release installed first
     assert up.returncode == 0 and f"0001 -> {HEAD}" in up.stdout, up.stdout + up.stderr
     upgrade_s = time.monotonic() - t0
     cluster, deploy_s = _redeploy(running_cluster, REPO, dags=current_dags)

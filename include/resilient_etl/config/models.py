@@ -429,6 +429,90 @@ class DisasterRecoveryConfig(_Strict):
         return self
 
 
+class Consumer(_Strict):
+    """
+    Someone who uses the supplier data, and what its lateness costs them.
+
+    :param who: the team or process
+    :param cannot: what they cannot do while the data is late or wrong
+    :param affected_by: the failure categories that reach them (others are absorbed before they notice)
+    :param cost_per_hour_late: cost of each hour the load is late, in business hours
+    :param off_hours_factor: share of that cost for an hour outside business hours
+    :param cutoff: the time of day the data must be in by (the 09:00 procurement run); None: no cut-off
+    :param missed_cutoff_cost: cost of missing the cut-off once (a run re-planned, a payment batch moved)
+    """
+
+    who: str = Field(min_length=1)
+    cannot: str = Field(min_length=1)
+    affected_by: list[Category] = Field(min_length=1)
+    cost_per_hour_late: float = Field(ge=0)
+    off_hours_factor: float = Field(0.25, ge=0, le=1)
+    cutoff: dt.time | None = None
+    missed_cutoff_cost: float = Field(0, ge=0)
+
+
+class Penalty(_Strict):
+    """A contractual or regulatory penalty, due once an outage of ``categories`` lasts over ``after_hours``."""
+
+    name: str = Field(min_length=1)
+    categories: list[Category] = Field(min_length=1)
+    after_hours: float = Field(ge=0)
+    amount: float = Field(ge=0)
+
+
+class Mitigation(_Strict):
+    """A way to lower a risk: its yearly cost and how much it takes off the risk's expected annual cost (0-1)."""
+
+    risk: str = Field(pattern=r"^[a-z0-9-]+$")  # a drill scenario
+    action: str = Field(min_length=1)
+    cost_per_year: float = Field(ge=0)
+    reduction: float = Field(gt=0, le=1)
+
+
+class BusinessImpactConfig(_Strict):
+    """
+    The cost model of ``resilient-etl impact`` (docs/business-impact.md). The numbers shipped are
+    placeholders: replace them with the team's own.
+
+    :param runs_at: when the scheduled load starts (the cut-off slack is counted from its usual end)
+    :param usual_run_minutes: how long a run takes when nothing fails
+    :param business_hours: the start and end of the business day (UTC), Monday to Friday
+    :param response_minutes: how long until a person acts on an alert, per severity
+    :param people_cost_per_hour: what an hour of manual recovery costs
+    :param recovery_hours: people-hours of the recovery each drill recovery mode needs
+    :param per_row_missing: cost per supplier row missing (lost) after recovery
+    :param per_row_duplicated: cost per supplier row doubled after recovery
+    :param priors_per_year: the expected occurrences per year of each drill scenario where the
+        warehouse's incident history says nothing yet (a documented guess)
+    """
+
+    currency: str = Field("GBP", min_length=3, max_length=3)
+    runs_at: dt.time = dt.time(2, 0)
+    usual_run_minutes: float = Field(20, gt=0)
+    business_hours: tuple[dt.time, dt.time] = (dt.time(8, 0), dt.time(18, 0))
+    response_minutes: dict[Severity, float] = {Severity.SEV1: 15, Severity.SEV2: 60, Severity.SEV3: 240, Severity.SEV4: 1440}
+    people_cost_per_hour: float = Field(90, ge=0)
+    recovery_hours: dict[str, float] = {"automatic": 0.25, "clear": 1, "rollback_config": 1.5, "restore_backup": 4, "failover": 3}
+    per_row_missing: float = Field(5, ge=0)
+    per_row_duplicated: float = Field(20, ge=0)
+    consumers: dict[str, Consumer] = Field(min_length=1)
+    penalties: list[Penalty] = []
+    priors_per_year: dict[str, float] = {}
+    mitigations: list[Mitigation] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BusinessImpactConfig:
+        if self.business_hours[0] >= self.business_hours[1]:
+            raise ValueError("business_hours: the start must be before the end")
+        missing = {s.value for s in Severity} - {s.value for s in self.response_minutes}
+        if missing:
+            raise ValueError(f"response_minutes: missing {', '.join(sorted(missing))}")
+        for name, value in self.priors_per_year.items():
+            if value < 0:
+                raise ValueError(f"priors_per_year.{name}: {value} is negative")
+        return self
+
+
 class ResilienceConfig(_Strict):
     """The whole file."""
 
@@ -451,3 +535,4 @@ class ResilienceConfig(_Strict):
     backup: BackupConfig = BackupConfig()
     recovery: RecoveryConfig = RecoveryConfig()
     disaster_recovery: DisasterRecoveryConfig = DisasterRecoveryConfig()
+    business_impact: BusinessImpactConfig | None = None

@@ -107,6 +107,24 @@ def _cmd_classification(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cloud(args: argparse.Namespace) -> int:
+    from resilient_etl_devtools.cloud import ADF_PIPELINE, FABRIC_PIPELINE, PROCEDURE_FILE, load, stored_procedure_sql, validate_pipeline
+
+    text = stored_procedure_sql()
+    if args.write:
+        PROCEDURE_FILE.write_text(text)
+        emit(f"wrote {PROCEDURE_FILE}")
+    elif PROCEDURE_FILE.read_text() != text:
+        print(f"{PROCEDURE_FILE} is stale: run `resilient-etl-dev cloud --write`", file=sys.stderr)
+        return 1
+    problems = [f"{path.name}: {p}" for path, flavour in ((ADF_PIPELINE, "adf"), (FABRIC_PIPELINE, "fabric")) for p in validate_pipeline(load(path), flavour)]
+    for problem in problems:
+        print(f"INVALID {problem}", file=sys.stderr)
+    if not problems:
+        emit("cloud/adf/pipeline.json and cloud/fabric/pipeline-content.json are valid; the stored procedure is current")
+    return 1 if problems else 0
+
+
 def _cmd_cluster(args: argparse.Namespace) -> int:
     from resilient_etl.cli import print_rows
     from resilient_etl_devtools.cluster import Cluster, settings_from_env
@@ -202,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="regenerate the file")
     mode.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale")
     classification.set_defaults(func=_cmd_classification)
+
+    cloud = sub.add_parser(
+        "cloud", help="validate cloud/adf and cloud/fabric pipelines; check (or --write) the generated stored procedure (exit 1 when one fails)"
+    )
+    cloud.add_argument("--write", action="store_true", help="regenerate cloud/adf/sql/usp_load_supplier_chunk.sql")
+    cloud.set_defaults(func=_cmd_cloud)
 
     demo = sub.add_parser("demo", help="run company_enrichment end to end on SQLite against the sandboxes")
     demo.add_argument("--project-dir", default=".", help="the repository (default: current directory)")

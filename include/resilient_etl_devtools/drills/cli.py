@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +86,8 @@ def _run_drills(args: argparse.Namespace, catalogue: Any) -> int:
     results = []
     started = time.time()
     try:
-        # SIGTERM unwinds like Ctrl-C (every fault is removed on the way out); logs go to stderr, so that
-        # stdout holds only the -o output (Airflow's logging writes to stdout)
-        with signals_abort(), _stdout_to_stderr():
+        # SIGTERM unwinds like Ctrl-C (every fault is removed on the way out)
+        with signals_abort():
             _run_all(target, names, catalogue, args, results, started)
     except DrillRefused as exc:
         print(f"drill: refused: {exc}", file=sys.stderr)
@@ -123,20 +120,6 @@ def _run_drills(args: argparse.Namespace, catalogue: Any) -> int:
     ]
     print_rows(rows, args.output)
     return 0 if all(r.passed for r in results) else EXIT_FAILED
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send everything written to file descriptor 1 (by this process or its loggers) to stderr meanwhile."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _run_all(target: Any, names: list[str], catalogue: Any, args: argparse.Namespace, results: list[Any], started: float) -> None:

@@ -39,8 +39,14 @@ class DrillRefused(RuntimeError):
     """The target is not in its steady state (or not drillable): the drill did not start, nothing was changed."""
 
 
-class DrillAborted(RuntimeError):
-    """The drill was stopped (Ctrl-C, SIGTERM, its own timeout); its fault was removed on the way out."""
+class DrillAborted(BaseException):
+    """
+    The drill was stopped (Ctrl-C, SIGTERM, its own timeout); its fault was removed on the way out.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: raised by the SIGTERM handler wherever the main
+    thread happens to be, it must not be swallowed by an ``except Exception`` on the way - logging's
+    handlers catch ``Exception`` while they write, and a SIGTERM landing mid-log-line was lost there.
+    """
 
 
 @dataclass

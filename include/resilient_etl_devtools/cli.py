@@ -108,20 +108,22 @@ def _cmd_classification(args: argparse.Namespace) -> int:
 
 
 def _cmd_cloud(args: argparse.Namespace) -> int:
-    from resilient_etl_devtools.cloud import ADF_PIPELINE, FABRIC_PIPELINE, PROCEDURE_FILE, load, stored_procedure_sql, validate_pipeline
+    from resilient_etl_devtools.cloud import ADF_PIPELINE, FABRIC_PIPELINE, generated_sql, load, validate_pipeline
 
-    text = stored_procedure_sql()
-    if args.write:
-        PROCEDURE_FILE.write_text(text)
-        emit(f"wrote {PROCEDURE_FILE}")
-    elif PROCEDURE_FILE.read_text() != text:
-        print(f"{PROCEDURE_FILE} is stale: run `resilient-etl-dev cloud --write`", file=sys.stderr)
-        return 1
-    problems = [f"{path.name}: {p}" for path, flavour in ((ADF_PIPELINE, "adf"), (FABRIC_PIPELINE, "fabric")) for p in validate_pipeline(load(path), flavour)]
+    for path, text in generated_sql().items():
+        if args.write:
+            path.write_text(text)
+            emit(f"wrote {path}")
+        elif not path.exists() or path.read_text() != text:
+            print(f"{path} is stale: run `resilient-etl-dev cloud --write`", file=sys.stderr)
+            return 1
+    problems = [
+        f"{path.name}: {p}" for path, flavour in ((ADF_PIPELINE, "adf"), (FABRIC_PIPELINE, "fabric")) for p in validate_pipeline(load(path), flavour)
+    ]
     for problem in problems:
         print(f"INVALID {problem}", file=sys.stderr)
     if not problems:
-        emit("cloud/adf/pipeline.json and cloud/fabric/pipeline-content.json are valid; the stored procedure is current")
+        emit("cloud/adf/pipeline.json and cloud/fabric/pipeline-content.json are valid; the stored procedures are current")
     return 1 if problems else 0
 
 
@@ -224,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     cloud = sub.add_parser(
         "cloud", help="validate cloud/adf and cloud/fabric pipelines; check (or --write) the generated stored procedure (exit 1 when one fails)"
     )
-    cloud.add_argument("--write", action="store_true", help="regenerate cloud/adf/sql/usp_load_supplier_chunk.sql")
+    cloud.add_argument("--write", action="store_true", help="regenerate the stored procedures in cloud/adf/sql/")
     cloud.set_defaults(func=_cmd_cloud)
 
     demo = sub.add_parser("demo", help="run company_enrichment end to end on SQLite against the sandboxes")

@@ -71,8 +71,9 @@ def test_the_fabric_notifications_are_not_adf_activities() -> None:
 
 
 def test_the_stored_procedure_is_generated_from_the_schema_for_sql_server() -> None:
+    for path, text in cloud.generated_sql().items():
+        assert path.read_text() == text, f"{path.name} is stale: run `resilient-etl-dev cloud --write`"
     sql = cloud.stored_procedure_sql()
-    assert cloud.PROCEDURE_FILE.read_text() == sql, "stale: run `resilient-etl-dev cloud --write`"
     assert "SAVE TRANSACTION chunk;" in sql and "ROLLBACK TRANSACTION chunk;" in sql  # SQLAlchemy's savepoint SQL for mssql
     assert "MERGE INTO suppliers WITH (HOLDLOCK) AS target" in sql and "RELEASE SAVEPOINT" not in sql
     declared = re.findall(r"@(\w+) (?:NVARCHAR|INT)", sql.split("AS\nBEGIN")[0])
@@ -81,3 +82,53 @@ def test_the_stored_procedure_is_generated_from_the_schema_for_sql_server() -> N
     assert json.dumps(_activity(ADF, "CallCompaniesHouse")["policy"]) == json.dumps(
         {"timeout": "0.00:00:10", "retry": 0, "retryIntervalInSeconds": 30, "secureInput": True, "secureOutput": False}
     )
+
+
+def test_the_breaker_procedure_writes_the_stores_own_table_and_the_pipeline_calls_it() -> None:
+    sql = cloud.breaker_procedure_sql()
+    assert "MERGE INTO breaker_state WITH (HOLDLOCK)" in sql and "DATEDIFF_BIG(millisecond, '19700101'" in sql  # epoch seconds, as the store
+    called = _activity(ADF, "OpenBreaker")["typeProperties"]
+    assert called["storedProcedureName"] == "dbo.usp_breaker_open" and list(called["storedProcedureParameters"]) == ["name"]
+
+
+def test_the_docs_map_every_capability_the_issue_names_and_link_real_files() -> None:
+    adf = (cloud.PROJECT_ROOT / "docs" / "cloud" / "azure-data-factory.md").read_text()
+    for term in (
+        "policy.retry",
+        "retryIntervalInSeconds",
+        "policy.timeout",
+        "secureInput",
+        "secureOutput",
+        "Succeeded / Failed / Skipped / Completed",
+        "Fail activity",
+        "Until + Wait",
+        "tumbling-window trigger `retryPolicy`",
+        "rerun from the failed activity",
+        "Azure Monitor metrics",
+        "alert rules",
+        "action groups",
+        "Jittered exponential backoff",
+        "Circuit breakers",
+        "Error-type-aware retry",
+        "Exactly-once chunk checkpoints",
+        "Cloud or on-premises",
+        "**Recommendation.**",
+        "Unverified here",
+    ):
+        assert term in adf, term
+    fabric = (cloud.PROJECT_ROOT / "docs" / "cloud" / "fabric.md").read_text()
+    for term in (
+        "try-catch",
+        "do-if-else",
+        "do-if-skip-else",
+        "Teams",
+        "Outlook",
+        "monitoring hub",
+        "Failure scenarios",
+        "lessons learned",
+        "Unverified here",
+    ):
+        assert term in fabric, term
+    for doc in (adf, fabric):
+        for link in re.findall(r"\]\(\.\./\.\./([^)]+)\)", doc):
+            assert (cloud.PROJECT_ROOT / link).exists(), link

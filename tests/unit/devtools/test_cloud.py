@@ -26,6 +26,8 @@ def _activity(doc: dict, name: str) -> dict:
 def test_both_pipelines_are_valid_and_their_references_exist() -> None:
     assert cloud.validate_pipeline(ADF, "adf") == []
     assert cloud.validate_pipeline(cloud.load(cloud.FABRIC_PIPELINE), "fabric") == []
+    assert _activity(ADF, "LookupPostcodes")["type"] == _activity(ADF, "CallCompaniesHouse")["type"] == "WebActivity"  # both APIs
+    assert _activity(ADF, "LookupPostcodes")["policy"]["retry"] == 3  # the native fixed-interval retry, beside the jittered loop
     text = cloud.ADF_PIPELINE.read_text()
     for kind, folder in (("DatasetReference", "dataset"), ("LinkedServiceReference", "linkedService")):
         for name in set(re.findall(rf'"referenceName": "(\w+)",\s*"type": "{kind}"', text)):

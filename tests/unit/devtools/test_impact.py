@@ -83,8 +83,11 @@ def test_a_bad_cost_model_fails_with_the_field_named(tmp_path) -> None:
 def test_the_committed_assessment_and_heat_map_are_current(cfg, results) -> None:
     for path, text in impact_report.generated(cfg, load_catalogue(), list(results.values())).items():
         assert path.read_text() == text, f"{path.name} is stale: run `resilient-etl impact --write`"
+    top = [r.cost.scenario for r in risks(cfg, load_catalogue(), list(results.values()))[: impact_report.TOP]]
+    assert set(top) <= {m.risk for m in cfg.business_impact.mitigations}  # a recommendation for every top risk
     doc = impact_report.DOC_FILE.read_text()
     assert "![Probability x impact heat map](business-impact.svg)" in doc and "## Mitigations for the top 5 risks" in doc
+    assert "No mitigation declared yet" not in doc
     assert impact_report.SVG_FILE.read_text().lstrip().startswith("<?xml")
 
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Start the services the tests need when they are not running (idempotent): PostgreSQL and Redis on
-# loopback. On a machine without them, install them from Debian's packages first.
+# loopback. On a machine without them, install them (and Chromium, for the browser tests) from Debian's packages first.
 set -euo pipefail
 
 need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+# the console's browser tests drive Debian's headless Chromium (browsers cannot be downloaded here)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -87,6 +87,7 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
 def _cmd_incidents(args: argparse.Namespace) -> int:
     from resilient_etl.alerting import incidents as store
     from resilient_etl.alerting.engine import Alerter
+    from resilient_etl.recovery.incidents import change_incident
 
     alerter = Alerter()
     try:
@@ -105,25 +106,11 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
         if args.id is None:
             print(f"incidents {args.action}: an incident id is required", file=sys.stderr)
             return 2
-        if args.action == "ack":
-            incident = alerter.acknowledge(args.id)
-        else:
-            incident = alerter.resolve(args.id, args.note)
+        change = change_incident(alerter, args.id, args.action, note=args.note, by=args.by)
     except (LookupError, ValueError) as exc:
         print(f"incidents {args.action}: {exc}", file=sys.stderr)
         return 2
-    from resilient_etl.pipeline import overrides
-
-    with alerter.warehouse.begin() as conn:
-        record = overrides.record(
-            conn,
-            "incident-ack" if args.action == "ack" else "incident-resolve",
-            f"incident #{incident.id}",
-            reason=args.note or "",
-            by=args.by,
-            details={"category": incident.category, "severity": incident.severity, "dag_id": incident.dag_id},
-        )
-    emit(f"incident #{incident.id} {incident.status} (by {record.by_user}, override #{record.id})")
+    emit(f"incident #{change.incident.id} {change.incident.status} (by {change.override.by_user}, override #{change.override.id})")
     return 0
 
 

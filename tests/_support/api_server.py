@@ -87,8 +87,19 @@ def airflow_process_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     }
 
 
+def get_token(url: str, username: str, password: str) -> str:
+    """Return a JWT for ``username`` from the API server's ``POST /auth/token``."""
+    req = urllib.request.Request(
+        f"{url}/auth/token", data=json.dumps({"username": username, "password": password}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return str(json.loads(r.read())["access_token"])
+
+
 @contextmanager
-def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = True, port: int = 0) -> Iterator[ApiServer]:
+def api_server(
+    home: Path, extra_env: dict[str, str], *, reserialize: bool = True, port: int = 0, users: dict[str, tuple[str, str]] | None = None
+) -> Iterator[ApiServer]:
     """
     Migrate a metadata DB in ``home``, parse the DAGs into it and serve the API until the block ends.
 
@@ -96,12 +107,21 @@ def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = Tru
     :param extra_env: connections, config file and other settings for every process
     :param reserialize: parse the DAG folder first (what the dag-processor would do)
     :param port: the port to serve on (default: a free one)
+    :param users: the simple auth manager's users as ``{name: (role, password)}`` (default: admin/admin, role admin)
     """
+    users = users or {"admin": ("admin", "admin")}
     home.mkdir(parents=True, exist_ok=True)
-    (home / "passwords.json").write_text(json.dumps({"admin": "admin"}))
+    (home / "passwords.json").write_text(json.dumps({name: password for name, (_, password) in users.items()}))
     port = port or free_port()
     env = airflow_process_env(
-        home, {"AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", **extra_env}
+        home,
+        {
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{name}:{role}" for name, (role, _) in users.items()),
+            **extra_env,
+        },
     )
     for step in (["db", "migrate"], *([["dags", "reserialize"]] if reserialize else [])):
         done = subprocess.run([airflow_bin(), *step], env=env, capture_output=True, text=True, check=False, timeout=300)
@@ -119,12 +139,8 @@ def api_server(home: Path, extra_env: dict[str, str], *, reserialize: bool = Tru
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_api(url, proc, log)
-        req = urllib.request.Request(
-            f"{url}/auth/token", data=json.dumps({"username": "admin", "password": "admin"}).encode(), headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            token = json.loads(r.read())["access_token"]
-        yield ApiServer(url=url, env=env, token=token, log=log)
+        name, (_, password) = next(iter(users.items()))
+        yield ApiServer(url=url, env=env, token=get_token(url, name, password), log=log)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:

@@ -95,7 +95,8 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # SQLite hands back naive UTC
 
 
-def _from_row(row: object) -> Incident:
+def from_row(row: object) -> Incident:
+    """Return an ``incidents`` row as an :class:`Incident`."""
     m = row._mapping  # type: ignore[attr-defined]
     return Incident(
         id=m["id"],
@@ -154,7 +155,7 @@ def record_failure(
             return get(conn, new_id), "new"
         except IntegrityError:  # another callback opened it a moment ago (unique active key): a repeat
             row = conn.execute(query).one()
-    current = _from_row(row)
+    current = from_row(row)
     raised = _RANK[classification.severity] < _RANK[current.severity]
     values: dict[str, object] = {
         "occurrences": incidents.c.occurrences + 1,
@@ -174,7 +175,7 @@ def get(conn: Connection, incident_id: int) -> Incident:
     row = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
     if row is None:
         raise LookupError(f"no incident #{incident_id}")
-    return _from_row(row)
+    return from_row(row)
 
 
 def active(conn: Connection, *, dag_id: str | None = None, task_id: str | None = None) -> list[Incident]:
@@ -184,7 +185,7 @@ def active(conn: Connection, *, dag_id: str | None = None, task_id: str | None =
         query = query.where(incidents.c.dag_id == dag_id)
     if task_id is not None:
         query = query.where(incidents.c.task_id == task_id)
-    return [_from_row(r) for r in conn.execute(query)]
+    return [from_row(r) for r in conn.execute(query)]
 
 
 def set_escalation_level(conn: Connection, incident_id: int, level: int) -> None:

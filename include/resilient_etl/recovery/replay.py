@@ -65,8 +65,14 @@ def quarantine_summary(conn: Connection, *, run_id: str | None = None, reason: s
     ]
 
 
-def quarantine_rows(conn: Connection, *, run_id: str | None = None, reason: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-    """Return quarantined rows one by one (file, line, reason, detail, replay)."""
+def quarantine_rows(
+    conn: Connection, *, run_id: str | None = None, reason: str | None = None, limit: int = 1000, raw: bool = False
+) -> list[dict[str, Any]]:
+    """
+    Return quarantined rows one by one (file, line, reason, detail, replay).
+
+    :param raw: add each row as it was read (``raw_row``, JSON of the CSV fields; empty for an unreadable line)
+    """
     q = quarantine.c
     query = select(quarantine).where(*_selection(run_id, reason)).order_by(q.run_id, q.source_file, q.line_number).limit(limit)
     return [
@@ -78,6 +84,7 @@ def quarantine_rows(conn: Connection, *, run_id: str | None = None, reason: str 
             "reason": r.error_category,
             "detail": r.detail,
             "replayed_to": r.replay_file or "",
+            **({"raw_row": r.raw_row} if raw else {}),
         }
         for r in conn.execute(query)
     ]

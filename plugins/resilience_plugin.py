@@ -16,13 +16,7 @@ from resilient_etl.alerting.deadline import DeadlineCleanup, RunQueuedAt
 from resilient_etl_console.app import PREFIX, app
 
 EXTERNAL_VIEWS = [
-    {
-        "name": "Resilience",
-        "href": f"{PREFIX}/ui/overview",
-        "url_route": "resilience",
-        "destination": "nav",
-        "icon": f"{PREFIX}/static/icon.svg",
-    },
+    {"name": "Resilience", "href": f"{PREFIX}/ui/overview", "url_route": "resilience", "destination": "nav", "icon": f"{PREFIX}/static/icon.svg"},
     {"name": "Resilience", "href": PREFIX + "/ui/runs/{DAG_ID}/{RUN_ID}", "url_route": "resilience-run", "destination": "dag_run"},
 ]
 

@@ -12,7 +12,16 @@ from typing import Any
 
 import yaml
 
-from resilient_etl.commands.output import OUTPUT_FORMATS, add_output_argument, emit, print_rows, results, results_on_stdout
+from resilient_etl.commands.output import (
+    OUTPUT_FORMATS,
+    add_exit_codes,
+    add_output_argument,
+    default_output,
+    emit,
+    print_rows,
+    results,
+    results_on_stdout,
+)
 from resilient_etl.exceptions import ConfigError
 
 __all__ = ["OUTPUT_FORMATS", "add_output_argument", "build_parser", "emit", "main", "print_rows", "run_command"]
@@ -64,7 +73,11 @@ def _cmd_breakers(args: argparse.Namespace) -> int:
             states = breaker_states(store, policies)
         finally:
             fallback_log.disabled = was_disabled
-        emit(json.dumps(states, indent=2))
+        if args.output == "json":
+            emit(json.dumps(states, indent=2))
+        else:
+            keys = ("name", "state", "consecutive_failures", "opened_at", "probe_at", "seconds_to_probe")
+            print_rows([{k: s.get(k) for k in keys} for s in states], args.output, title="circuit breakers")
         if getattr(store, "degraded", None) is not None:
             print(
                 f"resilient-etl breakers: shared-state store {store.what} unavailable; these are the warehouse "
@@ -95,13 +108,24 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
             alerter.record_spooled()  # alerts sent while the warehouse was down become incidents now
             with alerter.warehouse.begin() as conn:
                 rows = store.active(conn)
-            for i in rows:
-                emit(
-                    f"#{i.id}\t{i.status}\t{i.severity}\t{i.category}\t{i.dag_id}.{i.task_id or '*'}\t"
-                    f"x{i.occurrences}\tsince {i.first_seen_at:%Y-%m-%d %H:%M} UTC\tlevel {i.escalation_level}\t{i.detail or ''}"
-                )
-            if not rows:
+            listing = [
+                {
+                    "id": i.id,
+                    "status": i.status,
+                    "severity": str(i.severity),
+                    "category": i.category,
+                    "task": f"{i.dag_id}.{i.task_id or '*'}",
+                    "occurrences": i.occurrences,
+                    "first_seen_at": i.first_seen_at.isoformat(timespec="seconds"),
+                    "escalation_level": i.escalation_level,
+                    "detail": i.detail or "",
+                }
+                for i in rows
+            ]
+            if not rows and (args.output or default_output()) == "table":
                 emit("no open incidents")
+            else:
+                print_rows(listing, args.output, title="open and acknowledged incidents")
             return 0
         if args.id is None:
             print(f"incidents {args.action}: an incident id is required", file=sys.stderr)
@@ -161,7 +185,21 @@ def _cmd_health(args: argparse.Namespace) -> int:
     from resilient_etl.health import EXIT_CODES, check_health
 
     doc = check_health()
-    emit(json.dumps(doc, indent=2))
+    if args.output in ("json", "yaml"):
+        emit(json.dumps(doc, indent=2) if args.output == "json" else yaml.safe_dump(doc, sort_keys=False), end="\n" if args.output == "json" else "")
+    else:
+        rows = [
+            {
+                "check": name,
+                "component": o.get("componentId", ""),
+                "status": o["status"],
+                "observed": f"{o['observedValue']} {o.get('observedUnit') or ''}".strip() if "observedValue" in o else "",
+                "output": o.get("output", ""),
+            }
+            for name, observations in sorted(doc["checks"].items())
+            for o in observations
+        ]
+        print_rows(rows, args.output, title=f"health: {doc['status']}")
     return EXIT_CODES[doc["status"]]
 
 
@@ -198,6 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
         "breakers", help="print every circuit breaker's shared state (exit 1 unless all closed, 3 when Redis is unreachable); reset or open one"
     )
     breakers.set_defaults(func=_cmd_breakers)
+    add_output_argument(breakers)
+    add_exit_codes(
+        breakers,
+        {
+            0: "every breaker closed (or the change was made)",
+            1: "a breaker is open or half-open",
+            2: "no such breaker",
+            EXIT_SHARED_STATE_UNAVAILABLE: "the shared-state store (Redis) is unreachable: the warehouse tables are shown",
+        },
+    )
     breakers_sub = breakers.add_subparsers(dest="breaker_action")
     for verb, text in (
         ("reset", "force a breaker closed now (the API is known to be back); recorded in breaker_events"),
@@ -212,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser("health", help="check every dependency; print application/health+json (exit 0 pass, 1 warn, 2 fail)")
     health.set_defaults(func=_cmd_health)
+    add_output_argument(health)
+    add_exit_codes(health, {0: "pass", 1: "warn", 2: "fail"})
 
     incidents = sub.add_parser("incidents", help="list, acknowledge or resolve incidents")
     incidents.add_argument("action", choices=["list", "ack", "resolve"])
@@ -219,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     incidents.add_argument("--note", help="resolution note, sent with the recovery message")
     incidents.add_argument("--by", default=None, help="who (default: $RESILIENT_ETL_USER, else the login name)")
     incidents.set_defaults(func=_cmd_incidents)
+    add_output_argument(incidents)
+    add_exit_codes(incidents, {0: "done", 2: "no such incident, or it cannot be acknowledged/resolved now"})
 
     db = sub.add_parser(
         "db",
@@ -232,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("db_action", choices=["upgrade", "downgrade", "current", "history"])
     db.add_argument("revision", nargs="?", help="target revision (upgrade: default head; downgrade: required, e.g. 0001 or -1)")
     add_output_argument(db)
+    add_exit_codes(db, {0: "done (current: at head)", 1: "current: the warehouse is not at head", 2: "usage"})
     db.set_defaults(func=_cmd_db)
 
     deploy = sub.add_parser(
@@ -245,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deploy.add_argument("deploy_action", choices=["check"])
     deploy.add_argument("--table", action="store_true", help="a table instead of one PASS/FAIL line per check")
-    add_output_argument(deploy)
+    add_output_argument(deploy, default="table")  # PASS/FAIL lines, piped or not: release scripts grep them
+    add_exit_codes(deploy, {0: "every check passed", 1: "a check failed"})
     deploy.set_defaults(func=_cmd_deploy_check)
 
     from resilient_etl.commands.recovery import add_recovery_commands
@@ -264,6 +318,8 @@ def run_command(args: Any) -> int:
     """Run a parsed command (its ``func``); return its exit code, or 141 when the reader of stdout went away."""
     try:
         with results_on_stdout():
+            if getattr(args, "output", "") is None:
+                args.output = default_output()  # a table on a terminal, JSON when piped
             code = args.func(args)
             results().flush()
     except BrokenPipeError:

@@ -233,7 +233,7 @@ def breakers_data() -> dict[str, Any]:
         policy = policies[entry["name"]]
         last = next((e for e in reversed(events) if e["name"] == entry["name"]), None)
         entry.update(
-            failure_threshold=policy.failure_threshold,
+            opens_after=f"{policy.fail_max} consecutive failures or {policy.failure_rate_threshold:.0%} of {policy.minimum_calls}+ calls in {policy.window_seconds:g} s",
             reset_timeout_seconds=policy.reset_timeout_seconds,
             last_change=last,
             calls=last["calls"] if last else None,
@@ -405,7 +405,7 @@ async def index() -> RedirectResponse:
     return RedirectResponse(f"{PREFIX}/ui/overview", status_code=307)
 
 
-@app.get("/ui/overview", response_class=HTMLResponse, dependencies=[CanRead])
+@app.get("/ui/overview", response_class=HTMLResponse, dependencies=[CanRead], include_in_schema=False)
 async def overview_page(request: Request, user: GetUserDep, hours: Annotated[float, Query(gt=0, le=24 * 30)] = 24) -> HTMLResponse:
     """The overview: health, breakers and their timeline, active incidents, reconciliation of the last runs, backlog."""
     from resilient_etl_console import charts  # matplotlib: only where a chart is drawn, never in workers
@@ -417,7 +417,7 @@ async def overview_page(request: Request, user: GetUserDep, hours: Annotated[flo
     return _page(request, "overview.html", user, title="Overview", data=data, timeline_svg=timeline, bars_svg=bars)
 
 
-@app.get("/ui/fragments/health", response_class=HTMLResponse, dependencies=[CanRead])
+@app.get("/ui/fragments/health", response_class=HTMLResponse, dependencies=[CanRead], include_in_schema=False)
 async def health_fragment(request: Request, user: GetUserDep) -> HTMLResponse:
     """The health table (loaded by the overview after it renders: the checks take up to their timeout)."""
     doc = await _timed(request, health_data)
@@ -429,7 +429,7 @@ async def health_fragment(request: Request, user: GetUserDep) -> HTMLResponse:
     return HTMLResponse(_templates().get_template("health.html").render(doc=doc, rows=rows))
 
 
-@app.get("/ui/incidents", response_class=HTMLResponse, dependencies=[CanRead])
+@app.get("/ui/incidents", response_class=HTMLResponse, dependencies=[CanRead], include_in_schema=False)
 async def incidents_page(
     request: Request,
     user: GetUserDep,
@@ -445,7 +445,7 @@ async def incidents_page(
     return _page(request, "incidents.html", user, title="Incidents", data=data, filters=filters)
 
 
-@app.post("/ui/incidents/{incident_id}/{action}", dependencies=[CanAct])
+@app.post("/ui/incidents/{incident_id}/{action}", dependencies=[CanAct], include_in_schema=False)
 async def incident_form(
     request: Request, incident_id: int, action: str, user: GetUserDep, csrf_token: Annotated[str, Form()] = "", note: Annotated[str, Form()] = ""
 ) -> RedirectResponse:
@@ -454,17 +454,20 @@ async def incident_form(
     if action == "resolve" and not note.strip():
         return _back("/ui/incidents", f"incident #{incident_id} not resolved: a resolution note is required")
     change = await run_in_threadpool(lambda: _change_incident(incident_id, action, note.strip(), _user_name(user)))
-    return _back("/ui/incidents?status=", f"incident #{change.incident.id} {change.incident.status} by {change.override.by_user} (override #{change.override.id})")
+    return _back(
+        "/ui/incidents?status=",
+        f"incident #{change.incident.id} {change.incident.status} by {change.override.by_user} (override #{change.override.id})",
+    )
 
 
-@app.get("/ui/breakers", response_class=HTMLResponse, dependencies=[CanRead])
+@app.get("/ui/breakers", response_class=HTMLResponse, dependencies=[CanRead], include_in_schema=False)
 async def breakers_page(request: Request, user: GetUserDep) -> HTMLResponse:
     """Each breaker's state, counts and next probe; force open / reset; the audit trail."""
     data = await _timed(request, breakers_data)
     return _page(request, "breakers.html", user, title="Breakers", data=data)
 
 
-@app.post("/ui/breakers/{name}/{action}", dependencies=[CanAct])
+@app.post("/ui/breakers/{name}/{action}", dependencies=[CanAct], include_in_schema=False)
 async def breaker_form(
     request: Request,
     name: str,
@@ -482,14 +485,14 @@ async def breaker_form(
     return _back("/ui/breakers", f"breaker {change.name}: {change.old} -> {change.new} by {change.override.by_user} (override #{change.override.id})")
 
 
-@app.get("/ui/quarantine", response_class=HTMLResponse, dependencies=[CanRead])
+@app.get("/ui/quarantine", response_class=HTMLResponse, dependencies=[CanRead], include_in_schema=False)
 async def quarantine_page(request: Request, user: GetUserDep, run_id: str | None = None, reason: str | None = None) -> HTMLResponse:
     """Quarantined rows by run and reason, the raw rows and the rule each broke, replay; rejected files with their reports."""
     data = await _timed(request, lambda: quarantine_data(run_id or None, reason or None))
     return _page(request, "quarantine.html", user, title="Quarantine", data=data)
 
 
-@app.post("/ui/quarantine/replay", dependencies=[CanAct])
+@app.post("/ui/quarantine/replay", dependencies=[CanAct], include_in_schema=False)
 async def replay_form(
     request: Request,
     user: GetUserDep,
@@ -510,11 +513,11 @@ async def replay_form(
     return _back(f"/ui/quarantine?run_id={quote(run_id)}", message)
 
 
-@app.get("/ui/rejected/{name}", response_class=HTMLResponse, dependencies=[CanRead])
+@app.get("/ui/rejected/{name}", response_class=HTMLResponse, dependencies=[CanRead], include_in_schema=False)
 async def rejected_report(request: Request, user: GetUserDep, name: str) -> HTMLResponse:
     """A rejected file's reason and quality report (only files listed in rejected/)."""
-    from resilient_etl.recovery import replay
     from resilient_etl.pipeline.files import QUALITY_SUFFIX, REASON_SUFFIX
+    from resilient_etl.recovery import replay
 
     cfg = _config()
     if name not in {f["file"] for f in replay.rejected_files(cfg.paths.rejected)}:
@@ -528,7 +531,7 @@ async def rejected_report(request: Request, user: GetUserDep, name: str) -> HTML
     return _page(request, "rejected.html", user, title=f"Rejected: {name}", name=name, texts=texts)
 
 
-@app.get("/ui/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[CanRead])
+@app.get("/ui/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[CanRead], include_in_schema=False)
 async def run_page(request: Request, user: GetUserDep, dag_id: str, run_id: str, session: SessionDep) -> HTMLResponse:
     """One run (the DAG-run tab): reconciliation, enrichment sources, quarantine reasons, breaker changes, progress."""
     if dag_id != DAG_ID:
@@ -538,7 +541,7 @@ async def run_page(request: Request, user: GetUserDep, dag_id: str, run_id: str,
     return _page(request, "run.html", user, title=f"Run {run_id}", data=data, dag_id=dag_id, running=dag_run is not None and dag_run.end_date is None)
 
 
-@app.get("/ui/drills", response_class=HTMLResponse, dependencies=[CanRead])
+@app.get("/ui/drills", response_class=HTMLResponse, dependencies=[CanRead], include_in_schema=False)
 async def drills_page(request: Request, user: GetUserDep) -> HTMLResponse:
     """The latest result of each failure drill."""
     data = await _timed(request, drills_data)

@@ -26,9 +26,7 @@ def _svg(fig: Figure) -> str:
     return text[text.index("<svg") :]
 
 
-def breaker_timeline(
-    names: Sequence[str], initial: dict[str, str], events: Sequence[dict[str, Any]], *, start: dt.datetime, end: dt.datetime
-) -> str:
+def breaker_timeline(names: Sequence[str], initial: dict[str, str], events: Sequence[dict[str, Any]], *, start: dt.datetime, end: dt.datetime) -> str:
     """
     Draw each breaker's state over ``start``..``end`` as a coloured band (green closed, amber half-open, red open).
 

@@ -119,11 +119,19 @@ def incident_timeline(incident: incident_store.Incident, cfg: ResilienceConfig, 
     by = {p["action"]: p for p in people}
     if incident.acknowledged_at:
         who = by.get("incident-ack", {})
-        out.append(TimelineEntry(incident.acknowledged_at, "acknowledged" + (f": {who['reason']}" if who.get("reason", "(no reason given)") != "(no reason given)" else ""), who.get("by_user", "")))
+        out.append(
+            TimelineEntry(
+                incident.acknowledged_at,
+                "acknowledged" + (f": {who['reason']}" if who.get("reason", "(no reason given)") != "(no reason given)" else ""),
+                who.get("by_user", ""),
+            )
+        )
     if incident.resolved_at:
         who = by.get("incident-resolve", {})
         note = who.get("reason", "")
-        out.append(TimelineEntry(incident.resolved_at, "resolved" + (f": {note}" if note and note != "(no reason given)" else ""), who.get("by_user", "")))
+        out.append(
+            TimelineEntry(incident.resolved_at, "resolved" + (f": {note}" if note and note != "(no reason given)" else ""), who.get("by_user", ""))
+        )
     return sorted(out, key=lambda e: e.at)
 
 

@@ -51,7 +51,7 @@ def seed(warehouse: WarehouseHook, *, runs: int = 100, incident_count: int = 100
     """
     now = now or dt.datetime.now(dt.UTC)
     warehouse.ensure_schema()
-    run_ids = [f"scheduled__{(now - dt.timedelta(hours=runs - i)):%Y-%m-%dT%H:%M:%S}+00:00" for i in range(runs)]
+    run_ids = [f"manual__{(now - dt.timedelta(hours=runs - i)):%Y-%m-%dT%H:%M:%S}+00:00" for i in range(runs)]
     detail = run_ids[-1]
     with warehouse.begin() as conn:
         conn.execute(
@@ -75,13 +75,14 @@ def seed(warehouse: WarehouseHook, *, runs: int = 100, incident_count: int = 100
         rows = []
         for i in range(incident_count):
             status = "open" if i % 20 == 0 else "acknowledged" if i % 20 == 10 else "resolved"
+            kind = (i // 10) % len(CATEGORIES)
             first = now - dt.timedelta(minutes=5 * (incident_count - i))
             rows.append(
                 {
-                    "dedup_key": f"company_enrichment|task_{i}|{CATEGORIES[i % len(CATEGORIES)]}",
+                    "dedup_key": f"company_enrichment|task_{i}|{CATEGORIES[kind]}",
                     "dag_id": "company_enrichment",
                     "task_id": f"task_{i}",
-                    "category": CATEGORIES[i % len(CATEGORIES)],
+                    "category": CATEGORIES[kind],
                     "severity": SEVERITIES[i % len(SEVERITIES)],
                     "escalation_level": 1 if status == "open" else 0,
                     "status": status,
@@ -99,7 +100,16 @@ def seed(warehouse: WarehouseHook, *, runs: int = 100, incident_count: int = 100
         conn.execute(
             insert(breaker_events),
             [
-                {"name": name, "from_state": a, "to_state": b, "reason": reason, "calls": 20, "failures": 11, "consecutive_failures": 5, "at": now - ago}
+                {
+                    "name": name,
+                    "from_state": a,
+                    "to_state": b,
+                    "reason": reason,
+                    "calls": 20,
+                    "failures": 11,
+                    "consecutive_failures": 5,
+                    "at": now - ago,
+                }
                 for name, a, b, reason, ago in [
                     ("postcodes_io", "closed", "open", "5 consecutive failures", dt.timedelta(hours=20)),
                     ("postcodes_io", "open", "half-open", "reset timeout passed", dt.timedelta(hours=19, minutes=50)),
@@ -226,3 +236,12 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def login(page: Any, url: str, username: str, password: str) -> None:
+    """Log in through the Airflow UI's own login form (the simple auth manager's), as a person does."""
+    page.goto(f"{url}/auth/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: "/auth/login" not in u, timeout=60_000)

@@ -62,32 +62,69 @@ def results_on_stdout() -> Iterator[None]:
             os.close(saved)
 
 
-def add_output_argument(parser: argparse.ArgumentParser) -> None:
-    """Add Airflow's ``-o/--output table|json|yaml|plain`` to a listing command."""
-    parser.add_argument("-o", "--output", choices=OUTPUT_FORMATS, default="table", help="output format (default: table)")
+def default_output() -> str:
+    """Return the format a person expects: a table on a terminal, JSON when the output is piped or captured."""
+    stream = results()
+    try:
+        return "table" if stream.isatty() else "json"
+    except (AttributeError, ValueError):
+        return "json"
 
 
-def print_rows(rows: list[dict[str, Any]], output: str) -> None:
+def add_output_argument(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """
+    Add Airflow's ``-o/--output table|json|yaml|plain`` to a listing command.
+
+    :param default: a fixed default; None (the usual) picks :func:`default_output` when the command runs
+    """
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUT_FORMATS,
+        default=default,
+        help=f"output format (default: {default or 'table on a terminal, json when piped'})",
+    )
+
+
+def add_exit_codes(parser: argparse.ArgumentParser, codes: dict[int, str]) -> None:
+    """Document a command's exit codes at the end of its ``--help``."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    lines = "\n".join(f"  {code:<4} {meaning}" for code, meaning in sorted(codes.items()))
+    parser.epilog = f"{parser.epilog + chr(10) + chr(10) if parser.epilog else ''}exit codes:\n{lines}"
+
+
+def print_rows(rows: list[dict[str, Any]], output: str | None, *, title: str | None = None) -> None:
     """
     Print ``rows`` as Airflow's CLI does for ``-o``.
 
     :param rows: one mapping per row, all with the same keys
-    :param output: ``table``, ``json``, ``yaml`` or ``plain`` (tab-separated, no header)
+    :param output: ``table`` (a rich table), ``json``, ``yaml`` or ``plain`` (tab-separated, no header); None: :func:`default_output`
+    :param title: the table's caption (table output only)
     """
+    output = output or default_output()
     if output == "json":
         emit(json.dumps(rows, indent=2, default=str))
     elif output == "yaml":
         emit(yaml.safe_dump(json.loads(json.dumps(rows, default=str)), sort_keys=False), end="")
     elif not rows:
         emit("" if output == "plain" else "No data found")
+    elif output == "plain":
+        emit("\n".join("\t".join("" if v is None else str(v) for v in row.values()) for row in rows))
     else:
-        cells = [[("" if v is None else str(v)) for v in row.values()] for row in rows]
-        if output == "plain":
-            emit("\n".join("\t".join(line) for line in cells))
-            return
-        header = list(rows[0])
-        widths = [max(len(str(h)), *(len(line[i]) for line in cells)) for i, h in enumerate(header)]
-        emit(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-        emit("=+=".join("=" * w for w in widths))
-        for line in cells:
-            emit(" | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, header_style="bold", show_lines=False)
+        for key in rows[0]:
+            table.add_column(str(key), overflow="fold")
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        stream = results()
+        Console(file=stream, width=None if _isatty(stream) else 200, soft_wrap=False).print(table)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

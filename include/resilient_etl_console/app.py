@@ -582,3 +582,10 @@ def route_table() -> list[dict[str, str]]:
             rule = f"read access to {DAG_ID}"
         out.append({"path": PREFIX + path, "methods": ",".join(m for m in methods if m != "HEAD"), "access": rule})
     return out
+
+
+def routes_markdown() -> str:
+    """Return the route table of docs/console.md (a test fails while the doc's copy differs)."""
+    lines = ["| Method | Route | Access |", "|---|---|---|"]
+    lines += [f"| `{r['methods']}` | `{r['path']}` | {r['access']} |" for r in route_table()]
+    return "\n".join(lines) + "\n"

@@ -233,13 +233,10 @@ def _cmd_backup(args: argparse.Namespace) -> int:
         deleted = backup.prune(root, cfg.backup.retention)
         print_rows([{"deleted": str(p)} for p in deleted], args.output)
         return EXIT_OK
-    made = backup.create_backup(
-        cfg,
-        config_dir=config_path().parent,
-        root=root,
-        airflow=_airflow_metadata(not args.no_airflow),
-        report=lambda line: print(line, file=sys.stderr),
-    )
+    from resilient_etl.commands.progress import progress_lines
+
+    with progress_lines("backup") as report:
+        made = backup.create_backup(cfg, config_dir=config_path().parent, root=root, airflow=_airflow_metadata(not args.no_airflow), report=report)
     deleted = backup.prune(root, cfg.backup.retention) if not args.keep_all else []
     print_rows([{**made.as_row(), "path": str(made.path), "pruned": len(deleted)}], args.output)
     return EXIT_OK
@@ -271,15 +268,18 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             for p in problems:
                 print(f"DAMAGED: {p}", file=sys.stderr)
             return EXIT_FAILED if problems else EXIT_OK
+        from resilient_etl.commands.progress import progress_lines
+
         target = WarehouseHook(args.warehouse_conn_id or cfg.warehouse.conn_id)
-        report = backup.restore_set(
-            chosen,
-            warehouse=target,
-            config_dir=Path(args.config_dir) if args.config_dir else None,
-            airflow=_airflow_metadata(args.airflow),
-            key_env=cfg.backup.key_env,
-            report=lambda line: print(line, file=sys.stderr),
-        )
+        with progress_lines("restore") as progress:
+            report = backup.restore_set(
+                chosen,
+                warehouse=target,
+                config_dir=Path(args.config_dir) if args.config_dir else None,
+                airflow=_airflow_metadata(args.airflow),
+                key_env=cfg.backup.key_env,
+                report=progress,
+            )
     except backup.BackupError as exc:
         return _fail("restore", str(exc))
     with target.begin() as conn:

@@ -123,23 +123,24 @@ def _run_drills(args: argparse.Namespace, catalogue: Any) -> int:
 
 
 def _run_all(target: Any, names: list[str], catalogue: Any, args: argparse.Namespace, results: list[Any], started: float) -> None:
+    from resilient_etl.commands.progress import progress_lines
     from resilient_etl_devtools.drills.runner import DrillRunner
 
     target.start()
     runner = DrillRunner(target, probe_interval=args.probe_interval)
-    for i, name in enumerate(names, 1):
-        print(f"[{i}/{len(names)}] drill {name}: {catalogue.scenarios[name].title} …", file=sys.stderr, flush=True)
-        result = runner.run(name, catalogue.scenarios[name])
-        results.append(result)
-        elapsed = time.time() - started
-        eta = elapsed / i * (len(names) - i)
-        print(
-            f"[{i}/{len(names)}] drill {name}: {'PASS' if result.passed else 'FAIL'} detect {result.time_to_detect} s, RTO {result.rto} s, "
-            f"lost {result.rows_lost}, doubled {result.rows_duplicated}{' - ' + result.error if result.error else ''} "
-            f"({elapsed:.0f} s elapsed, {eta:.0f} s to go)",
-            file=sys.stderr,
-            flush=True,
-        )
+    with progress_lines("drills", total=len(names)) as report:
+        for i, name in enumerate(names, 1):
+            report(f"[{i}/{len(names)}] drill {name}: {catalogue.scenarios[name].title} …", done=i - 1)
+            result = runner.run(name, catalogue.scenarios[name])
+            results.append(result)
+            elapsed = time.time() - started
+            eta = elapsed / i * (len(names) - i)
+            report(
+                f"[{i}/{len(names)}] drill {name}: {'PASS' if result.passed else 'FAIL'} detect {result.time_to_detect} s, RTO {result.rto} s, "
+                f"lost {result.rows_lost}, doubled {result.rows_duplicated}{' - ' + result.error if result.error else ''} "
+                f"({elapsed:.0f} s elapsed, {eta:.0f} s to go)",
+                done=i,
+            )
 
 
 def add_drill_command(sub: Any) -> None:

@@ -24,7 +24,7 @@ from resilient_etl.commands.output import (
 )
 from resilient_etl.exceptions import ConfigError
 
-__all__ = ["OUTPUT_FORMATS", "add_output_argument", "build_parser", "emit", "main", "print_rows", "run_command"]
+__all__ = ["OUTPUT_FORMATS", "add_exit_codes", "add_output_argument", "build_parser", "emit", "main", "print_rows", "run_command"]
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:

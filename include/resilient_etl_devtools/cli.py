@@ -50,9 +50,17 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    from resilient_etl.commands.progress import progress_lines
     from resilient_etl_devtools.sandbox.data import write_sample_csv
 
-    drop = write_sample_csv(Path(args.path), rows=args.rows, dirty_share=args.dirty_share, seed=args.seed)
+    with progress_lines("sample", total=args.rows) as report:
+        drop = write_sample_csv(
+            Path(args.path),
+            rows=args.rows,
+            dirty_share=args.dirty_share,
+            seed=args.seed,
+            on_progress=lambda done, total: report(f"sample: {done:,}/{total:,} rows", done=done),
+        )
     emit(f"wrote {drop.rows} rows to {drop.path} ({len(drop.dirty_lines)} dirty)")
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from resilient_etl.commands.output import emit
+from resilient_etl.commands.progress import progress_lines
 from resilient_etl.config import load_config
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import pipeline_runs, quality_results, suppliers
@@ -33,6 +34,9 @@ def _stopping(*sinks: Any) -> Iterator[None]:
             sink.stop()
 
 
+DEMO_STEPS = 4  # sandbox up, sample written, metadata DB migrated, the run
+
+
 def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
     """
     Run the pipeline once end to end and print its reconciliation; return the exit code.
@@ -47,7 +51,7 @@ def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     smtp, slack = SmtpSink(outbox=data_dir / "outbox").start(), SlackSink(outbox=data_dir / "outbox").start()
-    with Sandbox(ch_limit=DEMO_CH_LIMIT) as sandbox, _stopping(smtp, slack):
+    with Sandbox(ch_limit=DEMO_CH_LIMIT) as sandbox, _stopping(smtp, slack), progress_lines("demo", total=DEMO_STEPS) as step:
         env = {
             # alerts are delivered to local sinks and land in data/outbox/
             "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp.connection()),
@@ -63,18 +67,19 @@ def run_demo(project_dir: Path, *, rows: int = 1000) -> int:
             # `airflow dags test` crashes at the end of a DAG that has Deadline Alerts (Airflow 3.3.2).
             "RESILIENT_ETL__DEADLINES__DAG_RUN_ALERTS": "false",
         }
-        emit(f"sandbox APIs: {sandbox.postcodes.url} (postcodes.io), {sandbox.companies.url} (Companies House)")
+        step(f"[1/{DEMO_STEPS}] sandbox APIs: {sandbox.postcodes.url} (postcodes.io), {sandbox.companies.url} (Companies House)", done=1)
         os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")})
         warehouse = WarehouseHook()
         warehouse.ensure_schema()
         drop = write_sample_csv(cfg.paths.landing / "suppliers_sample.csv", rows=rows)
-        emit(f"sample drop: {drop.path} ({drop.rows} rows, {len(drop.dirty_lines)} dirty)")
+        step(f"[2/{DEMO_STEPS}] sample drop: {drop.path} ({drop.rows} rows, {len(drop.dirty_lines)} dirty)", done=2)
         migrate = run_airflow(["db", "migrate"], env, log_file=data_dir / "logs" / "airflow-db-migrate.log")
         if migrate.returncode != 0:
             emit(migrate.stdout[-3000:], migrate.stderr[-3000:])
             return migrate.returncode
-        emit("running company_enrichment with `airflow dags test` …", flush=True)
+        step(f"[3/{DEMO_STEPS}] Airflow metadata DB migrated; running company_enrichment with `airflow dags test` …", done=3)
         test = run_airflow(["dags", "test", "company_enrichment"], env, log_file=data_dir / "logs" / "demo-dag-test.log")
+        step(f"[4/{DEMO_STEPS}] company_enrichment ended (exit {test.returncode}) after {time.monotonic() - started:.1f} s", done=4)
     with warehouse.begin() as conn:
         last = conn.execute(select(pipeline_runs).order_by(pipeline_runs.c.finished_at.desc()).limit(1)).first()
         quality = conn.execute(

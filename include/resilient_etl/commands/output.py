@@ -87,10 +87,12 @@ def add_output_argument(parser: argparse.ArgumentParser, *, default: str | None 
 
 
 def add_exit_codes(parser: argparse.ArgumentParser, codes: dict[int, str]) -> None:
-    """Document a command's exit codes at the end of its ``--help``."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    lines = "\n".join(f"  {code:<4} {meaning}" for code, meaning in sorted(codes.items()))
-    parser.epilog = f"{parser.epilog + chr(10) + chr(10) if parser.epilog else ''}exit codes:\n{lines}"
+    """Document a command's exit codes at the end of its ``--help`` (a line each where the help keeps line breaks)."""
+    if issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter):
+        text = "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in sorted(codes.items()))
+    else:  # the default formatter re-wraps the epilog: one paragraph
+        text = "exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in sorted(codes.items())) + "."
+    parser.epilog = f"{parser.epilog}\n\n{text}" if parser.epilog else text
 
 
 def print_rows(rows: list[dict[str, Any]], output: str | None, *, title: str | None = None) -> None:

@@ -145,7 +145,7 @@ def _run_all(target: Any, names: list[str], catalogue: Any, args: argparse.Names
 
 def add_drill_command(sub: Any) -> None:
     """Add ``drill list|run|report`` to a command line (the ``resilient-etl`` entry point calls this)."""
-    from resilient_etl.cli import add_output_argument
+    from resilient_etl.cli import add_exit_codes, add_output_argument
 
     drill = sub.add_parser(
         "drill",
@@ -154,8 +154,8 @@ def add_drill_command(sub: Any) -> None:
             "list: the scenario catalogue. run NAME | --fast | --all: check the target's steady state (refused, exit 3, "
             "when it is unhealthy or not drillable), inject the fault, drive the pipeline, remove the fault (always: also "
             "on failure, Ctrl-C, SIGTERM and timeout), recover, check the steady state again; exit 0 when every target "
-            "was met, 1 when one was missed. report: docs/drills.md (and the measured times in docs/runbooks.md) from the "
-            "recorded results."
+            "was met, 1 when one was missed. report: docs/drills.md (and the measured times in docs/recovery.md and "
+            "docs/disaster-recovery.md) from the recorded results."
         ),
     )
     drill.add_argument("drill_action", choices=["list", "run", "report"])
@@ -171,6 +171,16 @@ def add_drill_command(sub: Any) -> None:
     drill.add_argument("--catalogue", default=None, help="the catalogue (default config/drills.yaml)")
     drill.add_argument("--probe-interval", type=float, default=1.0, help="run: seconds between health probes (default 1)")
     add_output_argument(drill)
+    add_exit_codes(
+        drill,
+        {
+            0: "every target met (or listed, reported)",
+            EXIT_FAILED: "a target was missed",
+            2: "bad arguments",
+            EXIT_REFUSED: "refused: the target is unhealthy, not drillable or production",
+            130: "aborted (Ctrl-C, SIGTERM): every fault removed",
+        },
+    )
     drill.set_defaults(func=_cmd_drill)
 
 

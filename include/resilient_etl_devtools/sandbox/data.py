@@ -12,6 +12,7 @@ import datetime as dt
 import gzip
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -206,7 +207,18 @@ class SampleDrop:
     dirty_lines: dict[int, str]
 
 
-def write_sample_csv(path: Path, *, rows: int = 1000, dirty_share: float = 0.03, seed: int = DEFAULT_SEED, id_prefix: str = "SUP") -> SampleDrop:
+PROGRESS_EVERY = 10_000  # rows between two progress reports of a large sample
+
+
+def write_sample_csv(
+    path: Path,
+    *,
+    rows: int = 1000,
+    dirty_share: float = 0.03,
+    seed: int = DEFAULT_SEED,
+    id_prefix: str = "SUP",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> SampleDrop:
     """
     Write a supplier CSV drop whose clean rows match the sandbox register and postcodes.
 
@@ -216,6 +228,7 @@ def write_sample_csv(path: Path, *, rows: int = 1000, dirty_share: float = 0.03,
         field, unparseable number or date, duplicate supplier id, unknown company or postcode)
     :param seed: random seed (the same seed writes the same file)
     :param id_prefix: the supplier ids' prefix (``SUP-000001`` …): another prefix, other suppliers
+    :param on_progress: called with ``(rows made, rows)`` every :data:`PROGRESS_EVERY` rows
     """
     rng = random.Random(seed + rows)
     register = company_register()
@@ -243,6 +256,8 @@ def write_sample_csv(path: Path, *, rows: int = 1000, dirty_share: float = 0.03,
                 "onboarded_on": (dt.date(2020, 1, 1) + dt.timedelta(days=rng.randint(0, 2000))).isoformat(),
             }
         )
+        if on_progress is not None and (i + 1) % PROGRESS_EVERY == 0:
+            on_progress(i + 1, rows)
     defects = [
         ("postcode", "ABC 123", "invalid postcode format"),
         ("postcode", "ZZ9 9ZZ", "unknown postcode"),

@@ -65,3 +65,9 @@ def test_sample_csv_is_reproducible_and_dirty_as_asked(tmp_path: Path) -> None:
     assert len(rows) == 400
     ids = [r["supplier_id"] for r in rows]
     assert len(ids) - len(set(ids)) >= 1  # the duplicate-id defect is present
+
+
+def test_a_large_sample_reports_its_progress(tmp_path) -> None:
+    seen: list[tuple[int, int]] = []
+    drop = write_sample_csv(tmp_path / "big.csv", rows=25_000, dirty_share=0, on_progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(10_000, 25_000), (20_000, 25_000)] and drop.rows == 25_000

@@ -86,7 +86,7 @@ def list_incidents(
 
 def incident_counts(conn: Connection) -> dict[str, int]:
     """Return how many incidents are in each status."""
-    return dict(conn.execute(select(incidents.c.status, func.count()).group_by(incidents.c.status)).all())  # type: ignore[arg-type]
+    return dict(conn.execute(select(incidents.c.status, func.count()).group_by(incidents.c.status)).all())
 
 
 @dataclass(frozen=True)
@@ -176,11 +176,9 @@ def run_view(conn: Connection, run_id: str, *, started_at: dt.datetime | None, e
     loaded = dict(
         conn.execute(
             select(suppliers.c.enrichment_status, func.count()).where(suppliers.c.run_id == run_id).group_by(suppliers.c.enrichment_status)
-        ).all()  # type: ignore[arg-type]
+        ).all()
     )
-    staged = dict(
-        conn.execute(select(staged_rows.c.status, func.count()).where(staged_rows.c.run_id == run_id).group_by(staged_rows.c.status)).all()  # type: ignore[arg-type]
-    )
+    staged = dict(conn.execute(select(staged_rows.c.status, func.count()).where(staged_rows.c.run_id == run_id).group_by(staged_rows.c.status)).all())
     chunks = conn.execute(select(func.count(), func.coalesce(func.sum(etl_checkpoints.c.rows), 0)).where(etl_checkpoints.c.run_id == run_id)).one()
     changes: list[dict[str, Any]] = []
     if started_at is not None:

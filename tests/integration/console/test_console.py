@@ -145,6 +145,8 @@ def test_a_person_logs_in_reads_every_page_and_acts_through_the_buttons(console)
     server, seeded, warehouse = console["server"], console["seeded"], console["warehouse"]
     with browser() as b:
         page = b.new_page(viewport={"width": 1400, "height": 900})
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
         login(page, server.url, "admin", "admin")
 
         # the navigation entry renders the console inside the Airflow UI
@@ -242,6 +244,9 @@ def test_a_person_logs_in_reads_every_page_and_acts_through_the_buttons(console)
         page.wait_for_selector(".opblock", timeout=60_000)
         assert page.locator(".opblock").count() >= 9
         screenshot(page, "api-docs")
+    # offline: every page, chart, script and the API docs came from the API server itself (no CDN)
+    elsewhere = sorted({u for u in requested if not u.startswith((server.url, "data:", "about:", "blob:"))})
+    assert requested and not elsewhere, elsewhere
 
 
 def test_a_viewer_sees_the_pages_without_the_buttons(console) -> None:

@@ -78,6 +78,7 @@ with DAG(
         retry_policy=cfg.retry.policy("postcodes_io"),
         breaker_policy=cfg.breakers.policy("postcodes_io"),
         reference_path=cfg.fallback.postcode_reference,
+        cache_ttl_hours=cfg.apis.postcodes_io.cache_ttl_hours,
         **shared,
     )
     enrich_companies = EnrichCompaniesOperator(
@@ -87,6 +88,7 @@ with DAG(
         retry_policy=cfg.retry.policy("companies_house"),
         breaker_policy=cfg.breakers.policy("companies_house"),
         pace=cfg.apis.companies_house.pace,
+        cache_ttl_hours=cfg.apis.companies_house.cache_ttl_hours,
         **shared,
     )
     load = LoadSuppliersOperator(

@@ -45,6 +45,9 @@ class LoadConfig(_Strict):
 class ApiConfig(_Strict):
     conn_id: str = Field(min_length=1)
     timeout_seconds: float = Field(10.0, gt=0, le=300)
+    # An answer fetched this recently is used again without calling the API (a rerun of an unchanged
+    # drop makes no calls); an older one is refreshed. 0: every run looks every key up live.
+    cache_ttl_hours: float = Field(0.0, ge=0, le=24 * 366)
 
 
 class CompaniesHouseApiConfig(ApiConfig):

@@ -56,6 +56,7 @@ class ApiEnrichmentOperator(WarehouseOperator):
     :param redis_conn_id: the Redis connection for shared state
     :param max_non_live_share: fail the task when more of the run's lookups than this come from fallbacks
     :param progress_seconds: the longest silence between two progress lines
+    :param cache_ttl_hours: answers fetched within this many hours are used again without calling the API (0: never)
     """
 
     def __init__(
@@ -68,10 +69,12 @@ class ApiEnrichmentOperator(WarehouseOperator):
         redis_conn_id: str = "breaker_store",
         max_non_live_share: float = 1.0,
         progress_seconds: float = 30.0,
+        cache_ttl_hours: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.progress_seconds = progress_seconds
+        self.cache_ttl_hours = cache_ttl_hours
         self.timeout = timeout
         self.api_retry_policy = retry_policy
         self.breaker_policy = breaker_policy
@@ -176,6 +179,7 @@ class EnrichPostcodesOperator(ApiEnrichmentOperator):
                 reference=load_postcode_reference(self.reference_path or str(default_reference_path())),
                 max_non_live_share=self.max_non_live_share,
                 on_progress=progress,
+                cache_ttl_hours=self.cache_ttl_hours,
             )
         finally:
             hook.close()
@@ -210,7 +214,12 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
         progress = self.progress(context, "companies", waited=lambda: hook.pacer.waited if hook.pacer else 0.0)
         try:
             return enrich_companies(
-                self.warehouse, hook, run_id=self.run_id(context), max_non_live_share=self.max_non_live_share, on_progress=progress
+                self.warehouse,
+                hook,
+                run_id=self.run_id(context),
+                max_non_live_share=self.max_non_live_share,
+                on_progress=progress,
+                cache_ttl_hours=self.cache_ttl_hours,
             )
         finally:
             hook.close()

@@ -6,6 +6,8 @@ import csv
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,17 @@ from resilient_etl.pipeline.validate import CSV_COLUMNS, EXTRA_FIELDS_KEY, TRUNC
 log = logging.getLogger(__name__)
 CSV_FIELD_LIMIT = 16 * 2**20  # the longest field read at all (csv's default, 128 KiB, rejected whole files)
 STAGED_FIELD_CHARS = 1000  # longer fields are staged cut to this: wider than any contract column
+STAGE_BATCH = 5000  # rows per INSERT while staging: a file is streamed, never held whole in memory
 
 
 def read_supplier_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Read a whole supplier CSV: ``[(line where the record starts, raw row)]`` (:func:`iter_supplier_csv` streams it)."""
+    return list(iter_supplier_csv(path))
+
+
+def iter_supplier_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """
-    Read a supplier CSV and return ``[(line where the record starts, raw row)]``.
+    Yield a supplier CSV's records one by one: ``(line where the record starts, raw row)``.
 
     A field longer than :data:`STAGED_FIELD_CHARS` is kept cut short with its length under
     ``TRUNCATED_KEY`` (the row is then quarantined as ``field_too_long``); fields up to
@@ -49,15 +57,14 @@ def read_supplier_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
             missing = [c for c in CSV_COLUMNS if c not in header]
             if missing:
                 raise BadInputFileError(f"{path.name}: header lacks required columns {', '.join(missing)}", path=str(path), line=1)
-            rows = []
             while True:
                 start = reader.line_num + 1  # a quoted field may span lines: report where the record starts
                 fields = next(reader, None)
                 if fields is None:
-                    return rows
+                    return
                 if not any(f.strip() for f in fields[: len(header)]) and len(fields) <= len(header):
                     continue  # blank line
-                rows.append((start, _row(header, fields)))
+                yield start, _row(header, fields)
     except UnicodeDecodeError as exc:
         raise BadInputFileError(f"{path.name}: not UTF-8 (byte {exc.start}: {exc.reason})", path=str(path)) from exc
     except csv.Error as exc:
@@ -128,9 +135,32 @@ def extract(warehouse: WarehouseHook, *, landing_dir: Path, rejected_dir: Path, 
             summary["resumed_files"].append(path.name)
             continue
         try:
-            rows = read_supplier_csv(path)
-            if not rows:
-                raise BadInputFileError(f"{path.name}: header only, no data rows", path=str(path), line=2)
+            # one transaction per file, streamed in batches: a file that turns out broken halfway
+            # rolls back whole and is rejected, as if it had been read in one go
+            with warehouse.begin() as conn:
+                conn.execute(delete(staged_rows).where(staged_rows.c.run_id == run_id, staged_rows.c.source_file == path.name))
+                conn.execute(delete(quarantine).where(quarantine.c.run_id == run_id, quarantine.c.source_file == path.name))
+                discard_checkpoints(conn, run_id=run_id, source_file=path.name)
+                staged = 0
+                records = iter_supplier_csv(path)
+                while batch := list(islice(records, STAGE_BATCH)):
+                    conn.execute(
+                        insert(staged_rows),
+                        [
+                            {
+                                "run_id": run_id,
+                                "source_file": path.name,
+                                "line_number": line,
+                                "raw_row": json.dumps(raw, ensure_ascii=False),
+                                "status": "staged",
+                                "staged_at": now,
+                            }
+                            for line, raw in batch
+                        ],
+                    )
+                    staged += len(batch)
+                if not staged:
+                    raise BadInputFileError(f"{path.name}: header only, no data rows", path=str(path), line=2)
         except BadInputFileError as exc:
             target = reject_file(path, rejected_dir, str(exc))
             log.warning("Rejected %s: %s (moved to %s)", path.name, exc, target)
@@ -150,26 +180,7 @@ def extract(warehouse: WarehouseHook, *, landing_dir: Path, rejected_dir: Path, 
                 )
             summary["rejected_files"].append({"file": path.name, "reason": str(exc)})
             continue
-        with warehouse.begin() as conn:
-            conn.execute(delete(staged_rows).where(staged_rows.c.run_id == run_id, staged_rows.c.source_file == path.name))
-            conn.execute(delete(quarantine).where(quarantine.c.run_id == run_id, quarantine.c.source_file == path.name))
-            discard_checkpoints(conn, run_id=run_id, source_file=path.name)
-            if rows:
-                conn.execute(
-                    insert(staged_rows),
-                    [
-                        {
-                            "run_id": run_id,
-                            "source_file": path.name,
-                            "line_number": line,
-                            "raw_row": json.dumps(raw, ensure_ascii=False),
-                            "status": "staged",
-                            "staged_at": now,
-                        }
-                        for line, raw in rows
-                    ],
-                )
-        log.info("Staged %s rows from %s", len(rows), path.name)
+        log.info("Staged %s rows from %s", staged, path.name)
         summary["files"].append(path.name)
-        summary["rows_staged"] += len(rows)
+        summary["rows_staged"] += staged
     return summary

@@ -11,13 +11,14 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from resilient_etl.hooks.identifiers import normalise_company_number, normalise_postcode
 from resilient_etl.hooks.warehouse.schema import quality_results, staged_rows
+from resilient_etl.hooks.warehouse.schema import quarantine as quarantine_table
 from resilient_etl.pipeline.files import QUALITY_SUFFIX, is_replay, reject_file
 from resilient_etl.pipeline.quality import evaluate, rule_of
-from resilient_etl.pipeline.staging import Quarantined, mark_valid, quarantine_rows, set_lines_status
+from resilient_etl.pipeline.staging import Quarantined, mark_valid, quarantine_rows
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook
@@ -122,6 +123,9 @@ def typed(clean: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+VALIDATE_PAGE = 5000  # staged rows read, checked and written back per step: a file is never held whole
+
+
 def validate_staged(
     warehouse: WarehouseHook, *, run_id: str, thresholds: Any = None, landing_dir: Path | None = None, rejected_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -135,6 +139,9 @@ def validate_staged(
     ``rejected_dir`` with a ``.quality.json`` report of which rows broke which rule. Rerunning it
     revalidates only rows still ``staged``.
 
+    Rows are read and written :data:`VALIDATE_PAGE` at a time inside one transaction per file, so
+    memory holds a page and the run's supplier ids (about 100 bytes each), never a whole file.
+
     :param warehouse: the warehouse hook
     :param run_id: the Airflow run id
     :param thresholds: the ``quality`` config; None checks rows but applies no gate
@@ -144,16 +151,11 @@ def validate_staged(
     t = staged_rows
     with warehouse.begin() as conn:
         seen = set(conn.execute(select(t.c.supplier_id).where(t.c.run_id == run_id, t.c.supplier_id.is_not(None))).scalars())
-        pending = conn.execute(
-            select(t.c.source_file, t.c.line_number, t.c.raw_row)
-            .where(t.c.run_id == run_id, t.c.status == "staged")
-            .order_by(t.c.source_file, t.c.line_number)
-        ).all()
-    by_file: dict[str, list[Any]] = {}
-    for row in pending:
-        by_file.setdefault(row.source_file, []).append(row)
+        files = list(
+            conn.execute(select(t.c.source_file).distinct().where(t.c.run_id == run_id, t.c.status == "staged").order_by(t.c.source_file)).scalars()
+        )
     summary: dict[str, Any] = {
-        "rows_checked": len(pending),
+        "rows_checked": 0,
         "rows_valid": 0,
         "rows_quarantined": 0,
         "by_category": Counter(),
@@ -161,12 +163,11 @@ def validate_staged(
         "warnings": {},
         "rejected_files": {},
     }
-    for source_file, rows in by_file.items():
+    for source_file in files:
         _validate_file(
             warehouse,
             run_id=run_id,
             source_file=source_file,
-            rows=rows,
             seen=seen,
             thresholds=thresholds,
             landing_dir=landing_dir,
@@ -177,51 +178,77 @@ def validate_staged(
     return summary
 
 
+def _staged_pages(conn: Any, *, run_id: str, source_file: str) -> Any:
+    """Yield the file's rows still ``staged``, :data:`VALIDATE_PAGE` at a time, in line order (keyset: no OFFSET rescans)."""
+    t = staged_rows
+    after = -1
+    while True:
+        page = conn.execute(
+            select(t.c.source_file, t.c.line_number, t.c.raw_row)
+            .where(t.c.run_id == run_id, t.c.source_file == source_file, t.c.status == "staged", t.c.line_number > after)
+            .order_by(t.c.line_number)
+            .limit(VALIDATE_PAGE)
+        ).all()
+        if not page:
+            return
+        yield page
+        after = page[-1].line_number
+
+
 def _validate_file(
     warehouse: WarehouseHook,
     *,
     run_id: str,
     source_file: str,
-    rows: list[Any],
     seen: set[str],
     thresholds: Any,
     landing_dir: Path | None,
     rejected_dir: Path | None,
     summary: dict[str, Any],
 ) -> None:
-    valid, bad = [], []
     broken: dict[str, list[int]] = defaultdict(list)
     file_ids: set[str] = set()
     categories: Counter[str] = Counter()
     header: list[str] = []
-    for row in rows:
-        raw = json.loads(row.raw_row)
-        header = header or [k for k in raw if k not in META_KEYS]
-        clean, errors = validate_row(raw)
-        if clean is not None and (clean["supplier_id"] in seen or clean["supplier_id"] in file_ids):
-            errors = [RowError("duplicate_supplier_id", "supplier_id", f"supplier_id {clean['supplier_id']!r} already in this run")]
-            clean = None
-        for error in errors:
-            broken[rule_of(error.category, error.field)].append(row.line_number)
-        if clean is None:
-            categories[errors[0].category] += 1
-            bad.append(Quarantined(row.source_file, row.line_number, row.raw_row, errors[0].category, "; ".join(e.detail for e in errors)))
-            continue
-        file_ids.add(clean["supplier_id"])
-        valid.append((row.source_file, row.line_number, typed(clean)))
+    checked = valid_count = bad_count = 0
     quality = None
-    if thresholds is not None:
-        quality = evaluate(source_file, rows_checked=len(rows), broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds)
-        summary["quality"][source_file] = quality.verdict
-    failed = quality is not None and quality.verdict == "fail"
-    if failed and is_replay(source_file):
-        log.warning(
-            "Data quality: replay file %s fails %s: its rows are quarantined again one by one, the file is not rejected",
-            source_file,
-            quality.broken("fail"),
-        )
-        failed = False
+    failed = False
     with warehouse.begin() as conn:
+        for page in _staged_pages(conn, run_id=run_id, source_file=source_file):
+            valid, bad = [], []
+            for row in page:
+                raw = json.loads(row.raw_row)
+                header = header or [k for k in raw if k not in META_KEYS]
+                clean, errors = validate_row(raw)
+                if clean is not None and (clean["supplier_id"] in seen or clean["supplier_id"] in file_ids):
+                    errors = [RowError("duplicate_supplier_id", "supplier_id", f"supplier_id {clean['supplier_id']!r} already in this run")]
+                    clean = None
+                for error in errors:
+                    broken[rule_of(error.category, error.field)].append(row.line_number)
+                if clean is None:
+                    categories[errors[0].category] += 1
+                    bad.append(Quarantined(row.source_file, row.line_number, row.raw_row, errors[0].category, "; ".join(e.detail for e in errors)))
+                    continue
+                file_ids.add(clean["supplier_id"])
+                valid.append((row.source_file, row.line_number, typed(clean)))
+            # written as it goes (the pages after it read only rows still staged); a failing file is undone below
+            mark_valid(conn, run_id=run_id, rows=valid)
+            quarantine_rows(conn, run_id=run_id, stage="validate", rows=bad)
+            checked += len(page)
+            valid_count += len(valid)
+            bad_count += len(bad)
+        if thresholds is not None:
+            quality = evaluate(source_file, rows_checked=checked, broken_lines=broken, columns=header, contract=CSV_COLUMNS, thresholds=thresholds)
+            summary["quality"][source_file] = quality.verdict
+        failed = quality is not None and quality.verdict == "fail"
+        if failed and is_replay(source_file):
+            assert quality is not None
+            log.warning(
+                "Data quality: replay file %s fails %s: its rows are quarantined again one by one, the file is not rejected",
+                source_file,
+                quality.broken("fail"),
+            )
+            failed = False
         if quality is not None:
             now = dt.datetime.now(dt.UTC)
             warehouse.upsert(
@@ -245,10 +272,20 @@ def _validate_file(
                 ["run_id", "source_file", "rule"],
             )
         if failed:
-            set_lines_status(conn, run_id=run_id, lines=[(r.source_file, r.line_number) for r in rows], status="rejected")
-        else:
-            mark_valid(conn, run_id=run_id, rows=valid)
-            quarantine_rows(conn, run_id=run_id, stage="validate", rows=bad)
+            # not loaded at all: every row this pass checked becomes rejected, none stays in quarantine,
+            # and no supplier id of it counts as seen by the run's other files
+            t = staged_rows
+            conn.execute(
+                update(t)
+                .where(t.c.run_id == run_id, t.c.source_file == source_file, t.c.status.in_(("valid", "quarantined")))
+                .values(status="rejected", supplier_id=None)
+            )
+            conn.execute(
+                delete(quarantine_table).where(
+                    quarantine_table.c.run_id == run_id, quarantine_table.c.source_file == source_file, quarantine_table.c.stage == "validate"
+                )
+            )
+    summary["rows_checked"] += checked
     if failed:
         assert quality is not None
         summary["rejected_files"][source_file] = quality.broken("fail")
@@ -259,8 +296,8 @@ def _validate_file(
             target.with_name(target.name + QUALITY_SUFFIX).write_text(report, encoding="utf-8")
         return
     seen.update(file_ids)
-    summary["rows_valid"] += len(valid)
-    summary["rows_quarantined"] += len(bad)
+    summary["rows_valid"] += valid_count
+    summary["rows_quarantined"] += bad_count
     summary["by_category"].update(categories)
     if quality is not None and quality.verdict == "warn":
         summary["warnings"][source_file] = quality.broken("warn")

@@ -58,6 +58,8 @@ bench: install  ## every benchmark (several minutes; needs PostgreSQL and Redis)
 	cd bench && ../$(BIN)/python load_throughput.py 100000
 	cd bench && ../$(BIN)/python migrations.py 100000
 	cd bench && ../$(BIN)/python backup_restore.py 100000
+	cd bench && ../$(BIN)/python rerun.py 1000
+	cd bench && ../$(BIN)/python memory.py 1000000
 
 clean:
 	rm -rf data .airflow

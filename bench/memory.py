@@ -84,7 +84,9 @@ def main() -> None:
     floor, reading, ours = child(folder, "imports"), child(folder, "csv"), child(folder, "pipeline")
     print(row("", "peak RSS MB", "seconds", "rows/s"))
     print(row("imports only (floor)", f"{floor['peak_rss_mb']:.0f}", "", ""))
-    print(row("csv module, count records", f"{reading['peak_rss_mb']:.0f}", f"{reading['read_s']:.1f}", f"{reading['rows'] / reading['read_s']:,.0f}"))
+    print(
+        row("csv module, count records", f"{reading['peak_rss_mb']:.0f}", f"{reading['read_s']:.1f}", f"{reading['rows'] / reading['read_s']:,.0f}")
+    )
     total = ours["extract_s"] + ours["validate_s"]
     print(row("extract + validate", f"{ours['peak_rss_mb']:.0f}", f"{total:.1f}", f"{ours['rows'] / total:,.0f}"))
     print(row("  extract / validate seconds", "", f"{ours['extract_s']:.1f} / {ours['validate_s']:.1f}", ""))

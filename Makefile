@@ -53,6 +53,7 @@ config-check: install
 bench: install  ## every benchmark (several minutes; needs PostgreSQL and Redis)
 	cd bench && ../$(BIN)/python parse_time.py
 	cd bench && ../$(BIN)/python ch_pacing.py 1000 100 5
+	cd bench && ../$(BIN)/python ch_quota.py 1800 10
 	cd bench && ../$(BIN)/python transient_faults.py 1000 0.1
 	cd bench && ../$(BIN)/python breaker.py 500
 	cd bench && ../$(BIN)/python load_throughput.py 100000

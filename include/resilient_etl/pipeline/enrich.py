@@ -282,6 +282,7 @@ def enrich_companies(
     tally = _Tally()
     answers: dict[str, tuple[str, Any, Any]] = {}
     failed: list[str] = []
+    eta: float | None = None
     for done, number in enumerate(todo, start=1):
         try:
             answers[number] = ("live", hook.get_company(number), dt.datetime.now(dt.UTC))
@@ -290,6 +291,8 @@ def enrich_companies(
                 raise
             tally.fell_back(exc)
             failed.append(number)
+        if done == 1:
+            eta = _log_quota_eta(hook, len(todo) - 1)
         if len(answers) + len(failed) >= COMPANY_COMMIT_EVERY:
             answers.update(_company_fallback(warehouse, failed))
             _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
@@ -299,7 +302,30 @@ def enrich_companies(
     answers.update(_company_fallback(warehouse, failed))
     if answers:
         _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
-    return _finish(warehouse, hook, _Try(run_id, "company", todo, resumed, on_progress, cache_ttl_hours), tally, threshold=max_non_live_share)
+    summary = _finish(warehouse, hook, _Try(run_id, "company", todo, resumed, on_progress, cache_ttl_hours), tally, threshold=max_non_live_share)
+    return {**summary, "eta_after_first_s": None if eta is None else round(eta, 1)}
+
+
+def _log_quota_eta(hook: CompaniesHouseHook, remaining: int) -> float | None:
+    """Say, after the first answer (its headers tell the quota), how long the rest takes at the quota; return it."""
+    import time
+
+    from resilient_etl.resilience.ratelimit import quota_eta
+
+    status = hook.last_rate_limit
+    eta = quota_eta(remaining, status, time.time())
+    if eta is None or status is None:
+        log.info("companies: %s more to look up; no quota headers yet, so no estimate", remaining)
+        return None
+    log.info(
+        "companies: %s more to look up at the quota (%s per %s, %s left in this window): about %.0f s",
+        remaining,
+        status.limit,
+        status.window,
+        status.remain,
+        eta,
+    )
+    return eta
 
 
 def _company_fallback(warehouse: WarehouseHook, numbers: list[str]) -> dict[str, tuple[str, Any, Any]]:

@@ -81,6 +81,43 @@ def pacing_interval(status: RateLimitStatus | None, now: float) -> float:
     return until_reset / status.remain
 
 
+def window_seconds(label: str | None) -> float | None:
+    """Return the seconds of an ``X-Ratelimit-Window`` label (``5m``, ``300s``, ``1h``), or None when unreadable."""
+    if not label:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = label[:-1], label[-1].lower()
+    if unit not in units:
+        number, unit = label, "s"
+    try:
+        return float(number) * units[unit]
+    except ValueError:
+        return None
+
+
+def quota_eta(requests: int, status: RateLimitStatus | None, now: float) -> float | None:
+    """
+    Return the seconds ``requests`` more requests take when paced by the quota (a pure function).
+
+    The pacer spreads what remains of the window until its reset, then the full quota over each
+    window: up to ``remain`` requests take ``remain``'s share of the time to the reset; the rest take
+    ``window / limit`` each. None when the headers do not say enough (no quota known: no estimate).
+
+    :param requests: requests still to send
+    :param status: the last rate-limit headers
+    :param now: the current unix time
+    """
+    if status is None or status.reset_at is None or status.remain is None or not status.limit:
+        return None
+    window = window_seconds(status.window)
+    if window is None:
+        return None
+    until_reset = max(0.0, status.reset_at - now)
+    if requests <= status.remain:
+        return requests * until_reset / max(status.remain, 1)
+    return until_reset + (requests - status.remain) * window / status.limit
+
+
 class QuotaPacer:
     """
     Wait, before each request, for the next shared slot.

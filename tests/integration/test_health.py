@@ -6,7 +6,6 @@ and PostgreSQL, an SMTP server, the breaker store and a real Airflow API server 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import urllib.error
@@ -15,17 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import select
 
 from _support.alert_sinks import SlackSink, SmtpSink, free_port
 from _support.api_server import api_server
-from _support.paths import CONFIG_FILE as DEFAULT_CONFIG_PATH
+from _support.stack import pipeline_stack
 from resilient_etl.config import get_config
 from resilient_etl.health import FAIL, PASS, WARN, check_health, run_checks
 from resilient_etl.health.checks import default_checks
 from resilient_etl_devtools.localenv import connection_env
-from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl_devtools.sandbox.faults import FaultSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,39 +43,14 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict, str]:
 def stack(sandbox, tmp_path_factory) -> Iterator[dict]:
     """Everything healthy: folders, warehouse, sandbox APIs, SMTP, and an Airflow API server with the plugin."""
     tmp = tmp_path_factory.mktemp("health")
-    dirs = {name: tmp / name for name in ("landing", "archive", "rejected")}
-    for d in dirs.values():
-        d.mkdir()
     smtp, slack = SmtpSink().start(), SlackSink().start()
     port = free_port()
-    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    data["paths"] = {k: str(v) for k, v in dirs.items()}
-    data["health"].update(timeout_seconds=2, airflow_api_url=f"http://127.0.0.1:{port}")
-    data["shared_state"]["store"] = "sql"
-    config = tmp / "resilience.yaml"
-    config.write_text(yaml.safe_dump(data))
-    env = {
-        **connection_env(
-            postcodes_url=sandbox.postcodes.url,
-            companies_url=sandbox.companies.url,
-            api_key=DEFAULT_API_KEY,
-            warehouse={"conn_type": "sqlite", "host": str(tmp / "warehouse.db")},
-        ),
-        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp.connection()),
-        "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack.connection()),
-        "RESILIENT_ETL_CONFIG": str(config),
-    }
-    saved = {k: os.environ.get(k) for k in env}
+    sinks = {"AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp.connection()), "AIRFLOW_CONN_SLACK_ALERTS": json.dumps(slack.connection())}
     try:
-        with api_server(tmp / "airflow", env, reserialize=False, port=port) as server:
-            os.environ.update(env)
-            yield {"dirs": dirs, "smtp": smtp, "slack": slack, "url": server.url, "token": server.token, "sandbox": sandbox, "tmp": tmp}
+        with pipeline_stack(tmp, sandbox, airflow_port=port, extra_env=sinks) as stack:
+            with api_server(tmp / "airflow", stack.env, reserialize=False, port=port) as server:
+                yield {"dirs": stack.dirs, "smtp": smtp, "slack": slack, "url": server.url, "token": server.token, "sandbox": sandbox, "tmp": tmp}
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         smtp.stop()
         slack.stop()
 

@@ -19,16 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from sqlalchemy import func, select
 
 from _support.api_server import api_server, get_token
 from _support.console import SCREENSHOTS, Seeded, browser, login, screenshot, seed
-from _support.paths import CONFIG_FILE
+from _support.stack import pipeline_stack
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import incidents, manual_overrides
 from resilient_etl.pipeline.backlog import backlog_size
-from resilient_etl_devtools.localenv import connection_env
 
 pytestmark = pytest.mark.airflow_run
 USERS = {"admin": ("admin", "admin"), "viewer": ("viewer", "viewer")}
@@ -40,43 +38,18 @@ def console(sandbox, tmp_path_factory) -> Iterator[dict[str, Any]]:
     from _support.alert_sinks import free_port
 
     tmp = tmp_path_factory.mktemp("console")
-    dirs = {name: tmp / name for name in ("landing", "archive", "rejected")}
-    for d in dirs.values():
-        d.mkdir()
-    (dirs["rejected"] / "bad_header.csv").write_text("id;name\n1;x\n")
-    (dirs["rejected"] / "bad_header.csv.reason.txt").write_text("header does not match: expected supplier_id,company_number,...\n")
     port = free_port()
-    data = yaml.safe_load(CONFIG_FILE.read_text())
-    data["paths"] = {k: str(v) for k, v in dirs.items()}
-    data["health"].update(timeout_seconds=2, airflow_api_url=f"http://127.0.0.1:{port}")
-    data["shared_state"]["store"] = "sql"
-    config = tmp / "resilience.yaml"
-    config.write_text(yaml.safe_dump(data))
-    env = {
-        **connection_env(
-            postcodes_url=sandbox.postcodes.url,
-            companies_url=sandbox.companies.url,
-            api_key="sandbox-key",
-            warehouse={"conn_type": "sqlite", "host": str(tmp / "warehouse.db")},
-        ),
-        "RESILIENT_ETL_CONFIG": str(config),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with pipeline_stack(tmp, sandbox, airflow_port=port) as stack:
+        rejected = stack.dirs["rejected"]
+        (rejected / "bad_header.csv").write_text("id;name\n1;x\n")
+        (rejected / "bad_header.csv.reason.txt").write_text("header does not match: expected supplier_id,company_number,...\n")
         warehouse = WarehouseHook("warehouse_default")
         seeded = seed(warehouse, runs=100, incident_count=1000)
-        with api_server(tmp / "airflow", env, port=port, users=USERS) as server:
+        with api_server(tmp / "airflow", stack.env, port=port, users=USERS) as server:
             # a real run of company_enrichment with the seeded run's id: its DAG-run page carries the Resilience tab
             status, body = server.request("POST", "/api/v2/dags/company_enrichment/dagRuns", {"dag_run_id": seeded.detail_run, "logical_date": None})
             assert status == 200, body
-            yield {"server": server, "seeded": seeded, "warehouse": warehouse, "env": env, "dirs": dirs}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+            yield {"server": server, "seeded": seeded, "warehouse": warehouse, "env": stack.env, "dirs": stack.dirs}
 
 
 def _call(url: str, method: str = "GET", *, token: str | None = None, cookie: str | None = None, data: bytes | None = None, headers=None) -> int:

@@ -22,7 +22,7 @@ from resilient_etl.commands.output import (
     results,
     results_on_stdout,
 )
-from resilient_etl.exceptions import ConfigError
+from resilient_etl.exceptions import ConfigError, ResilientEtlError
 
 __all__ = ["OUTPUT_FORMATS", "add_exit_codes", "add_output_argument", "build_parser", "emit", "main", "print_rows", "run_command"]
 
@@ -314,13 +314,31 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(build_parser().parse_args(argv))
 
 
+EXIT_NO_CONNECTION = 2  # a connection the command needs is not defined
+EXIT_FAILED = 1  # a typed failure (the warehouse unreachable, a bad config, …): one line with its category
+
+
 def run_command(args: Any) -> int:
     """Run a parsed command (its ``func``); return its exit code, or 141 when the reader of stdout went away."""
     try:
         with results_on_stdout():
+            # imported here: Airflow may print on import, and stdout is kept for results from now on
+            from airflow.sdk.exceptions import AirflowNotFoundException
+
             if getattr(args, "output", "") is None:
                 args.output = default_output()  # a table on a terminal, JSON when piped
-            code = args.func(args)
+            try:
+                code = args.func(args)
+            except AirflowNotFoundException as exc:  # boundary: a missing connection is a setup problem, said in one line
+                print(
+                    f"resilient-etl {args.command}: {exc} (define it as AIRFLOW_CONN_<ID>, in the metadata DB or the secrets "
+                    'backend; locally: eval "$(resilient-etl-dev env)")',
+                    file=sys.stderr,
+                )
+                return EXIT_NO_CONNECTION
+            except ResilientEtlError as exc:  # boundary: what failed and its category (docs/recovery.md), not a traceback
+                print(f"resilient-etl {args.command}: {type(exc).__name__} ({exc.category.value}): {exc}", file=sys.stderr)
+                return EXIT_FAILED
             results().flush()
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as `yes | head` does, and keep Python's

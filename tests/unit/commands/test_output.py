@@ -57,3 +57,14 @@ def test_every_listing_command_takes_output_and_documents_its_exit_codes() -> No
         assert "-o {table,json,yaml,plain}" in help_text, name
     for name in ("health", "breakers", "incidents", "db", "deploy"):
         assert "exit codes:" in commands[name].format_help(), name
+
+
+def test_a_missing_connection_or_an_unreachable_warehouse_is_one_line_not_a_traceback(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    missing = subprocess.run([EXE, "breakers"], capture_output=True, text=True, timeout=60, env=env)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "resilient-etl breakers: The conn_id `warehouse_default` isn't defined" in missing.stderr
+    unreachable = {**env, "AIRFLOW_CONN_WAREHOUSE_DEFAULT": json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "no" / "such" / "dir.db")})}
+    down = subprocess.run([EXE, "breakers"], capture_output=True, text=True, timeout=120, env=unreachable)
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert "resilient-etl breakers: WarehouseUnavailableError (database_unavailable): warehouse warehouse_default unreachable" in down.stderr

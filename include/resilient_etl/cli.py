@@ -122,7 +122,7 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
                 }
                 for i in rows
             ]
-            if not rows and (args.output or default_output()) == "table":
+            if not rows and args.output == "table":
                 emit("no open incidents")
             else:
                 print_rows(listing, args.output, title="open and acknowledged incidents")
@@ -185,8 +185,10 @@ def _cmd_health(args: argparse.Namespace) -> int:
     from resilient_etl.health import EXIT_CODES, check_health
 
     doc = check_health()
-    if args.output in ("json", "yaml"):
-        emit(json.dumps(doc, indent=2) if args.output == "json" else yaml.safe_dump(doc, sort_keys=False), end="\n" if args.output == "json" else "")
+    if args.output == "json":
+        emit(json.dumps(doc, indent=2))
+    elif args.output == "yaml":
+        emit(yaml.safe_dump(doc, sort_keys=False), end="")
     else:
         rows = [
             {

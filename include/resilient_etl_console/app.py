@@ -69,10 +69,18 @@ app.mount("/static/docs", StaticFiles(directory=_swagger_assets()), name="docs-a
 app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
+def _when(value: Any) -> str:
+    """Format a timestamp as people read it on every page: ``2026-12-03 08:40:17 UTC``."""
+    if value is None:
+        return ""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(value, dt.datetime) else str(value)
+
+
 @cache
 def _templates() -> Environment:
     env = Environment(loader=PackageLoader("resilient_etl_console", "templates"), autoescape=select_autoescape(["html"]))
-    env.filters["when"] = lambda v: "" if v is None else v.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(v, dt.datetime) else str(v)
+    env.filters["when"] = _when
+    env.filters["iso_when"] = lambda v: _when(dt.datetime.fromisoformat(v)) if v else ""
     env.filters["q"] = lambda v: quote(str(v), safe="")
     return env
 
@@ -212,7 +220,8 @@ def incidents_data(status: str | None, severity: str | None, category: str | Non
     cfg = _config()
     with _warehouse(cfg).begin() as conn:
         found = model.list_incidents(conn, status=status, severity=severity, category=category, limit=limit)
-        timelines = {i.id: model.incident_timeline(i, cfg, model.incident_people(conn, i.id)) for i in found}
+        now = dt.datetime.now(dt.UTC)
+        timelines = {i.id: model.incident_timeline(i, cfg, model.incident_people(conn, i.id), now=now) for i in found}
         categories = sorted(cfg.classification.entries())
     return {"incidents": found, "timelines": timelines, "categories": categories}
 

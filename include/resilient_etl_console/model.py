@@ -16,6 +16,7 @@ from resilient_etl.alerting import incidents as incident_store
 from resilient_etl.config.models import ResilienceConfig
 from resilient_etl.hooks.warehouse.schema import (
     ENRICHMENT_STATUSES,
+    as_utc,
     breaker_events,
     drill_results,
     etl_checkpoints,
@@ -27,20 +28,14 @@ from resilient_etl.hooks.warehouse.schema import (
     staged_rows,
     suppliers,
 )
+from resilient_etl.pipeline.overrides import NO_REASON
 
 BREAKERS = ("postcodes_io", "companies_house")
 ACTIVE = ("open", "acknowledged")
 
 
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    """Return ``value`` as aware UTC (SQLite hands back naive datetimes)."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def _row(row: Any) -> dict[str, Any]:
-    return {k: _utc(v) if isinstance(v, dt.datetime) else v for k, v in row._mapping.items()}
+    return {k: as_utc(v) if isinstance(v, dt.datetime) else v for k, v in row._mapping.items()}
 
 
 def recent_runs(conn: Connection, limit: int = 30) -> list[dict[str, Any]]:
@@ -99,13 +94,17 @@ class TimelineEntry:
     done: bool = True
 
 
-def incident_timeline(incident: incident_store.Incident, cfg: ResilienceConfig, people: list[dict[str, Any]]) -> list[TimelineEntry]:
+def incident_timeline(
+    incident: incident_store.Incident, cfg: ResilienceConfig, people: list[dict[str, Any]], *, now: dt.datetime
+) -> list[TimelineEntry]:
     """
-    Return an incident's escalation timeline (a pure function of the incident, the routes and its overrides).
+    Return an incident's escalation timeline (a pure function of the incident, the routes, its overrides and the time).
 
-    Steps already taken are ``done``; the ones still to come while it stays open are shown with the time they fall due.
+    Steps already taken are ``done``; while it stays open, a step whose time has passed but that was not taken
+    yet says so (DAG ``incident_escalation`` takes it on its next run), and later ones show when they fall due.
 
     :param people: the incident's ``incident-ack``/``incident-resolve`` overrides (who, when, note)
+    :param now: the current time
     """
     steps = getattr(cfg.alerts.routes, incident.severity).escalation
     out = [TimelineEntry(incident.first_seen_at, f"opened ({incident.category}, {incident.severity})")]
@@ -114,24 +113,16 @@ def incident_timeline(incident: incident_store.Incident, cfg: ResilienceConfig, 
         at = incident.first_seen_at + dt.timedelta(minutes=step.after_minutes)
         if i < incident.escalation_level:
             out.append(TimelineEntry(at, f"escalated to {step.tier} (step {i + 1})"))
+        elif stopped is None and at <= now:
+            out.append(TimelineEntry(at, f"escalation to {step.tier} (step {i + 1}) due, not taken yet (incident_escalation takes it)", done=False))
         elif stopped is None:
             out.append(TimelineEntry(at, f"escalates to {step.tier} (step {i + 1}) unless acknowledged", done=False))
     by = {p["action"]: p for p in people}
-    if incident.acknowledged_at:
-        who = by.get("incident-ack", {})
-        out.append(
-            TimelineEntry(
-                incident.acknowledged_at,
-                "acknowledged" + (f": {who['reason']}" if who.get("reason", "(no reason given)") != "(no reason given)" else ""),
-                who.get("by_user", ""),
-            )
-        )
-    if incident.resolved_at:
-        who = by.get("incident-resolve", {})
-        note = who.get("reason", "")
-        out.append(
-            TimelineEntry(incident.resolved_at, "resolved" + (f": {note}" if note and note != "(no reason given)" else ""), who.get("by_user", ""))
-        )
+    for at, action, verb in ((incident.acknowledged_at, "incident-ack", "acknowledged"), (incident.resolved_at, "incident-resolve", "resolved")):
+        if at is not None:
+            who = by.get(action, {})
+            note = who.get("reason", NO_REASON)
+            out.append(TimelineEntry(at, verb + (f": {note}" if note != NO_REASON else ""), who.get("by_user", "")))
     return sorted(out, key=lambda e: e.at)
 
 

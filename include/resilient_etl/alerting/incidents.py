@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from resilient_etl.classification import Classification
 from resilient_etl.exceptions import Severity
-from resilient_etl.hooks.warehouse.schema import incidents
+from resilient_etl.hooks.warehouse.schema import as_utc, incidents
 
 if TYPE_CHECKING:
     from resilient_etl.config import EscalationStep, OnCallConfig
@@ -87,12 +87,8 @@ def due_steps(incident: Incident, steps: list[EscalationStep], now: dt.datetime)
     """
     if incident.status != "open":
         return []
-    minutes = (now - _aware(incident.first_seen_at)).total_seconds() / 60
+    minutes = (now - as_utc(incident.first_seen_at)).total_seconds() / 60
     return [i for i, step in enumerate(steps) if i >= incident.escalation_level and minutes >= step.after_minutes]
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)  # SQLite hands back naive UTC
 
 
 def from_row(row: object) -> Incident:
@@ -110,10 +106,10 @@ def from_row(row: object) -> Incident:
         run_id=m["run_id"],
         error_type=m["error_type"],
         detail=m["detail"],
-        first_seen_at=_aware(m["first_seen_at"]),
-        last_seen_at=_aware(m["last_seen_at"]),
-        acknowledged_at=m["acknowledged_at"] and _aware(m["acknowledged_at"]),
-        resolved_at=m["resolved_at"] and _aware(m["resolved_at"]),
+        first_seen_at=as_utc(m["first_seen_at"]),
+        last_seen_at=as_utc(m["last_seen_at"]),
+        acknowledged_at=m["acknowledged_at"] and as_utc(m["acknowledged_at"]),
+        resolved_at=m["resolved_at"] and as_utc(m["resolved_at"]),
     )
 
 

@@ -62,13 +62,17 @@ def results_on_stdout() -> Iterator[None]:
             os.close(saved)
 
 
+def is_terminal(stream: TextIO) -> bool:
+    """Return whether ``stream`` is a terminal (a captured or closed stream is not)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def default_output() -> str:
     """Return the format a person expects: a table on a terminal, JSON when the output is piped or captured."""
-    stream = results()
-    try:
-        return "table" if stream.isatty() else "json"
-    except (AttributeError, ValueError):
-        return "json"
+    return "table" if is_terminal(results()) else "json"
 
 
 def add_output_argument(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
@@ -122,11 +126,4 @@ def print_rows(rows: list[dict[str, Any]], output: str | None, *, title: str | N
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row.values()))
         stream = results()
-        Console(file=stream, width=None if _isatty(stream) else 200, soft_wrap=False).print(table)
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+        Console(file=stream, width=None if is_terminal(stream) else 200, soft_wrap=False).print(table)

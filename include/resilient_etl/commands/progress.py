@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from resilient_etl.commands.output import is_terminal
+
 Report = Callable[..., None]  # report(line, done=None): print the line; done (of the total) moves the bar, else one more step
 
 
@@ -23,11 +25,7 @@ def progress_lines(label: str, *, total: int | None = None, stream: TextIO | Non
     :param stream: where progress goes (default: stderr; results stay on stdout)
     """
     out = stream or sys.stderr
-    try:
-        terminal = out.isatty()
-    except (AttributeError, ValueError):
-        terminal = False
-    if not terminal:
+    if not is_terminal(out):
 
         def plain(line: str, done: int | None = None) -> None:
             print(line, file=out, flush=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,8 +27,9 @@ from sqlalchemy import Table, and_, func, select
 
 from resilient_etl.exceptions import ApiError, BreakerOpenError, FallbackThresholdError
 from resilient_etl.hooks.identifiers import normalise_postcode
-from resilient_etl.hooks.warehouse.schema import company_cache, postcode_cache, run_enrichment, staged_rows
+from resilient_etl.hooks.warehouse.schema import as_utc, company_cache, postcode_cache, run_enrichment, staged_rows
 from resilient_etl.pipeline.columns import company_columns, postcode_columns
+from resilient_etl.resilience.ratelimit import quota_eta
 from resilient_etl.resilience.retry import is_transient
 
 if TYPE_CHECKING:
@@ -130,12 +132,8 @@ def _cached(
             query = select(c[key_col], c.found, c.result, c.fetched_at).where(c[key_col].in_(keys[start : start + CACHE_READ_BATCH]))
             if since is not None:
                 query = query.where(c.fetched_at >= since)
-            out.update({r[0]: (json.loads(r.result) if r.found else None, _aware(r.fetched_at)) for r in conn.execute(query)})
+            out.update({r[0]: (json.loads(r.result) if r.found else None, as_utc(r.fetched_at)) for r in conn.execute(query)})
     return out
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _fresh_from_cache(
@@ -308,10 +306,6 @@ def enrich_companies(
 
 def _log_quota_eta(hook: CompaniesHouseHook, remaining: int) -> float | None:
     """Say, after the first answer (its headers tell the quota), how long the rest takes at the quota; return it."""
-    import time
-
-    from resilient_etl.resilience.ratelimit import quota_eta
-
     status = hook.last_rate_limit
     eta = quota_eta(remaining, status, time.time())
     if eta is None or status is None:

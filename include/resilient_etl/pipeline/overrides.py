@@ -18,9 +18,10 @@ from typing import Any
 
 from sqlalchemy import Connection, desc, insert, select
 
-from resilient_etl.hooks.warehouse.schema import manual_overrides
+from resilient_etl.hooks.warehouse.schema import as_utc, manual_overrides
 
 log = logging.getLogger(__name__)
+NO_REASON = "(no reason given)"  # what an override records when the person gave no reason
 
 SUSPEND_ENRICHMENT, RESUME_ENRICHMENT = "enrichment-suspend", "enrichment-resume"
 ENRICHMENT_TARGET = "live-enrichment"
@@ -67,16 +68,11 @@ def _override(row: Any) -> Override:
         target=row.target,
         by_user=row.by_user,
         reason=row.reason,
-        at=_utc(row.at),
-        until=_utc(row.until) if row.until else None,
+        at=as_utc(row.at),
+        until=as_utc(row.until) if row.until else None,
         reverses=row.reverses,
         details=json.loads(row.details),
     )
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive datetimes: they were written as UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def record(
@@ -109,7 +105,7 @@ def record(
         "action": action,
         "target": target,
         "by_user": current_user(by),
-        "reason": reason or "(no reason given)",
+        "reason": reason or NO_REASON,
         "at": at,
         "until": until,
         "reverses": reverses,

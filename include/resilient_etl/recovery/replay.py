@@ -22,16 +22,12 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from resilient_etl.hooks.warehouse.schema import pipeline_runs, quarantine
+from resilient_etl.hooks.warehouse.schema import as_utc, pipeline_runs, quarantine
 from resilient_etl.pipeline import overrides
 from resilient_etl.pipeline.files import QUALITY_SUFFIX, REASON_SUFFIX, REPLAY_PREFIX, SIDECARS, run_folder_name
 from resilient_etl.pipeline.validate import CSV_COLUMNS
 
 REDERIVE = "rederive-from-archive"
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _selection(run_id: str | None, reason: str | None) -> list[Any]:
@@ -59,7 +55,7 @@ def quarantine_summary(conn: Connection, *, run_id: str | None = None, reason: s
             "rows": r.rows,
             "replayed": r.replayed,
             "waiting": r.rows - r.replayed,
-            "first_at": _utc(r[5]).isoformat(timespec="seconds"),
+            "first_at": as_utc(r[5]).isoformat(timespec="seconds"),
         }
         for r in conn.execute(query)
     ]

@@ -9,6 +9,8 @@ be retried on its own and XCom carries only summaries.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import Boolean, CheckConstraint, Column, Date, DateTime, Float, Index, Integer, MetaData, Numeric, String, Table, Text, text
 
 from resilient_etl.resilience.stores.sql import metadata as _store_metadata
@@ -17,6 +19,12 @@ metadata = MetaData()
 store_tables = tuple(_store_metadata.sorted_tables)
 
 ENRICHMENT_STATUSES = ("live", "cached", "fallback", "pending")
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """Return a timestamp read from the warehouse as aware UTC: SQLite hands ``DateTime(timezone=True)`` back naive."""
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
 
 suppliers = Table(
     "suppliers",

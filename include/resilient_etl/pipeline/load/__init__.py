@@ -2,12 +2,16 @@
 Load: upsert the run's enriched rows into ``suppliers`` in batches.
 
 * Each batch is one transaction on one connection the loader owns; inside it, each chunk runs under
-  a savepoint (``begin_nested``) as one ``INSERT … SELECT … ON CONFLICT`` from the staged rows and
-  their enrichment: the rows never leave the database. A chunk that fails on a row's data
-  (constraint, bad or overlong value) is rolled back to its savepoint and its bad rows are isolated
-  (the same statement over groups of its lines sized by generalized binary splitting, then over
-  halves of a failing group, each under a savepoint): the rows the database rejects go to
-  quarantine with the database's error, the good ones load.
+  a savepoint (``begin_nested``) as one ``INSERT … SELECT … ON CONFLICT`` over a range of lines of the
+  staged rows and their enrichment (the enrichment status computed in SQL): the rows never leave the
+  database. Keys the APIs do not know are quarantined first, in one read.
+* A chunk that fails on a row's data (constraint, bad or overlong value) is rolled back to its
+  savepoint; from then on the load reads the catalog's rules for ``suppliers`` (widths, NOT NULL,
+  CHECKs) and sets the rows breaking one aside before each chunk, in one query, with the rule named
+  (:mod:`.rules`). What only the database knows (a trigger, a unique index) is isolated by trials: the
+  same statement over groups of lines sized by generalized binary splitting, then over halves of a
+  failing group, each under a savepoint (:mod:`.isolation`). Rejected rows go to quarantine with the
+  reason, the good ones load.
 * A chunk's checkpoint row (``etl_checkpoints``) and its staged rows' new status commit with the
   chunk's data, so a retried or cleared task resumes after the last committed chunk, exactly once.
 * A critical error (connection lost, deadlock, disk full) rolls the whole batch back (no reader ever

@@ -16,9 +16,10 @@ from resilient_etl.config.models import RetryPolicy
 from resilient_etl.exceptions import QuarantineThresholdError
 from resilient_etl.hooks.warehouse.schema import etl_checkpoints
 from resilient_etl.pipeline import chaos
-from resilient_etl.pipeline.load.decision import Item, decide
+from resilient_etl.pipeline.load.decision import Item, Row, decide
 from resilient_etl.pipeline.load.isolation import Isolation
-from resilient_etl.pipeline.load.statements import select_batch
+from resilient_etl.pipeline.load.rules import Precheck
+from resilient_etl.pipeline.load.statements import mark_loaded, raw_rows, select_batch, try_upsert
 from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_lines_status
 from resilient_etl.resilience.retry import Retrier
 
@@ -36,11 +37,32 @@ class BatchResult:
     chunks: int = 0
     by_outcome: Counter[str] = field(default_factory=Counter)
     rejected_by_database: int = 0
+    ended_at: tuple[str, int] | None = None  # the (file, line) of its last row: where the next batch starts
 
 
 def _db_detail(exc: DBAPIError) -> str:
     message = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
     return f"rejected by the database: {type(exc.orig).__name__}: {message}"
+
+
+def _quarantine(conn: Connection, run_id: str, entries: list[tuple[Row, str, str]]) -> None:
+    """Quarantine staged rows (row, category, detail) with their raw text, read for them alone."""
+    by_file: dict[str, list[tuple[Row, str, str]]] = defaultdict(list)
+    for entry in entries:
+        by_file[entry[0].source_file].append(entry)
+    for source_file, some in by_file.items():
+        raw = raw_rows(conn, run_id=run_id, source_file=source_file, lines=[r.line_number for r, _, _ in some])
+        quarantine_rows(
+            conn, run_id=run_id, stage="load", rows=[Quarantined(source_file, r.line_number, raw[r.line_number], c, d) for r, c, d in some]
+        )
+
+
+def _set_aside(conn: Connection, run_id: str, split: tuple[list[Item], list[tuple[Item, str]]], rejected: list[tuple[Item, str]]) -> list[Item]:
+    """Quarantine the rows a chunk sets aside at once (so its range statement leaves them out); return those kept."""
+    kept, why = split
+    _quarantine(conn, run_id, [(i.row, "rejected_by_database", w) for i, w in why])
+    rejected.extend(why)
+    return kept
 
 
 def _load_batch(
@@ -55,24 +77,27 @@ def _load_batch(
     chunk_size: int,
     max_quarantine_share: float,
     committed_by: dict[str, Any],
+    precheck: Precheck,
+    after: tuple[str, int] | None,
 ) -> BatchResult:
-    rows = select_batch(conn, run_id=run_id, batch_size=batch_size)
+    rows = select_batch(conn, run_id=run_id, batch_size=batch_size, after=after)
     result = BatchResult(rows=len(rows))
     if not rows:
         return result
+    result.ended_at = (rows[-1].source_file, rows[-1].line_number)
     now = dt.datetime.now(dt.UTC)
     by_file: dict[str, list[Item]] = defaultdict(list)
-    unknown: list[Quarantined] = []
+    unknown: list[tuple[Row, str, str]] = []
     for row in rows:
         outcome, detail = decide(row)
         result.by_outcome[detail] += 1
         if outcome == "quarantined":
             what = f"postcode {row.postcode}" if detail == "unknown_postcode" else f"company {row.company_number}"
             source = "postcodes.io" if detail == "unknown_postcode" else "Companies House"
-            unknown.append(Quarantined(row.source_file, row.line_number, row.raw_row, detail, f"{source} has no live {what}"))
+            unknown.append((row, detail, f"{source} has no live {what}"))
             continue
         by_file[row.source_file].append(Item(row, outcome, detail))
-    quarantine_rows(conn, run_id=run_id, stage="load", rows=unknown)
+    _quarantine(conn, run_id, unknown)
     c = etl_checkpoints.c
     next_chunk = dict(
         conn.execute(
@@ -85,17 +110,24 @@ def _load_batch(
     for source_file, items in by_file.items():
         for start in range(0, len(items), chunk_size):
             chunk = items[start : start + chunk_size]
-            loaded, rejected = isolation.upsert(chunk)
-            for outcome in ("loaded", "pending"):
-                lines = [(i.row.source_file, i.row.line_number) for i in loaded if i.outcome == outcome]
-                if lines:
-                    set_lines_status(conn, run_id=run_id, lines=lines, status=outcome)
-            quarantine_rows(
-                conn,
-                run_id=run_id,
-                stage="load",
-                rows=[Quarantined(i.row.source_file, i.row.line_number, i.row.raw_row, "rejected_by_database", _db_detail(e)) for i, e in rejected],
-            )
+            first, last, covered = chunk[0].row.line_number, chunk[-1].row.line_number, len(chunk)
+            params = {"run_id": run_id, "source_file": source_file, "first_line": first, "last_line": last, "loaded_at": now}
+            rejected: list[tuple[Item, str]] = []
+            checked = precheck.active
+            if checked:
+                chunk = _set_aside(conn, run_id, precheck.set_aside(conn, chunk, params), rejected)
+            error = try_upsert(warehouse, conn, params) if chunk else None
+            if error is not None and not checked and precheck.arm(conn):  # this load's first failure: check first from now on
+                before = len(rejected)
+                chunk = _set_aside(conn, run_id, precheck.set_aside(conn, chunk, params), rejected)
+                error = try_upsert(warehouse, conn, params) if chunk and len(rejected) > before else error
+            if error is not None:  # only the database knows why: trials
+                chunk, refused = isolation.run(chunk, error)
+                _set_aside(conn, run_id, ([], [(i, _db_detail(e)) for i, e in refused]), rejected)
+            pending = [(source_file, i.row.line_number) for i in chunk if i.outcome == "pending"]
+            if pending:
+                set_lines_status(conn, run_id=run_id, lines=pending, status="pending")
+            mark_loaded(conn, run_id=run_id, source_file=source_file, first_line=first, last_line=last)
             for item, _ in rejected:
                 result.by_outcome[item.status] -= 1
                 result.by_outcome["rejected_by_database"] += 1
@@ -110,9 +142,9 @@ def _load_batch(
                     map_index=map_index,
                     source_file=source_file,
                     chunk_index=index,
-                    first_line=chunk[0].row.line_number,
-                    last_line=chunk[-1].row.line_number,
-                    rows=len(chunk),
+                    first_line=first,
+                    last_line=last,
+                    rows=covered,
                     committed_at=now,
                     **committed_by,
                 )
@@ -166,6 +198,7 @@ def load(
     """
     retrier = Retrier(retry_policy or warehouse.retry_policy, logger=log)
     identity = {"dag_id": dag_id, "task_id": task_id, "map_index": map_index}
+    precheck = Precheck()
 
     def one_batch() -> BatchResult:
         try:
@@ -178,6 +211,8 @@ def load(
                     chunk_size=chunk_size,
                     max_quarantine_share=max_quarantine_share,
                     committed_by={"hostname": hostname, "try_number": try_number},
+                    precheck=precheck,
+                    after=after,
                     **identity,
                 )
         except DBAPIError as exc:
@@ -185,11 +220,13 @@ def load(
 
     total = BatchResult()
     batches = 0
+    after: tuple[str, int] | None = None
     while True:
         result = retrier.call(one_batch)
         if not result.rows:
             break
         batches += 1
+        after = result.ended_at
         total.rows += result.rows
         total.chunks += result.chunks
         total.by_outcome.update(result.by_outcome)

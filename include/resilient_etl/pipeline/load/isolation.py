@@ -52,7 +52,8 @@ class Isolation:
     bad: int = 0
 
     def attempt(self, items: list[Item]) -> DBAPIError | None:
-        return try_upsert(self.warehouse, self.conn, items, run_id=self.run_id, now=self.now)
+        params = {"run_id": self.run_id, "source_file": items[0].row.source_file, "lines": [i.row.line_number for i in items], "loaded_at": self.now}
+        return try_upsert(self.warehouse, self.conn, params)
 
     def upsert(self, items: list[Item]) -> tuple[list[Item], list[tuple[Item, DBAPIError]]]:
         """
@@ -81,7 +82,8 @@ class Isolation:
         known: DBAPIError | None = error  # the whole pool is known to fail with this
         while pool:
             group, rest = split(pool, group_size(len(pool), share * len(pool)))
-            failure = known if not rest and len(group) > 1 else self.attempt(group)
+            # not tried again only while the group is still the very pool known to fail
+            failure = known if known is not None and not rest and len(group) > 1 else self.attempt(group)
             known = None
             if failure is None:
                 loaded += group

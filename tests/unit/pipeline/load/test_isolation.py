@@ -69,3 +69,14 @@ def test_a_clean_chunk_is_one_statement() -> None:
     iso = FakeIsolation(set())
     loaded, rejected = iso.upsert(items(500))
     assert (len(loaded), rejected, len(iso.tries)) == (500, [], 1)
+
+
+@pytest.mark.parametrize(("size", "bad"), [(24, 20), (24, 23), (40, 35), (9, 8)])
+def test_a_bad_row_in_the_last_group_after_a_clean_one_is_tried_not_assumed_loaded(size: int, bad: int) -> None:
+    """A pool left after a clean group is not the pool known to fail: it is tried (once it was counted loaded untried)."""
+    iso = FakeIsolation({bad})
+    loaded, rejected = iso.upsert(items(size))
+    assert [i.row.line_number for i, _ in rejected] == [bad]
+    assert bad not in {i.row.line_number for i in loaded}
+    passed = [t for t in iso.tries if bad not in t]
+    assert all(any(i.row.line_number in t for t in passed) for i in loaded)  # every loaded row was in a try that passed

@@ -80,5 +80,8 @@ def test_load_select_compiles_for_mssql() -> None:
     assert "FROM staged_rows LEFT OUTER JOIN run_enrichment AS pc ON pc.run_id = " in sql
     assert "LEFT OUTER JOIN run_enrichment AS co ON co.run_id = " in sql
     assert "CASE WHEN (pc.as_of IS NULL) THEN co.as_of" in sql
-    assert "staged_rows.line_number IN (__[POSTCOMPILE_lines])" in sql
+    assert "staged_rows.line_number BETWEEN :first_line AND :last_line" in sql  # a chunk: one range
+    assert "CASE WHEN (pc.source IS NULL OR co.source IS NULL) THEN" in sql  # the enrichment status, in SQL
+    lines = str(rows_select("lines").compile(dialect=mssql.dialect()))
+    assert "staged_rows.line_number IN (__[POSTCOMPILE_lines])" in lines  # an isolation group
     assert len(COLUMNS) == len(suppliers.columns)  # every column of suppliers is written

@@ -55,9 +55,7 @@ BATCH, CHUNK = 5000, 500
 def _reset_load(wh: WarehouseHook, run_id: str) -> None:
     s, q = staged_rows.c, quarantine.c
     set_aside_at_load = (
-        select(q.line_number)
-        .where(q.stage == "load", q.run_id == s.run_id, q.source_file == s.source_file, q.line_number == s.line_number)
-        .exists()
+        select(q.line_number).where(q.stage == "load", q.run_id == s.run_id, q.source_file == s.source_file, q.line_number == s.line_number).exists()
     )
     with wh.begin() as conn:
         conn.execute(delete(suppliers))

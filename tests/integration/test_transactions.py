@@ -114,9 +114,15 @@ def test_poison_rows_are_isolated_and_the_rest_loads(api_connections, warehouse_
     # what the catalog states is found in one read per chunk and named; what only the database knows, by trials
     for number in too_wide:
         assert detail[number].startswith("breaks a rule of the warehouse (checked before loading): ")
-        assert "co_registered_office" in detail[number] and ("500 characters" in detail[number] or "CHECK ck_suppliers_registered_office_length" in detail[number])
+        assert "co_registered_office" in detail[number] and (
+            "500 characters" in detail[number] or "CHECK ck_suppliers_registered_office_length" in detail[number]
+        )
     for number in refused:  # PostgreSQL's dba_rule is a CHECK in the catalog; SQLite's a trigger only the database knows
-        expected = "breaks a rule of the warehouse (checked before loading): breaks CHECK dba_rule" if _postgres(wh) else "rejected by the database: IntegrityError"
+        expected = (
+            "breaks a rule of the warehouse (checked before loading): breaks CHECK dba_rule"
+            if _postgres(wh)
+            else "rejected by the database: IntegrityError"
+        )
         assert detail[number].startswith(expected), detail[number]
     assert loaded.isdisjoint(too_wide | refused)
     assert sum(chunks) == 300 and len(chunks) == 12  # one checkpoint per chunk, bad rows included

@@ -76,3 +76,27 @@ def test_validate_terminated_outcode_and_search(clean_faults) -> None:
     assert requests.get(f"{url}/postcodes?q=AB10%201", timeout=5).json()["result"][0]["postcode"].startswith("AB10 1")
     assert requests.get(f"{url}/postcodes?q=ZZ", timeout=5).json()["result"] is None
     assert requests.get(f"{url}/postcodes", timeout=5).json()["status"] == 400
+
+
+def test_a_scale_sandbox_serves_synthetic_postcodes_and_a_larger_register(tmp_path) -> None:
+    """bench/e2e.py's sandbox: a drop of mostly distinct postcodes and companies, all of them answered."""
+    import csv
+
+    from resilient_etl.hooks.identifiers import compact_postcode, is_valid_postcode
+    from resilient_etl_devtools.sandbox.data import live_postcodes, write_sample_csv
+    from resilient_etl_devtools.sandbox.server import Sandbox
+
+    drop = write_sample_csv(tmp_path / "d.csv", rows=3000, dirty_share=0, companies=3000, synthetic_postcodes=3000)
+    with drop.path.open(newline="", encoding="utf-8") as fh:
+        records = list(csv.DictReader(fh))
+    postcodes = {compact_postcode(r["postcode"]) for r in records}
+    synthetic = postcodes - set(live_postcodes())
+    assert len({r["company_number"].zfill(8) for r in records}) > 2900 and len(synthetic) > 900
+    assert all(is_valid_postcode(p) for p in synthetic)
+    with Sandbox(companies_count=3000, synthetic_postcodes=3000) as sb:
+        asked = sorted(synthetic)[:100]
+        result = requests.post(f"{sb.postcodes.url}/postcodes", json={"postcodes": asked}, timeout=5).json()["result"]
+        assert all(r["result"] is not None and compact_postcode(r["result"]["postcode"]) == r["query"] for r in result)
+        last = records[-1]["company_number"].zfill(8)
+        r = requests.get(f"{sb.companies.url}/company/{last}", auth=("sandbox-key", ""), timeout=5)
+        assert r.status_code == 200 and r.json()["company_number"] == last

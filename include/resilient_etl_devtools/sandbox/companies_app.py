@@ -197,6 +197,7 @@ def create_app(
     limiter: RateLimiter | None = None,
     registry: FaultRegistry | None = None,
     seed: int = data.DEFAULT_SEED,
+    companies: int = data.DEFAULT_COMPANY_COUNT,
 ) -> QuotaMiddleware:
     """
     Build the Companies House sandbox app.
@@ -205,10 +206,11 @@ def create_app(
     :param limiter: the quota (600 per 5 minutes when omitted, as the real API)
     :param registry: fault registry (a new one when omitted)
     :param seed: seed of the generated company register
+    :param companies: how many companies it holds
     """
     registry = registry or FaultRegistry()
     limiter = limiter or RateLimiter()
-    register = data.company_register(seed)
+    register = data.company_register(seed, companies)
     app = FastAPI(title="Companies House sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(admin_router(registry))
 

@@ -37,6 +37,37 @@ def live_postcodes() -> dict[str, dict[str, Any]]:
     return {compact_postcode(r["postcode"]): r for r in _read_jsonl_gz("postcodes.jsonl.gz")}
 
 
+_INWARD_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # the letters real inward codes use (no C, I, K, M, O, V)
+
+
+@lru_cache(maxsize=4)
+def postcode_book(synthetic: int = 0) -> dict[str, dict[str, Any]]:
+    """
+    Return the live postcodes the sandbox serves: the real seed and, for scale benchmarks, ``synthetic`` more.
+
+    A synthetic postcode is a real record under an inward code the seed does not hold (same outcode,
+    same area and coordinates), so validation and enrichment treat it as any other; the seed alone
+    has 4,237, too few for a run with mostly distinct postcodes at 100,000 rows.
+
+    :param synthetic: how many synthetic postcodes to add (0: the real seed only)
+    """
+    real = live_postcodes()
+    if not synthetic:
+        return real
+    book = dict(real)
+    templates = sorted(real.values(), key=lambda r: r["postcode"])
+    inward = [f"{d}{x}{y}" for d in range(10) for x in _INWARD_LETTERS for y in _INWARD_LETTERS]
+    codes = (f"AB{district} {code}" for code in inward for district in range(10, 100))  # 360,000 candidates
+    for n, code in enumerate(c for c in codes if compact_postcode(c) not in real):
+        if n == synthetic:
+            break
+        outcode, incode = code.split()
+        book[compact_postcode(code)] = {**templates[n % len(templates)], "postcode": code, "outcode": outcode, "incode": incode}
+    else:
+        raise ValueError(f"at most {len(book) - len(real)} synthetic postcodes, not {synthetic}")
+    return book
+
+
 @lru_cache(maxsize=1)
 def terminated_postcodes() -> dict[str, dict[str, Any]]:
     """Return terminated postcode records keyed by compact postcode."""
@@ -218,6 +249,8 @@ def write_sample_csv(
     seed: int = DEFAULT_SEED,
     id_prefix: str = "SUP",
     on_progress: Callable[[int, int], None] | None = None,
+    companies: int = DEFAULT_COMPANY_COUNT,
+    synthetic_postcodes: int = 0,
 ) -> SampleDrop:
     """
     Write a supplier CSV drop whose clean rows match the sandbox register and postcodes.
@@ -229,15 +262,18 @@ def write_sample_csv(
     :param seed: random seed (the same seed writes the same file)
     :param id_prefix: the supplier ids' prefix (``SUP-000001`` …): another prefix, other suppliers
     :param on_progress: called with ``(rows made, rows)`` every :data:`PROGRESS_EVERY` rows
+    :param companies: the size of the register the sandbox serves (rows cycle through its companies)
+    :param synthetic_postcodes: the synthetic postcodes the sandbox serves (see :func:`postcode_book`)
     """
     rng = random.Random(seed + rows)
-    register = company_register()
-    companies = [p for p in register.profiles.values() if "registered_office_address" in p]
-    postcodes = sorted(live_postcodes())
+    register = company_register(count=companies)
+    profiles = [p for p in register.profiles.values() if "registered_office_address" in p]
+    book = postcode_book(synthetic_postcodes)
+    postcodes = sorted(book)
     records: list[dict[str, str]] = []
     for i in range(rows):
-        company = companies[i % len(companies)]
-        pc = live_postcodes()[rng.choice(postcodes)]["postcode"]
+        company = profiles[i % len(profiles)]
+        pc = book[rng.choice(postcodes)]["postcode"]
         number = company["company_number"]
         # Real drops are typed by people: vary case, spacing and zero padding; all must normalise.
         if rng.random() < 0.1:

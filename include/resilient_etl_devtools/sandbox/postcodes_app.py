@@ -142,13 +142,16 @@ def _filter(result: dict[str, Any] | None, attrs: set[str] | None) -> dict[str, 
     return {k: v for k, v in result.items() if k in attrs}
 
 
-def create_app(registry: FaultRegistry | None = None) -> FaultMiddleware:
+def create_app(registry: FaultRegistry | None = None, *, synthetic_postcodes: int = 0) -> FaultMiddleware:
     """
     Build the postcodes.io sandbox app.
 
     :param registry: fault registry (a new one when omitted)
+    :param synthetic_postcodes: synthetic postcodes served by lookups besides the real seed, for scale
+        benchmarks (:func:`data.postcode_book`); nearest and prefix searches keep to the seed
     """
     registry = registry or FaultRegistry()
+    book = data.postcode_book(synthetic_postcodes)
     app = FastAPI(title="postcodes.io sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(admin_router(registry))
 
@@ -169,7 +172,7 @@ def create_app(registry: FaultRegistry | None = None) -> FaultMiddleware:
     @app.get("/postcodes/{postcode}/validate")
     def validate(postcode: str) -> JSONResponse:
         pc = postcode.strip()
-        return _ok(is_valid_postcode(pc) and compact_postcode(pc) in data.live_postcodes())
+        return _ok(is_valid_postcode(pc) and compact_postcode(pc) in book)
 
     @app.get("/postcodes/{postcode}/autocomplete")
     def autocomplete(postcode: str, request: Request) -> JSONResponse:
@@ -182,7 +185,7 @@ def create_app(registry: FaultRegistry | None = None) -> FaultMiddleware:
         if not is_valid_postcode(pc):
             return _err(404, "Invalid postcode")
         key = compact_postcode(pc)
-        found = data.live_postcodes().get(key)
+        found = book.get(key)
         if found is not None:
             return _ok(found)
         terminated = data.terminated_postcodes().get(key)
@@ -233,7 +236,7 @@ def create_app(registry: FaultRegistry | None = None) -> FaultMiddleware:
                 if not isinstance(pc, str):
                     continue  # postcodes.io silently drops non-strings after the length check
                 key = compact_postcode(pc) if is_valid_postcode(pc) else None
-                out.append({"query": pc, "result": _filter(data.live_postcodes().get(key) if key else None, attrs)})
+                out.append({"query": pc, "result": _filter(book.get(key) if key else None, attrs)})
             return _ok(out)
         locations = body["geolocations"]
         if not isinstance(locations, list):

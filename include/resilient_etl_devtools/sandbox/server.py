@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from resilient_etl_devtools.sandbox import companies_app, postcodes_app
+from resilient_etl_devtools.sandbox import companies_app, data, postcodes_app
 from resilient_etl_devtools.sandbox.faults import FaultRegistry
 
 LOOPBACK = "127.0.0.1"
@@ -74,6 +74,8 @@ class Sandbox:
     :param api_keys: accepted Companies House keys
     :param ch_limit: Companies House requests per window
     :param ch_window_seconds: Companies House quota window
+    :param companies_count: the size of the company register (scale benchmarks raise it)
+    :param synthetic_postcodes: synthetic postcodes served besides the real seed (scale benchmarks)
     """
 
     postcodes_port: int = 0
@@ -81,15 +83,19 @@ class Sandbox:
     api_keys: tuple[str, ...] = (companies_app.DEFAULT_API_KEY,)
     ch_limit: int = companies_app.DEFAULT_LIMIT
     ch_window_seconds: float = companies_app.DEFAULT_WINDOW_SECONDS
+    companies_count: int = data.DEFAULT_COMPANY_COUNT
+    synthetic_postcodes: int = 0
     postcodes: RunningApp = field(init=False)
     companies: RunningApp = field(init=False)
 
     def __post_init__(self) -> None:
         pc_registry, ch_registry = FaultRegistry(), FaultRegistry()
-        self.postcodes = RunningApp(postcodes_app.create_app(pc_registry), self.postcodes_port or free_port(), pc_registry)
+        self.postcodes = RunningApp(
+            postcodes_app.create_app(pc_registry, synthetic_postcodes=self.synthetic_postcodes), self.postcodes_port or free_port(), pc_registry
+        )
         self.limiter = companies_app.RateLimiter(limit=self.ch_limit, window_seconds=self.ch_window_seconds)
         self.companies = RunningApp(
-            companies_app.create_app(api_keys=self.api_keys, limiter=self.limiter, registry=ch_registry),
+            companies_app.create_app(api_keys=self.api_keys, limiter=self.limiter, registry=ch_registry, companies=self.companies_count),
             self.companies_port or free_port(),
             ch_registry,
         )

@@ -157,6 +157,15 @@ class WarehouseHook(BaseHook):
         """
         dialects.for_name(conn.dialect.name).upsert_from_select(conn, table, columns, source, key_columns, params or {})
 
+    def refresh_statistics(self, conn: Connection, tables: Sequence[Table]) -> None:
+        """
+        Have the database gather statistics of ``tables`` (after a stage wrote many rows to them).
+
+        :param conn: the connection (inside the caller's transaction where the dialect allows)
+        :param tables: the tables
+        """
+        dialects.for_name(conn.dialect.name).refresh_statistics(conn, tables)
+
     def run_in_savepoints(self, statements: Sequence[tuple[str, str]], parameters: Mapping[str, Any]) -> dict[str, Any]:
         """
         Run statements in one transaction, each under its own savepoint; return what ran and what was rolled back.

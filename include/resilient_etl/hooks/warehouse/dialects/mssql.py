@@ -56,3 +56,9 @@ def upsert_from_select(
     rows = [dict(zip(columns, r, strict=True)) for r in conn.execute(source, params)]
     if rows:
         upsert(conn, table, rows, key_columns)
+
+
+def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
+    """``UPDATE STATISTICS`` of the tables (auto-update waits for 20 % of a table to change)."""
+    for table in tables:
+        conn.execute(text(f"UPDATE STATISTICS {conn.dialect.identifier_preparer.quote(table.name)}"))

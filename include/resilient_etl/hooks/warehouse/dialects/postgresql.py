@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.dialects.postgresql import insert
 
 from resilient_etl.hooks.warehouse.dialects.on_conflict import OnConflictUpserts
@@ -19,6 +20,12 @@ def configure(engine: Engine) -> None:
 def engine_options() -> dict[str, Any]:
     """Return the ``create_engine`` options: executemany of UPDATEs and upserts in pages, not one round trip per row."""
     return {"executemany_mode": "values_plus_batch", "executemany_batch_page_size": 1000}
+
+
+def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
+    """``ANALYZE`` the tables: without statistics of freshly written rows the planner joins by scanning."""
+    quote = conn.dialect.identifier_preparer.quote
+    conn.execute(text(f"ANALYZE {', '.join(quote(t.name) for t in tables)}"))
 
 
 _UPSERTS = OnConflictUpserts(insert)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, Table, event, text
 from sqlalchemy.dialects.sqlite import insert
 
 from resilient_etl.hooks.warehouse.dialects.on_conflict import OnConflictUpserts
@@ -36,6 +37,12 @@ def configure(engine: Engine) -> None:
 def engine_options() -> dict[str, Any]:
     """Return the ``create_engine`` options of this dialect."""
     return {}
+
+
+def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
+    """``ANALYZE`` the tables (SQLite's planner reads ``sqlite_stat1`` when there is one)."""
+    for table in tables:
+        conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}"))
 
 
 _UPSERTS = OnConflictUpserts(insert)

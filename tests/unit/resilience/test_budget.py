@@ -89,3 +89,29 @@ def test_a_refused_retry_says_why_on_the_error(caplog: pytest.LogCaptureFixture)
         _retrier(budget).call(FlakyApi())
     assert "retry budget of companies_house spent: 0 retries for 1 calls" in " ".join(raised.value.__notes__)
     assert "gave up after 1 attempts" in caplog.text
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts its writes (each one a transaction on a SQL or Redis store)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records = 0
+
+    def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.records += 1
+        return super().record(*args, **kwargs)
+
+
+def test_first_attempts_reach_the_store_once_a_bucket_and_all_of_them_before_a_retry_decision() -> None:
+    store, clock = CountingStore(), Clock()
+    budget = RetryBudget(store, "companies_house", RetryBudgetPolicy(share=0.1, min_retries=0), clock=clock)
+    for _ in range(1000):  # 1,000 calls in half a second
+        budget.record_call()
+        clock.advance(0.0005)
+    assert store.records == 1  # the first call, at once: other workers see the API in use
+    verdict = budget.spend()
+    assert (verdict.calls, verdict.allowed, store.records) == (1000, True, 3)  # held-back calls written with the read, then the retry
+    clock.advance(1.0)
+    budget.record_call()
+    assert store.records == 4

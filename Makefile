@@ -50,17 +50,8 @@ drills: install  ## every failure drill (~10 min), recorded, then docs/drills.md
 config-check: install
 	$(BIN)/resilient-etl config check
 
-bench: install  ## every benchmark (several minutes; needs PostgreSQL and Redis)
-	cd bench && ../$(BIN)/python parse_time.py
-	cd bench && ../$(BIN)/python ch_pacing.py 1000 100 5
-	cd bench && ../$(BIN)/python ch_quota.py 1800 10
-	cd bench && ../$(BIN)/python transient_faults.py 1000 0.1
-	cd bench && ../$(BIN)/python breaker.py 500
-	cd bench && ../$(BIN)/python load_throughput.py 100000
-	cd bench && ../$(BIN)/python migrations.py 100000
-	cd bench && ../$(BIN)/python backup_restore.py 100000
-	cd bench && ../$(BIN)/python rerun.py 1000
-	cd bench && ../$(BIN)/python memory.py 1000000
+bench: install  ## every benchmark, one after another (under 20 min; needs PostgreSQL and Redis); writes bench/results.md
+	cd bench && ../$(BIN)/python results.py
 
 clean:
 	rm -rf data .airflow

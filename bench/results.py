@@ -35,6 +35,7 @@ BENCHES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("rerun.py", ("1000",)),
     ("memory.py", ("1000000",)),
     ("e2e.py", ("1000", "10000", "100000")),
+    ("peer_compare.py", ("1000",)),
 )
 
 # structlog's console lines and tracebacks' noise are not results

@@ -37,3 +37,17 @@ def test_results_say_they_are_generated_and_mark_a_failed_benchmark() -> None:
     assert "2026-12-03 10:00 UTC on 2 cores" in text and "2 benchmarks in 0.2 min" in text
     assert "## a.py 10\n\n12 s\n\n```\nrows   seconds\n10     1.0\n```" in text  # the table, not the log lines
     assert "## b.py — FAILED (exit 1)" in text and "Traceback: boom" in text
+
+
+def test_the_peer_dag_parses_with_stock_parts_only() -> None:
+    """bench/peer/: a real DAG (four tasks, Airflow retries) importing nothing of this project."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    folder = BENCH / "peer"
+    bag = BundleDagBag(dag_folder=str(folder / "supplier_onboarding_peer.py"), bundle_path=folder)
+    assert bag.import_errors == {}
+    dag = bag.dags["supplier_onboarding_peer"]
+    assert sorted(dag.task_ids) == ["enrich_companies", "enrich_postcodes", "extract_validate", "load"]
+    assert all(t.retries == 2 for t in dag.tasks)
+    for path in folder.glob("*.py"):
+        assert "resilient_etl" not in path.read_text(encoding="utf-8").replace("resilient-etl", "")

@@ -6,7 +6,7 @@ and postcodes (the sandbox serves a register as large as the drop and synthetic 
 so); the load uses the shipped config's batch and chunk sizes. Each size runs in a fresh interpreter
 (its peak RSS is the pipeline's, not the sandbox's) on a fresh database.
 
-Per size: seconds and rows/s per stage, peak RSS, API requests per stage against the minimum possible
+Per size: seconds and rows/s per stage, peak RSS (and the peak reached by the end of each stage), API requests per stage against the minimum possible
 (postcodes: ceil(distinct / 100); companies: one per distinct company, none cached), and at the end the
 growth exponent of time vs rows per stage (log-log least-squares slope; target <= 1.1: nothing
 quadratic).
@@ -63,9 +63,10 @@ stages = {
     "load": lambda: load(wh, run_id=run, batch_size=batch, chunk_size=chunk),
     "reconcile": lambda: reconcile(wh, run_id=run, dag_id="company_enrichment", landing_dir=folder / "landing", archive_dir=folder / "archive"),
 }
-out = {"seconds": {}}
+out = {"seconds": {}, "peak_after_mb": {}}
 for name, stage in stages.items():
     t = time.perf_counter(); result = stage(); out["seconds"][name] = time.perf_counter() - t
+    out["peak_after_mb"][name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"stage": name, "seconds": out["seconds"][name]}), file=sys.stderr, flush=True)
     if name == "reconcile":
         out["reconcile"] = {k: result[k] for k in ("rows_in", "rows_loaded", "rows_quarantined", "rows_pending") if k in result}
@@ -138,11 +139,11 @@ def main() -> None:
         print(
             f"\n{rows:,} rows ({r['distinct']['companies']:,} distinct companies, {r['distinct']['postcodes']:,} distinct postcodes); peak RSS {r['peak_rss_mb']:.0f} MB"
         )
-        print(row("stage", "seconds", "rows/s", "requests", "minimum"))
+        print(row("stage", "seconds", "rows/s", "requests", "minimum", "peak RSS MB"))
         for stage in STAGES:
             seconds = r["seconds"][stage]
             requests = r["requests"].get(stage, 0)
-            print(row(stage, f"{seconds:.2f}", f"{rows / seconds:.0f}", requests, r["minimum"].get(stage, 0)))
+            print(row(stage, f"{seconds:.2f}", f"{rows / seconds:.0f}", requests, r["minimum"].get(stage, 0), f"{r['peak_after_mb'][stage]:.0f}"))
         print(row("total", f"{total:.2f}", f"{rows / total:.0f}", sum(r["requests"].values()), sum(r["minimum"].values())))
         print(row("reconcile", json.dumps(r.get("reconcile", {}))))
     if len(results) > 1:

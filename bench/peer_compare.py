@@ -8,7 +8,7 @@ and PostgreSQL, side by side, fault-free and under faults:
 
 Per flow: wall time, run completed?, rows lost (neither loaded nor set aside with a reason), rows
 duplicated, rows loaded without their enrichment (``pending``: to be re-enriched later), requests to the
-APIs and requests answered by the fault. The peer's Airflow task retries (2, 30 s apart, as its
+APIs and requests answered by the fault. Both start on a warehouse whose tables exist. The peer's Airflow task retries (2, 30 s apart, as its
 default_args) are reproduced by calling a failed task again after the same delay; ours runs its stages
 with the retry policies, budgets and breakers of config/resilience.yaml. A warehouse restart mid-load is
 not measured here (see the pg-failover drill).
@@ -84,13 +84,26 @@ class Faults:
         return counts
 
 
-def run_ours(folder: Path, drop: SampleDrop, url_db: str, faults: Faults) -> dict[str, Any]:
-    cfg = get_config()
+def warehouse(db: str) -> WarehouseHook:
+    """Our warehouse in ``db``, its schema in place (made before the clock starts: a run meets an existing warehouse)."""
     os.environ["AIRFLOW_CONN_WAREHOUSE_DEFAULT"] = json.dumps(
-        {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": url_db}
+        {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": db}
     )
-    wh = WarehouseHook(retry_policy=cfg.retry.policy("database"))
+    wh = WarehouseHook(retry_policy=get_config().retry.policy("database"))
     wh.ensure_schema()
+    return wh
+
+
+def prepare_peer(db: str) -> None:
+    """The peer's table in ``db``, made before the clock starts as ours is."""
+    engine = sqlalchemy.create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}")
+    with engine.begin() as conn:
+        conn.execute(text(peer.SCHEMA))
+    engine.dispose()
+
+
+def run_ours(folder: Path, drop: SampleDrop, wh: WarehouseHook, faults: Faults) -> dict[str, Any]:
+    cfg = get_config()
     run = "compare"
     completed = True
     try:
@@ -165,8 +178,9 @@ def one(flow: str, scenario: str, rows: int) -> dict[str, Any]:
             use_sandbox(sb, folder / "unused.db")
             drop = write_sample_csv(folder / "landing" / "drop.csv", rows=rows)
             faults = Faults(sb, scenario)
+            wh = warehouse(db) if flow == "ours" else prepare_peer(db)
             started = time.perf_counter()
-            result = run_ours(folder, drop, db, faults) if flow == "ours" else run_peer(folder, drop, db, sb, faults)
+            result = run_ours(folder, drop, wh, faults) if flow == "ours" else run_peer(folder, drop, db, sb, faults)
             result["seconds"] = time.perf_counter() - started
             result.update(faults.finish())
             return result

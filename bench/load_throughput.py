@@ -209,10 +209,10 @@ def main() -> None:
             copy = _copy(wh)
             bare = _bare(wh, records)
             ceiling = _ceiling(wh, run_id)
-            status_floor = _status_floor(wh, run_id)
             with wh.begin() as conn:
                 loaded_by_ceiling = conn.execute(select(func.count()).select_from(suppliers)).scalar_one()
             assert loaded_by_ceiling == len(records), (loaded_by_ceiling, len(records), valid)  # the same rows as the loader
+            status_floor = _status_floor(wh, run_id)
 
             _reset_load(wh, run_id)
             started = time.perf_counter()

@@ -4,6 +4,7 @@ printed them, how long it took, the machine's core count and the date.
 
 Each script runs in its own interpreter, one after another (they would share two cores otherwise); a
 script that fails is reported as failed in the file and makes this exit non-zero, after the rest ran.
+Naming scripts runs only those and replaces their sections, keeping the others' results.
 
 Usage: python bench/results.py [script ...]   (default: all of BENCHES)
 """
@@ -67,6 +68,16 @@ def results_markdown(runs: list[tuple[str, tuple[str, ...], int, float, str]], *
     return "\n".join(lines)
 
 
+_SECTION = re.compile(
+    r"^## (?P<script>\S+\.py)(?P<args>(?: \S+)*?)(?: — FAILED \(exit (?P<code>\d+)\))?\n\n(?P<seconds>\d+) s\n\n```\n(?P<output>.*?)```", re.M | re.S
+)
+
+
+def parse_results(text: str) -> list[tuple[str, tuple[str, ...], int, float, str]]:
+    """Read the runs back from a ``results.md`` this module wrote (a pure function)."""
+    return [(m["script"], tuple(m["args"].split()), int(m["code"] or 0), float(m["seconds"]), m["output"]) for m in _SECTION.finditer(text)]
+
+
 def main() -> int:
     wanted = set(sys.argv[1:])
     runs = []
@@ -81,6 +92,10 @@ def main() -> int:
         output = done.stdout if done.returncode == 0 else done.stdout + "\n" + done.stderr[-2000:]
         runs.append((script, args, done.returncode, seconds, output))
         print(f"    {seconds:.0f} s, exit {done.returncode}; {(time.perf_counter() - started) / 60:.1f} min so far", flush=True)
+    if wanted and RESULTS.exists():  # keep the other scripts' last results, in BENCHES order
+        fresh = {r[0]: r for r in runs}
+        kept = {r[0]: r for r in parse_results(RESULTS.read_text(encoding="utf-8"))}
+        runs = [fresh.get(script) or kept[script] for script, _ in BENCHES if script in fresh or script in kept]
     RESULTS.write_text(results_markdown(runs, now=dt.datetime.now(dt.UTC), cores=os.cpu_count()), encoding="utf-8")
     print(f"wrote {RESULTS.relative_to(HERE.parent)}")
     return max((r[2] for r in runs), default=0)

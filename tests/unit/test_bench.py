@@ -51,3 +51,10 @@ def test_the_peer_dag_parses_with_stock_parts_only() -> None:
     assert all(t.retries == 2 for t in dag.tasks)
     for path in folder.glob("*.py"):
         assert "resilient_etl" not in path.read_text(encoding="utf-8").replace("resilient-etl", "")
+
+
+def test_results_read_back_so_one_script_can_be_run_again_alone() -> None:
+    module = _results_module()
+    runs = [("a.py", ("10", "20"), 0, 12.0, "rows   seconds\n10     1.0\n"), ("b.py", (), 1, 3.0, "Traceback: boom\n")]
+    text = module.results_markdown(runs, now=dt.datetime(2026, 12, 3, tzinfo=dt.UTC), cores=2)
+    assert module.parse_results(text) == runs

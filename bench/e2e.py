@@ -41,8 +41,12 @@ STAGES = ("extract", "validate", "enrich_postcodes", "enrich_companies", "load",
 DIRTY = 0.01  # as a real drop: a few rows quarantined, none of it free
 
 CHILD = r"""
-import json, logging, os, resource, sys, time
+import json, logging, os, sys, time
 from pathlib import Path
+def peak_mb():  # VmHWM: this process image's own peak (ru_maxrss keeps the forking parent's across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 folder, batch, chunk = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 logging.disable(logging.INFO)  # a log line per batch is not what is measured
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
@@ -66,11 +70,11 @@ stages = {
 out = {"seconds": {}, "peak_after_mb": {}}
 for name, stage in stages.items():
     t = time.perf_counter(); result = stage(); out["seconds"][name] = time.perf_counter() - t
-    out["peak_after_mb"][name] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_after_mb"][name] = peak_mb()
     print(json.dumps({"stage": name, "seconds": out["seconds"][name]}), file=sys.stderr, flush=True)
     if name == "reconcile":
         out["reconcile"] = {k: result[k] for k in ("rows_in", "rows_loaded", "rows_quarantined", "rows_pending") if k in result}
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak_rss_mb"] = peak_mb()
 print(json.dumps(out))
 """
 

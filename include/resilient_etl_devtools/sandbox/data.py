@@ -45,9 +45,9 @@ def postcode_book(synthetic: int = 0) -> dict[str, dict[str, Any]]:
     """
     Return the live postcodes the sandbox serves: the real seed and, for scale benchmarks, ``synthetic`` more.
 
-    A synthetic postcode is a real record under an inward code the seed does not hold (same outcode,
-    same area and coordinates), so validation and enrichment treat it as any other; the seed alone
-    has 4,237, too few for a run with mostly distinct postcodes at 100,000 rows.
+    A synthetic postcode is a real record (its area and coordinates) under a code the seed does not
+    hold, AB10 to AB99 with a real-shaped inward code, so validation and enrichment treat it as any
+    other; the seed alone has 4,237, too few for a run with mostly distinct postcodes at 100,000 rows.
 
     :param synthetic: how many synthetic postcodes to add (0: the real seed only)
     """

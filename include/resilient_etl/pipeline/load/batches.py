@@ -199,10 +199,17 @@ def load(
     retrier = Retrier(retry_policy or warehouse.retry_policy, logger=log)
     identity = {"dag_id": dag_id, "task_id": task_id, "map_index": map_index}
     precheck = Precheck()
-    with warehouse.begin() as conn:
+
+    def refresh_statistics() -> None:
         # extract, validate and enrich have just written these: without statistics PostgreSQL's planner
         # joined each staged row to every answer of its kind (10,000 rows loaded in 31 s, not 3)
-        warehouse.refresh_statistics(conn, [staged_rows, run_enrichment])
+        try:
+            with warehouse.begin() as conn:
+                warehouse.refresh_statistics(conn, [staged_rows, run_enrichment])
+        except DBAPIError as exc:
+            raise db_error(exc) from exc
+
+    retrier.call(refresh_statistics)
 
     def one_batch() -> BatchResult:
         try:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="retl-bench-airflow-"))
@@ -28,3 +31,20 @@ def use_sandbox(sandbox: Sandbox, warehouse_db: Path) -> None:
 
 def row(label: str, *values: object) -> str:
     return f"{label:<34}" + "".join(f"{v:>16}" for v in values)
+
+
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database on 127.0.0.1 for one measurement; yield its name; drop it after."""
+    import sqlalchemy
+
+    admin = sqlalchemy.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    name = f"retl_{prefix}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -22,21 +22,19 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import text
 
-from _common import row
+from _common import row, scratch_database
 from resilient_etl.config import load_config
 from resilient_etl_devtools.localenv import connection_env
 from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl_devtools.sandbox.data import write_sample_csv
 from resilient_etl_devtools.sandbox.server import Sandbox
 
-ADMIN = sqlalchemy.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
 STAGES = ("extract", "validate", "enrich_postcodes", "enrich_companies", "load", "reconcile")
 DIRTY = 0.01  # as a real drop: a few rows quarantined, none of it free
 
@@ -88,10 +86,7 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 def run_size(rows: int, batch: int, chunk: int) -> dict[str, Any]:
     """Run the flow once on ``rows`` rows in a fresh interpreter and database; return its figures."""
-    db = f"retl_e2e_{uuid.uuid4().hex[:8]}"
-    with ADMIN.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    try:
+    with scratch_database("e2e") as db:
         with tempfile.TemporaryDirectory() as tmp, Sandbox(ch_limit=10_000_000, companies_count=rows, synthetic_postcodes=rows) as sb:
             folder = Path(tmp)
             write_sample_csv(folder / "landing" / "drop.csv", rows=rows, dirty_share=DIRTY, companies=rows, synthetic_postcodes=rows)
@@ -122,9 +117,6 @@ def run_size(rows: int, batch: int, chunk: int) -> dict[str, Any]:
         out["distinct"] = {"postcodes": keys.get("postcode", 0), "companies": keys.get("company", 0)}
         out["rows"] = rows
         return out
-    finally:
-        with ADMIN.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import requests
 import sqlalchemy
 from sqlalchemy import text
 
-from _common import row, use_sandbox
+from _common import row, scratch_database, use_sandbox
 from resilient_etl.config import get_config
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
@@ -51,7 +50,6 @@ from resilient_etl_devtools.sandbox.server import Sandbox
 sys.path.insert(0, str(Path(__file__).parent / "peer"))
 import peer_pipeline as peer  # the peer's task bodies, as its DAG calls them
 
-ADMIN = sqlalchemy.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
 PEER_RETRIES, PEER_RETRY_DELAY = 2, 30.0  # supplier_onboarding_peer's default_args
 OUTAGE_SECONDS = 30.0
 SCENARIOS = ("fault-free", "10 % 503s", "30 s CH outage")
@@ -62,19 +60,20 @@ class Faults:
 
     def __init__(self, sb: Sandbox, scenario: str) -> None:
         self.sb, self.scenario = sb, scenario
+        self._timer: threading.Timer | None = None
         if scenario == "10 % 503s":
             for app, endpoint in ((sb.postcodes, "bulk"), (sb.companies, "company")):
                 requests.put(f"{app.url}/__sandbox/faults/{endpoint}", json={"status": 503, "rate": 0.1}, timeout=5)
 
     def company_stage_starts(self) -> None:
-        if self.scenario != "30 s CH outage" or getattr(self, "_timer", None):
+        if self.scenario != "30 s CH outage" or self._timer is not None:
             return
         requests.put(f"{self.sb.companies.url}/__sandbox/faults/company", json={"status": 503, "rate": 1.0}, timeout=5)
         self._timer = threading.Timer(OUTAGE_SECONDS, lambda: requests.delete(f"{self.sb.companies.url}/__sandbox/faults/company", timeout=5))
         self._timer.start()
 
     def finish(self) -> dict[str, int]:
-        if getattr(self, "_timer", None):
+        if self._timer is not None:
             self._timer.cancel()
         counts = {"requests": 0, "faulted": 0}
         for app in (self.sb.postcodes, self.sb.companies):
@@ -169,10 +168,7 @@ def run_peer(folder: Path, drop: SampleDrop, db: str, sb: Sandbox, faults: Fault
 
 
 def one(flow: str, scenario: str, rows: int) -> dict[str, Any]:
-    db = f"retl_peer_{uuid.uuid4().hex[:8]}"
-    with ADMIN.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    try:
+    with scratch_database("peer") as db:
         with tempfile.TemporaryDirectory() as tmp, Sandbox(ch_limit=10_000_000) as sb:
             folder = Path(tmp)
             use_sandbox(sb, folder / "unused.db")
@@ -184,9 +180,6 @@ def one(flow: str, scenario: str, rows: int) -> dict[str, Any]:
             result["seconds"] = time.perf_counter() - started
             result.update(faults.finish())
             return result
-    finally:
-        with ADMIN.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
 
 
 def main() -> None:

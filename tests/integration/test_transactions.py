@@ -119,7 +119,7 @@ def test_poison_rows_are_isolated_and_the_rest_loads(api_connections, warehouse_
         )
     for number in refused:  # PostgreSQL's dba_rule is a CHECK in the catalog; SQLite's a trigger only the database knows
         expected = (
-            "breaks a rule of the warehouse (checked before loading): breaks CHECK dba_rule"
+            "breaks a rule of the warehouse (checked before loading): CHECK dba_rule ("
             if _postgres(wh)
             else "rejected by the database: IntegrityError"
         )

@@ -55,17 +55,6 @@ class Isolation:
         params = {"run_id": self.run_id, "source_file": items[0].row.source_file, "lines": [i.row.line_number for i in items], "loaded_at": self.now}
         return try_upsert(self.warehouse, self.conn, params)
 
-    def upsert(self, items: list[Item]) -> tuple[list[Item], list[tuple[Item, DBAPIError]]]:
-        """
-        Upsert a chunk under a savepoint; when the database rejects a row, isolate the bad rows.
-
-        :return: (items loaded, [(item rejected, its database error)])
-        """
-        error = self.attempt(items)
-        if error is None:
-            return items, []
-        return self.run(items, error)
-
     def run(self, items: list[Item], error: DBAPIError) -> tuple[list[Item], list[tuple[Item, DBAPIError]]]:
         """
         Find the bad rows of ``items`` (which failed together with ``error``).

@@ -25,9 +25,9 @@ from resilient_etl.hooks.warehouse.schema import (
     pipeline_runs,
     quarantine,
     run_enrichment,
-    staged_rows,
     suppliers,
 )
+from resilient_etl.pipeline.load.statements import row_statuses
 from resilient_etl.pipeline.overrides import NO_REASON
 
 BREAKERS = ("postcodes_io", "companies_house")
@@ -169,7 +169,7 @@ def run_view(conn: Connection, run_id: str, *, started_at: dt.datetime | None, e
             select(suppliers.c.enrichment_status, func.count()).where(suppliers.c.run_id == run_id).group_by(suppliers.c.enrichment_status)
         ).all()
     )
-    staged = dict(conn.execute(select(staged_rows.c.status, func.count()).where(staged_rows.c.run_id == run_id).group_by(staged_rows.c.status)).all())
+    staged = row_statuses(conn, run_id=run_id)
     chunks = conn.execute(select(func.count(), func.coalesce(func.sum(etl_checkpoints.c.rows), 0)).where(etl_checkpoints.c.run_id == run_id)).one()
     changes: list[dict[str, Any]] = []
     if started_at is not None:

@@ -29,6 +29,7 @@ from resilient_etl.exceptions import ApiError, BreakerOpenError, FallbackThresho
 from resilient_etl.hooks.identifiers import normalise_postcode
 from resilient_etl.hooks.warehouse.schema import as_utc, company_cache, postcode_cache, run_enrichment, staged_rows
 from resilient_etl.pipeline.columns import company_columns, postcode_columns
+from resilient_etl.pipeline.staging import refresh_statistics
 from resilient_etl.resilience.ratelimit import quota_eta
 from resilient_etl.resilience.retry import is_transient
 
@@ -373,6 +374,8 @@ def _finish(
     if hook.breaker is not None:
         hook.breaker.flush()
     run_id, kind, looked_up, resumed = attempt.run_id, attempt.kind, len(attempt.todo), attempt.resumed
+    if looked_up:
+        refresh_statistics(warehouse, [run_enrichment])
     reasons, refused = tally.reasons, tally.refused
     counts = source_counts(warehouse, run_id=run_id, kind=kind)
     total = sum(counts.values())

@@ -8,24 +8,25 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from resilient_etl.exceptions import DataQualityError, ReconciliationError
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import pipeline_runs, quality_results, quarantine, staged_rows
 from resilient_etl.pipeline.files import archive_files, is_replay
+from resilient_etl.pipeline.load.statements import row_statuses
 
 log = logging.getLogger(__name__)
 
 
 def count_run(warehouse: WarehouseHook, run_id: str) -> tuple[dict[str, int], list[str], list[dict[str, str]], dict[str, list[str]]]:
     """
-    Return the run's staged-row counts by status, the files it loads, the files extract rejected and
+    Return the run's staged-row counts by status (a loaded row's derived from the checkpoints), the files it loads, the files extract rejected and
     the files the quality gate rejected (with the rules they failed).
     """
     s, q, r = staged_rows, quarantine, quality_results
     with warehouse.begin() as conn:
-        by_status = dict(conn.execute(select(s.c.status, func.count()).where(s.c.run_id == run_id).group_by(s.c.status)).all())
+        by_status = row_statuses(conn, run_id=run_id)
         files = sorted(conn.execute(select(s.c.source_file).distinct().where(s.c.run_id == run_id, s.c.status != "rejected")).scalars())
         unreadable = [
             {"file": row.source_file, "reason": row.detail}

@@ -1,15 +1,20 @@
-"""Shared writes on ``staged_rows`` and ``quarantine`` (each inside the caller's transaction)."""
+"""Shared writes on ``staged_rows`` and ``quarantine`` (each inside the caller's transaction), and the statistics refresh after them."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy.exc import DBAPIError
 
+from resilient_etl.classification import db_error
 from resilient_etl.hooks.warehouse.schema import quarantine, staged_rows
+
+if TYPE_CHECKING:
+    from resilient_etl.hooks.warehouse import WarehouseHook
 
 
 @dataclass(frozen=True)
@@ -78,3 +83,20 @@ def mark_valid(conn: Connection, *, run_id: str, rows: Sequence[tuple[str, int, 
         .values(status="valid", **{c: bindparam(f"v_{c}") for c in columns}),
         [{"f": f, "l": line, **{f"v_{k}": v for k, v in clean.items()}} for f, line, clean in rows],
     )
+
+
+def refresh_statistics(warehouse: WarehouseHook, tables: Sequence[Table]) -> None:
+    """
+    Have the database gather statistics of tables a stage has just written many rows of (in one transaction).
+
+    The stage that wrote the rows does it, not the load that reads them: without statistics of freshly
+    staged rows PostgreSQL's planner joined each staged row to every answer of its kind (10,000 rows
+    loaded in 31 s, not 3), and in the load the refresh cost as much as a third of the load itself.
+
+    :raises ResilientEtlError: the database error, typed
+    """
+    try:
+        with warehouse.begin() as conn:
+            warehouse.refresh_statistics(conn, tables)
+    except DBAPIError as exc:
+        raise db_error(exc) from exc

@@ -18,7 +18,7 @@ from resilient_etl.hooks.warehouse.schema import quality_results, staged_rows
 from resilient_etl.hooks.warehouse.schema import quarantine as quarantine_table
 from resilient_etl.pipeline.files import QUALITY_SUFFIX, is_replay, reject_file
 from resilient_etl.pipeline.quality import evaluate, rule_of
-from resilient_etl.pipeline.staging import Quarantined, mark_valid, quarantine_rows
+from resilient_etl.pipeline.staging import Quarantined, mark_valid, quarantine_rows, refresh_statistics
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook
@@ -175,6 +175,8 @@ def validate_staged(
             summary=summary,
         )
     summary["by_category"] = dict(summary["by_category"])
+    if files:
+        refresh_statistics(warehouse, [staged_rows])
     return summary
 
 

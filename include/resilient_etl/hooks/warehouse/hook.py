@@ -141,9 +141,9 @@ class WarehouseHook(BaseHook):
         source: Select[Any],
         key_columns: Sequence[str],
         params: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> int:
         """
-        Insert the rows of ``source`` into ``table`` inside the database, updating rows whose key exists.
+        Insert the rows of ``source`` into ``table`` inside the database, updating rows whose key exists; return how many.
 
         ``INSERT … SELECT … ON CONFLICT`` on PostgreSQL and SQLite (no row leaves the server). On SQL
         Server the rows are read and sent back through the MERGE of :meth:`upsert`.
@@ -155,7 +155,7 @@ class WarehouseHook(BaseHook):
         :param key_columns: the columns that identify a row
         :param params: bind parameters of ``source``
         """
-        dialects.for_name(conn.dialect.name).upsert_from_select(conn, table, columns, source, key_columns, params or {})
+        return int(dialects.for_name(conn.dialect.name).upsert_from_select(conn, table, columns, source, key_columns, params or {}))
 
     def refresh_statistics(self, conn: Connection, tables: Sequence[Table]) -> None:
         """

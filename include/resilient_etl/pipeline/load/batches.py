@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import DBAPIError
@@ -14,30 +15,56 @@ from sqlalchemy.exc import DBAPIError
 from resilient_etl.classification import db_error
 from resilient_etl.config.models import RetryPolicy
 from resilient_etl.exceptions import QuarantineThresholdError
-from resilient_etl.hooks.warehouse.schema import etl_checkpoints, run_enrichment, staged_rows
+from resilient_etl.hooks.warehouse.schema import etl_checkpoints
 from resilient_etl.pipeline import chaos
 from resilient_etl.pipeline.load.decision import Item, Row, decide
 from resilient_etl.pipeline.load.isolation import Isolation
 from resilient_etl.pipeline.load.rules import Precheck
-from resilient_etl.pipeline.load.statements import mark_loaded, raw_rows, select_batch, try_upsert
-from resilient_etl.pipeline.staging import Quarantined, quarantine_rows, set_lines_status
+from resilient_etl.pipeline.load.statements import raw_rows, spans, try_upsert, unknown_keys, valid_lines
+from resilient_etl.pipeline.staging import Quarantined, quarantine_rows
 from resilient_etl.resilience.retry import Retrier
 
 if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
 class BatchResult:
     """What one committed batch did."""
 
-    rows: int = 0
+    rows: int = 0  # loaded
     chunks: int = 0
-    by_outcome: Counter[str] = field(default_factory=Counter)
     rejected_by_database: int = 0
-    ended_at: tuple[str, int] | None = None  # the (file, line) of its last row: where the next batch starts
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A range of one file's staged lines, loaded under one savepoint with one checkpoint."""
+
+    source_file: str
+    first_line: int
+    last_line: int
+
+
+def plan(spans: list[tuple[str, int, int]], *, chunk_size: int, batch_size: int) -> list[list[Chunk]]:
+    """
+    Cut each file's span of valid lines into chunks of ``chunk_size`` lines, and those into batches of ``batch_size`` lines (pure).
+
+    Lines, not rows: a line quarantined at validate is a gap, so a chunk holds at most ``chunk_size`` rows.
+    """
+    batches: list[list[Chunk]] = [[]]
+    lines_in_batch = 0
+    for source_file, first, last in spans:
+        for start in range(first, last + 1, chunk_size):
+            if lines_in_batch and lines_in_batch + chunk_size > batch_size:
+                batches.append([])
+                lines_in_batch = 0
+            batches[-1].append(Chunk(source_file, start, min(start + chunk_size - 1, last)))
+            lines_in_batch += chunk_size
+    return [b for b in batches if b]
 
 
 def _db_detail(exc: DBAPIError) -> str:
@@ -45,9 +72,9 @@ def _db_detail(exc: DBAPIError) -> str:
     return f"rejected by the database: {type(exc.orig).__name__}: {message}"
 
 
-def _quarantine(conn: Connection, run_id: str, entries: list[tuple[Row, str, str]]) -> None:
+def _quarantine(conn: Connection, run_id: str, entries: list[tuple[Any, str, str]]) -> None:
     """Quarantine staged rows (row, category, detail) with their raw text, read for them alone."""
-    by_file: dict[str, list[tuple[Row, str, str]]] = defaultdict(list)
+    by_file: dict[str, list[tuple[Any, str, str]]] = defaultdict(list)
     for entry in entries:
         by_file[entry[0].source_file].append(entry)
     for source_file, some in by_file.items():
@@ -57,110 +84,139 @@ def _quarantine(conn: Connection, run_id: str, entries: list[tuple[Row, str, str
         )
 
 
-def _set_aside(conn: Connection, run_id: str, split: tuple[list[Item], list[tuple[Item, str]]], rejected: list[tuple[Item, str]]) -> list[Item]:
-    """Quarantine the rows a chunk sets aside at once (so its range statement leaves them out); return those kept."""
-    kept, why = split
-    _quarantine(conn, run_id, [(i.row, "rejected_by_database", w) for i, w in why])
-    rejected.extend(why)
-    return kept
+def _quarantine_unknown(conn: Connection, run_id: str) -> Counter[str]:
+    """Quarantine the rows whose postcode or company an API said does not exist; return how many of each."""
+    unknown: list[tuple[Row, str, str]] = []
+    for row in unknown_keys(conn, run_id=run_id):
+        _, detail = decide(row)
+        what = f"postcode {row.postcode}" if detail == "unknown_postcode" else f"company {row.company_number}"
+        source = "postcodes.io" if detail == "unknown_postcode" else "Companies House"
+        unknown.append((row, detail, f"{source} has no live {what}"))
+    _quarantine(conn, run_id, unknown)
+    return Counter(detail for _, detail, _ in unknown)
+
+
+@dataclass
+class _Checked:
+    """How far the catalog's rules have been checked in each file, and to where a check reaches (the batch's end)."""
+
+    until: dict[str, int]
+    reach: dict[str, int]
+
+
+def _load_chunk(
+    warehouse: WarehouseHook, conn: Connection, chunk: Chunk, params: dict[str, Any], precheck: Precheck, isolation: Isolation, checked: _Checked
+) -> tuple[int, list[tuple[Item, str]]]:
+    """
+    Load one chunk under savepoints; return the rows it wrote and those it quarantined (with why).
+
+    A clean chunk is one statement: its rows are read only when it fails. Once the catalog's rules
+    are checked, one query checks them from this chunk to the batch's end in the file (not once per
+    chunk: each check is a pass over the answers), and only the lines breaking one are read.
+    """
+    rejected: list[tuple[Item, str]] = []
+    source_file = chunk.source_file
+
+    def set_aside() -> bool:
+        """Quarantine the rule breakers from this chunk to the batch's end; return whether this chunk had any."""
+        reach = checked.reach[source_file]
+        broken = precheck.set_aside(conn, {**params, "last_line": reach})
+        checked.until[source_file] = reach
+        entries = [(Item(Row(source_file, line, None, None, None, None, None, None)), why) for line, why in broken.items()]
+        _quarantine(conn, params["run_id"], [(i.row, "rejected_by_database", w) for i, w in entries])
+        rejected.extend(entries)
+        return any(line <= chunk.last_line for line in broken)
+
+    covered = precheck.active and checked.until.get(source_file, 0) >= chunk.last_line
+    if precheck.active and not covered:
+        set_aside()
+        covered = True
+    outcome = try_upsert(warehouse, conn, params)
+    if isinstance(outcome, DBAPIError) and not covered and precheck.arm(conn):  # this load's first failure: check first from now on
+        outcome = try_upsert(warehouse, conn, params) if set_aside() else outcome
+    if not isinstance(outcome, DBAPIError):
+        return outcome, rejected
+    # only the database knows why: trials over the chunk's lines
+    loaded, refused = isolation.run([Item(r) for r in valid_lines(conn, params)], outcome)
+    entries = [(i, _db_detail(e)) for i, e in refused]
+    _quarantine(conn, params["run_id"], [(i.row, "rejected_by_database", w) for i, w in entries])
+    return len(loaded), rejected + entries
 
 
 def _load_batch(
     warehouse: WarehouseHook,
     conn: Connection,
+    chunks: list[Chunk],
     *,
     run_id: str,
     dag_id: str,
     task_id: str,
     map_index: int,
-    batch_size: int,
-    chunk_size: int,
     max_quarantine_share: float,
     committed_by: dict[str, Any],
     precheck: Precheck,
-    after: tuple[str, int] | None,
 ) -> BatchResult:
-    rows = select_batch(conn, run_id=run_id, batch_size=batch_size, after=after)
-    result = BatchResult(rows=len(rows))
-    if not rows:
-        return result
-    result.ended_at = (rows[-1].source_file, rows[-1].line_number)
+    result = BatchResult()
     now = dt.datetime.now(dt.UTC)
-    by_file: dict[str, list[Item]] = defaultdict(list)
-    unknown: list[tuple[Row, str, str]] = []
-    for row in rows:
-        outcome, detail = decide(row)
-        result.by_outcome[detail] += 1
-        if outcome == "quarantined":
-            what = f"postcode {row.postcode}" if detail == "unknown_postcode" else f"company {row.company_number}"
-            source = "postcodes.io" if detail == "unknown_postcode" else "Companies House"
-            unknown.append((row, detail, f"{source} has no live {what}"))
-            continue
-        by_file[row.source_file].append(Item(row, outcome, detail))
-    _quarantine(conn, run_id, unknown)
     c = etl_checkpoints.c
-    next_chunk = dict(
-        conn.execute(
-            select(c.source_file, func.max(c.chunk_index) + 1)
-            .where(c.dag_id == dag_id, c.run_id == run_id, c.task_id == task_id, c.map_index == map_index)
-            .group_by(c.source_file)
-        ).all()
-    )
+    identity = (c.dag_id == dag_id, c.run_id == run_id, c.task_id == task_id, c.map_index == map_index)
+    # re-read in the transaction: a chunk another try committed since the plan was made is not loaded twice
+    done = {
+        f: (last, index)
+        for f, last, index in conn.execute(
+            select(c.source_file, func.max(c.last_line), func.max(c.chunk_index) + 1).where(*identity).group_by(c.source_file)
+        )
+    }
     isolation = Isolation(warehouse, conn, run_id, now)
-    for source_file, items in by_file.items():
-        for start in range(0, len(items), chunk_size):
-            chunk = items[start : start + chunk_size]
-            first, last, covered = chunk[0].row.line_number, chunk[-1].row.line_number, len(chunk)
-            params = {"run_id": run_id, "source_file": source_file, "first_line": first, "last_line": last, "loaded_at": now}
-            rejected: list[tuple[Item, str]] = []
-            checked = precheck.active
-            if checked:
-                chunk = _set_aside(conn, run_id, precheck.set_aside(conn, chunk, params), rejected)
-            error = try_upsert(warehouse, conn, params) if chunk else None
-            if error is not None and not checked and precheck.arm(conn):  # this load's first failure: check first from now on
-                before = len(rejected)
-                chunk = _set_aside(conn, run_id, precheck.set_aside(conn, chunk, params), rejected)
-                error = try_upsert(warehouse, conn, params) if chunk and len(rejected) > before else error
-            if error is not None:  # only the database knows why: trials
-                chunk, refused = isolation.run(chunk, error)
-                _set_aside(conn, run_id, ([], [(i, _db_detail(e)) for i, e in refused]), rejected)
-            pending = [(source_file, i.row.line_number) for i in chunk if i.outcome == "pending"]
-            if pending:
-                set_lines_status(conn, run_id=run_id, lines=pending, status="pending")
-            mark_loaded(conn, run_id=run_id, source_file=source_file, first_line=first, last_line=last)
-            for item, _ in rejected:
-                result.by_outcome[item.status] -= 1
-                result.by_outcome["rejected_by_database"] += 1
-            result.rejected_by_database += len(rejected)
-            index = next_chunk.get(source_file, 0)
-            next_chunk[source_file] = index + 1
+    checked = _Checked(until={}, reach={c.source_file: c.last_line for c in chunks})  # the last chunk of a file in the batch wins
+    for planned in chunks:
+        last_done, next_index = done.get(planned.source_file, (0, 0))
+        if planned.last_line <= last_done:
+            continue
+        # a rerun with another chunk size starts after the last committed line, not at its own chunk's start
+        chunk = Chunk(planned.source_file, max(planned.first_line, last_done + 1), planned.last_line)
+        params = {"run_id": run_id, "source_file": chunk.source_file, "first_line": chunk.first_line, "last_line": chunk.last_line, "loaded_at": now}
+        written, rejected = _load_chunk(warehouse, conn, chunk, params, precheck, isolation, checked)
+        result.rows += written
+        result.rejected_by_database += len(rejected)
+        if written or rejected:
             conn.execute(
                 insert(etl_checkpoints).values(
                     dag_id=dag_id,
                     run_id=run_id,
                     task_id=task_id,
                     map_index=map_index,
-                    source_file=source_file,
-                    chunk_index=index,
-                    first_line=first,
-                    last_line=last,
-                    rows=covered,
+                    source_file=chunk.source_file,
+                    chunk_index=next_index,
+                    first_line=chunk.first_line,
+                    last_line=chunk.last_line,
+                    rows=written,
                     committed_at=now,
                     **committed_by,
                 )
             )
+            done[chunk.source_file] = (chunk.last_line, next_index + 1)
             result.chunks += 1
-            chaos.inject("load.chunk")
-    share = result.rejected_by_database / len(rows)
+        chaos.inject("load.chunk")
+    share = result.rejected_by_database / max(result.rows + result.rejected_by_database, 1)
     if share > max_quarantine_share:
         raise QuarantineThresholdError(
-            f"the database rejected {result.rejected_by_database} of {len(rows)} rows in a batch ({share:.1%}), "
+            f"the database rejected {result.rejected_by_database} of {result.rows + result.rejected_by_database} rows in a batch ({share:.1%}), "
             f"over the {max_quarantine_share:.1%} allowed: the batch was rolled back",
             rejected=result.rejected_by_database,
-            rows=len(rows),
+            rows=result.rows + result.rejected_by_database,
             threshold=max_quarantine_share,
         )
     return result
+
+
+def _transaction(warehouse: WarehouseHook, work: Callable[..., T], *args: Any) -> T:
+    """Do ``work(conn, *args)`` in one transaction, a database error raised typed (what the retrier decides on)."""
+    try:
+        with warehouse.begin() as conn:
+            return work(conn, *args)
+    except DBAPIError as exc:
+        raise db_error(exc) from exc
 
 
 def load(
@@ -178,14 +234,16 @@ def load(
     try_number: int | None = None,
 ) -> dict[str, Any]:
     """
-    Load the run's valid rows, ``batch_size`` per transaction and ``chunk_size`` per savepoint.
+    Load the run's valid rows, ``batch_size`` lines per transaction and ``chunk_size`` lines per savepoint.
 
-    A rerun picks up only rows still ``valid``: committed chunks are never loaded twice.
+    A rerun starts after the last line this task committed (its checkpoints): committed chunks are
+    never loaded twice. A loaded row's status is not written: :func:`.statements.row_statuses`
+    derives it from the checkpoints.
 
     :param warehouse: the warehouse hook
     :param run_id: the Airflow run id
-    :param batch_size: rows per transaction
-    :param chunk_size: rows per savepoint (and per checkpoint)
+    :param batch_size: staged lines per transaction
+    :param chunk_size: staged lines per savepoint (and per checkpoint)
     :param max_quarantine_share: fail a batch when the database rejects more of its rows than this
     :param dag_id: checkpoint identity: the DAG
     :param task_id: checkpoint identity: the task
@@ -199,55 +257,41 @@ def load(
     retrier = Retrier(retry_policy or warehouse.retry_policy, logger=log)
     identity = {"dag_id": dag_id, "task_id": task_id, "map_index": map_index}
     precheck = Precheck()
+    unknown = retrier.call(_transaction, warehouse, lambda conn: _quarantine_unknown(conn, run_id))
+    batches = retrier.call(_transaction, warehouse, lambda conn: plan(spans(conn, run_id=run_id), chunk_size=chunk_size, batch_size=batch_size))
+    committed_by = {"hostname": hostname, "try_number": try_number}
 
-    def refresh_statistics() -> None:
-        # extract, validate and enrich have just written these: without statistics PostgreSQL's planner
-        # joined each staged row to every answer of its kind (10,000 rows loaded in 31 s, not 3)
-        try:
-            with warehouse.begin() as conn:
-                warehouse.refresh_statistics(conn, [staged_rows, run_enrichment])
-        except DBAPIError as exc:
-            raise db_error(exc) from exc
-
-    retrier.call(refresh_statistics)
-
-    def one_batch() -> BatchResult:
-        try:
-            with warehouse.begin() as conn:
-                return _load_batch(
-                    warehouse,
-                    conn,
-                    run_id=run_id,
-                    batch_size=batch_size,
-                    chunk_size=chunk_size,
-                    max_quarantine_share=max_quarantine_share,
-                    committed_by={"hostname": hostname, "try_number": try_number},
-                    precheck=precheck,
-                    after=after,
-                    **identity,
-                )
-        except DBAPIError as exc:
-            raise db_error(exc) from exc
+    def one_batch(conn: Connection, chunks: list[Chunk]) -> BatchResult:
+        return _load_batch(
+            warehouse,
+            conn,
+            chunks,
+            run_id=run_id,
+            max_quarantine_share=max_quarantine_share,
+            committed_by=committed_by,
+            precheck=precheck,
+            **identity,
+        )
 
     total = BatchResult()
-    batches = 0
-    after: tuple[str, int] | None = None
-    while True:
-        result = retrier.call(one_batch)
-        if not result.rows:
-            break
-        batches += 1
-        after = result.ended_at
+    for number, chunks in enumerate(batches, start=1):
+        result = retrier.call(_transaction, warehouse, one_batch, chunks)
         total.rows += result.rows
         total.chunks += result.chunks
-        total.by_outcome.update(result.by_outcome)
         total.rejected_by_database += result.rejected_by_database
-        log.info("Committed load batch %s: %s rows in %s chunks %s", batches, result.rows, result.chunks, dict(result.by_outcome))
+        log.info(
+            "Committed load batch %s of %s: %s rows loaded in %s chunks, %s rejected by the database",
+            number,
+            len(batches),
+            result.rows,
+            result.chunks,
+            result.rejected_by_database,
+        )
         chaos.inject("load.batch")
     return {
-        "batches": batches,
+        "batches": len(batches),
         "chunks": total.chunks,
         "rows": total.rows,
         "rejected_by_database": total.rejected_by_database,
-        "by_outcome": {k: v for k, v in total.by_outcome.items() if v},
+        "by_outcome": {k: v for k, v in {"loaded": total.rows, **unknown, "rejected_by_database": total.rejected_by_database}.items() if v},
     }

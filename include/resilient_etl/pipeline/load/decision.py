@@ -26,9 +26,9 @@ def decide(row: Any) -> tuple[str, str]:
 
 @dataclass
 class Item:
+    """A staged line a chunk holds (``row`` has its ``source_file`` and ``line_number``)."""
+
     row: Any
-    outcome: str  # loaded | pending
-    status: str  # the enrichment status written to suppliers
 
 
 class Row(NamedTuple):

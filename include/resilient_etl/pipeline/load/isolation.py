@@ -53,7 +53,8 @@ class Isolation:
 
     def attempt(self, items: list[Item]) -> DBAPIError | None:
         params = {"run_id": self.run_id, "source_file": items[0].row.source_file, "lines": [i.row.line_number for i in items], "loaded_at": self.now}
-        return try_upsert(self.warehouse, self.conn, params)
+        outcome = try_upsert(self.warehouse, self.conn, params)
+        return outcome if isinstance(outcome, DBAPIError) else None
 
     def run(self, items: list[Item], error: DBAPIError) -> tuple[list[Item], list[tuple[Item, DBAPIError]]]:
         """

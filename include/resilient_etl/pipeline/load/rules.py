@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Boolean, Connection, case, inspect, literal_column, or_, select
 from sqlalchemy.exc import DBAPIError
 
-from resilient_etl.pipeline.load.decision import Item
 from resilient_etl.pipeline.load.statements import COLUMNS, rows_select
 
 if TYPE_CHECKING:
@@ -115,20 +114,15 @@ class Precheck:
         self.active = bool(self.rules)
         return self.active
 
-    def set_aside(self, conn: Connection, chunk: list[Item], params: dict[str, Any]) -> tuple[list[Item], list[tuple[Item, str]]]:
+    def set_aside(self, conn: Connection, params: dict[str, Any]) -> dict[int, str]:
         """
-        Split ``chunk`` into the rows that keep the rules and those that break one (with why).
+        Return the lines of a chunk that break a rule, each with why (none when the rules cannot be checked here).
 
         :param conn: the loader's connection
-        :param chunk: the chunk's items
         :param params: the chunk's parameters for ``rows_select("range")``
         """
         broken = breakers(conn, self.rules or [], params)
         if broken is None:  # the rules cannot be read over rows here: stop trying for this load
             self.active = False
-            return chunk, []
-        keep = [i for i in chunk if i.row.line_number not in broken]
-        why = [
-            (i, f"breaks a rule of the warehouse (checked before loading): {broken[i.row.line_number]}") for i in chunk if i.row.line_number in broken
-        ]
-        return keep, why
+            return {}
+        return {line: f"breaks a rule of the warehouse (checked before loading): {rule}" for line, rule in broken.items()}

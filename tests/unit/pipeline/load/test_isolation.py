@@ -35,7 +35,7 @@ def upsert(iso: Isolation, chunk: list[Item]) -> tuple[list[Item], list[tuple[It
 
 
 def items(n: int) -> list[Item]:
-    return [Item(SimpleNamespace(line_number=i), "loaded", "live") for i in range(n)]
+    return [Item(SimpleNamespace(source_file="f.csv", line_number=i)) for i in range(n)]
 
 
 @pytest.mark.parametrize(("pool", "expected", "size"), [(500, 1, MAX_GROUP), (500, 5, MAX_GROUP), (40, 5, 4), (8, 5, 1), (1, 1, 1)])

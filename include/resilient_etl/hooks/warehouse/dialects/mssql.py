@@ -51,11 +51,12 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_c
 
 def upsert_from_select(
     conn: Connection, table: Table, columns: Sequence[str], source: Select[Any], key_columns: Sequence[str], params: dict[str, Any]
-) -> None:
-    """Read the rows of ``source`` and send them back through the MERGE of :func:`upsert`."""
+) -> int:
+    """Read the rows of ``source`` and send them back through the MERGE of :func:`upsert`; return the rows written."""
     rows = [dict(zip(columns, r, strict=True)) for r in conn.execute(source, params)]
     if rows:
         upsert(conn, table, rows, key_columns)
+    return len(rows)
 
 
 def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:

@@ -35,6 +35,6 @@ class OnConflictUpserts:
 
     def upsert_from_select(
         self, conn: Connection, table: Table, columns: Sequence[str], source: Select[Any], key_columns: Sequence[str], params: dict[str, Any]
-    ) -> None:
-        """``INSERT … SELECT … ON CONFLICT DO UPDATE``: no row leaves the database."""
-        conn.execute(_from_select(self.insert, table, tuple(columns), source, tuple(key_columns)), params)
+    ) -> int:
+        """``INSERT … SELECT … ON CONFLICT DO UPDATE``: no row leaves the database; return the rows written."""
+        return int(conn.execute(_from_select(self.insert, table, tuple(columns), source, tuple(key_columns)), params).rowcount)

@@ -4,16 +4,17 @@ with stock parts: csv, requests + tenacity, SQLAlchemy, Airflow task retries) on
 and PostgreSQL, side by side, fault-free and under faults:
 
 * 10 % of both APIs' requests answered 503;
-* a 30 s outage of Companies House (every request 503) from the moment the company stage starts.
+* a 30 s outage of Companies House (every request 503) from the moment the company stage starts;
+* a warehouse restart mid-load: the warehouse is a PostgreSQL server of the bench's own (initdb on a free
+  port), SIGKILLed 50 ms after the load stage starts and started again 5 s later.
 
 Per flow: wall time, run completed?, rows lost (neither loaded nor set aside with a reason), rows
 duplicated, rows loaded without their enrichment (``pending``: to be re-enriched later), requests to the
 APIs and requests answered by the fault. Both start on a warehouse whose tables exist. The peer's Airflow task retries (2, 30 s apart, as its
 default_args) are reproduced by calling a failed task again after the same delay; ours runs its stages
-with the retry policies, budgets and breakers of config/resilience.yaml. A warehouse restart mid-load is
-not measured here (see the pg-failover drill).
+with the retry policies, budgets and breakers of config/resilience.yaml.
 
-Usage: python bench/peer_compare.py [rows]   (default 1000)
+Usage: python bench/peer_compare.py [rows [scenario ...]]   (default 1000, every scenario)
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.load import load
 from resilient_etl.pipeline.reconcile import reconcile
 from resilient_etl.pipeline.validate import validate_staged
+from resilient_etl_devtools.drills.pgcluster import PgServer, hand_to_server_user, primary
 from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl_devtools.sandbox.data import SampleDrop, write_sample_csv
 from resilient_etl_devtools.sandbox.server import Sandbox
@@ -52,15 +56,18 @@ import peer_pipeline as peer  # the peer's task bodies, as its DAG calls them
 
 PEER_RETRIES, PEER_RETRY_DELAY = 2, 30.0  # supplier_onboarding_peer's default_args
 OUTAGE_SECONDS = 30.0
-SCENARIOS = ("fault-free", "10 % 503s", "30 s CH outage")
+RESTART_AFTER_SECONDS, DOWN_SECONDS = 0.05, 5.0  # from the load stage's start; how long the warehouse is down
+SCENARIOS = ("fault-free", "10 % 503s", "30 s CH outage", "warehouse restart")
 
 
 class Faults:
     """The scenario's faults on the sandbox, and the hook that starts the outage with the company stage."""
 
-    def __init__(self, sb: Sandbox, scenario: str) -> None:
-        self.sb, self.scenario = sb, scenario
+    def __init__(self, sb: Sandbox, scenario: str, server: PgServer | None = None) -> None:
+        self.sb, self.scenario, self.server = sb, scenario, server
         self._timer: threading.Timer | None = None
+        self._restart: threading.Thread | None = None
+        self.restarted_at: float | None = None
         if scenario == "10 % 503s":
             for app, endpoint in ((sb.postcodes, "bulk"), (sb.companies, "company")):
                 requests.put(f"{app.url}/__sandbox/faults/{endpoint}", json={"status": 503, "rate": 0.1}, timeout=5)
@@ -72,9 +79,26 @@ class Faults:
         self._timer = threading.Timer(OUTAGE_SECONDS, lambda: requests.delete(f"{self.sb.companies.url}/__sandbox/faults/company", timeout=5))
         self._timer.start()
 
+    def load_stage_starts(self) -> None:
+        if self.server is None or self._restart is not None:
+            return
+        server = self.server
+
+        def restart() -> None:
+            time.sleep(RESTART_AFTER_SECONDS)
+            server.kill()
+            self.restarted_at = time.monotonic()
+            time.sleep(DOWN_SECONDS)
+            server.start()
+
+        self._restart = threading.Thread(target=restart, daemon=True)
+        self._restart.start()
+
     def finish(self) -> dict[str, int]:
         if self._timer is not None:
             self._timer.cancel()
+        if self._restart is not None:
+            self._restart.join()
         counts = {"requests": 0, "faulted": 0}
         for app in (self.sb.postcodes, self.sb.companies):
             snap = app.registry.snapshot()
@@ -83,19 +107,19 @@ class Faults:
         return counts
 
 
-def warehouse(db: str) -> WarehouseHook:
-    """Our warehouse in ``db``, its schema in place (made before the clock starts: a run meets an existing warehouse)."""
+def warehouse(url: sqlalchemy.URL) -> WarehouseHook:
+    """Our warehouse at ``url``, its schema in place (made before the clock starts: a run meets an existing warehouse)."""
     os.environ["AIRFLOW_CONN_WAREHOUSE_DEFAULT"] = json.dumps(
-        {"conn_type": "postgres", "host": "127.0.0.1", "port": 5432, "login": "postgres", "schema": db}
+        {"conn_type": "postgres", "host": url.host, "port": url.port, "login": "postgres", "schema": url.database}
     )
     wh = WarehouseHook(retry_policy=get_config().retry.policy("database"))
     wh.ensure_schema()
     return wh
 
 
-def prepare_peer(db: str) -> None:
-    """The peer's table in ``db``, made before the clock starts as ours is."""
-    engine = sqlalchemy.create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}")
+def prepare_peer(url: sqlalchemy.URL) -> None:
+    """The peer's table at ``url``, made before the clock starts as ours is."""
+    engine = sqlalchemy.create_engine(url)
     with engine.begin() as conn:
         conn.execute(text(peer.SCHEMA))
     engine.dispose()
@@ -111,6 +135,7 @@ def run_ours(folder: Path, drop: SampleDrop, wh: WarehouseHook, faults: Faults) 
         enrich_postcodes(wh, PostcodesIoHook(retry_policy=cfg.retry.policy("postcodes_io")), run_id=run)
         faults.company_stage_starts()
         enrich_companies(wh, CompaniesHouseHook(retry_policy=cfg.retry.policy("companies_house")), run_id=run)
+        faults.load_stage_starts()
         load(wh, run_id=run, batch_size=cfg.load.batch_size, chunk_size=cfg.load.chunk_size)
         summary = reconcile(wh, run_id=run, dag_id="company_enrichment", landing_dir=folder / "landing", archive_dir=folder / "archive")
     except Exception as exc:  # a failed run is a result here, not a crash of the bench
@@ -135,14 +160,16 @@ def _task(fn: Callable[[], Any]) -> bool:
             fn()
             return True
         except Exception as exc:  # Airflow marks the try failed and retries the task, whatever the error
-            logging.getLogger(__name__).warning("peer task %s try %s failed: %s", getattr(fn, "__name__", fn), attempt + 1, exc)
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            logging.getLogger(__name__).warning(
+                "peer task %s try %s failed: %s: %s", getattr(fn, "__name__", fn), attempt + 1, type(exc).__name__, first_line
+            )
             if attempt < PEER_RETRIES:
                 time.sleep(PEER_RETRY_DELAY)
     return False
 
 
-def run_peer(folder: Path, drop: SampleDrop, db: str, sb: Sandbox, faults: Faults) -> dict[str, Any]:
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
+def run_peer(folder: Path, drop: SampleDrop, url: sqlalchemy.URL, sb: Sandbox, faults: Faults) -> dict[str, Any]:
     work = folder / "peer"
     work.mkdir()
     rows, pcs, cos = work / "rows.json", work / "postcodes.json", work / "companies.json"
@@ -151,11 +178,15 @@ def run_peer(folder: Path, drop: SampleDrop, db: str, sb: Sandbox, faults: Fault
         faults.company_stage_starts()
         return peer.enrich_companies(rows, cos, sb.companies.url, DEFAULT_API_KEY)
 
+    def load() -> int:
+        faults.load_stage_starts()
+        return peer.load(rows, pcs, cos, url.render_as_string(hide_password=False))
+
     completed = (
         _task(lambda: peer.extract_validate(folder / "landing", rows, work / "rejects.csv"))
         and _task(lambda: peer.enrich_postcodes(rows, pcs, sb.postcodes.url))
         and _task(companies)
-        and _task(lambda: peer.load(rows, pcs, cos, url))
+        and _task(load)
     )
     engine = sqlalchemy.create_engine(url)
     with engine.connect() as conn:
@@ -167,33 +198,50 @@ def run_peer(folder: Path, drop: SampleDrop, db: str, sb: Sandbox, faults: Fault
     return {"completed": completed, "loaded": loaded, "duplicated": loaded - distinct, "lost": drop.rows - loaded - rejected, "pending": unenriched}
 
 
+@contextmanager
+def warehouse_server(scenario: str) -> Iterator[tuple[sqlalchemy.URL, PgServer | None]]:
+    """Yield where the flow's warehouse is: a scratch database on 127.0.0.1:5432, or a server of its own to restart."""
+    if scenario != "warehouse restart":
+        with scratch_database("peer") as db:
+            yield sqlalchemy.URL.create("postgresql+psycopg2", username="postgres", host="127.0.0.1", port=5432, database=db), None
+        return
+    home = hand_to_server_user(Path(tempfile.mkdtemp(prefix="retl-peer-pg-")))  # the server runs as postgres when this is root
+    server = primary(home / "data")
+    try:
+        yield server.url(), server
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def one(flow: str, scenario: str, rows: int) -> dict[str, Any]:
-    with scratch_database("peer") as db:
-        with tempfile.TemporaryDirectory() as tmp, Sandbox(ch_limit=10_000_000) as sb:
-            folder = Path(tmp)
-            use_sandbox(sb, folder / "unused.db")
-            drop = write_sample_csv(folder / "landing" / "drop.csv", rows=rows)
-            faults = Faults(sb, scenario)
-            wh = warehouse(db) if flow == "ours" else prepare_peer(db)
-            started = time.perf_counter()
-            result = run_ours(folder, drop, wh, faults) if flow == "ours" else run_peer(folder, drop, db, sb, faults)
-            result["seconds"] = time.perf_counter() - started
-            result.update(faults.finish())
-            return result
+    with tempfile.TemporaryDirectory() as tmp, Sandbox(ch_limit=10_000_000) as sb, warehouse_server(scenario) as (url, server):
+        folder = Path(tmp)
+        use_sandbox(sb, folder / "unused.db")
+        drop = write_sample_csv(folder / "landing" / "drop.csv", rows=rows)
+        faults = Faults(sb, scenario, server)
+        wh = warehouse(url) if flow == "ours" else prepare_peer(url)
+        started = time.perf_counter()
+        result = run_ours(folder, drop, wh, faults) if flow == "ours" else run_peer(folder, drop, url, sb, faults)
+        result["seconds"] = time.perf_counter() - started
+        result.update(faults.finish())
+        result["warehouse_restarted"] = faults.restarted_at is not None
+        return result
 
 
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    scenarios = tuple(sys.argv[2:]) or SCENARIOS
     logging.disable(logging.INFO)
     print(
         f"{rows} rows (3 % dirty, 1,500 companies in the register), PostgreSQL, {os.cpu_count()} cores; ours: retries, budgets and "
         f"breakers from config/resilience.yaml; peer: tenacity 5 tries 1-16 s, Airflow retries {PEER_RETRIES} x {PEER_RETRY_DELAY:.0f} s"
     )
     results: dict[str, dict[str, Any]] = {}
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         for flow in ("ours", "peer"):
             results[f"{flow}/{scenario}"] = one(flow, scenario, rows)
-    for scenario in SCENARIOS:
+    for scenario in scenarios:
         ours, theirs = results[f"ours/{scenario}"], results[f"peer/{scenario}"]
         print(f"\n{scenario}")
         print(row("", "ours", "peer", "ours : peer"))

@@ -27,7 +27,7 @@ RESULTS = HERE / "results.md"
 BENCHES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("parse_time.py", ()),
     ("ch_pacing.py", ("1000", "100", "5")),
-    ("ch_quota.py", ("1800", "10")),
+    ("ch_quota.py", ("1800", "20")),
     ("transient_faults.py", ("1000", "0.1")),
     ("breaker.py", ("500",)),
     ("load_throughput.py", ("20000",)),

@@ -88,6 +88,7 @@ with DAG(
         retry_policy=cfg.retry.policy("companies_house"),
         breaker_policy=cfg.breakers.policy("companies_house"),
         pace=cfg.apis.companies_house.pace,
+        burst_reserve=cfg.apis.companies_house.burst_reserve,
         cache_ttl_hours=cfg.apis.companies_house.cache_ttl_hours,
         **shared,
     )

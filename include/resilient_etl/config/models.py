@@ -51,7 +51,10 @@ class ApiConfig(_Strict):
 
 
 class CompaniesHouseApiConfig(ApiConfig):
-    pace: bool = True  # spread requests over the quota window from the X-Ratelimit-* headers
+    pace: bool = True  # pace requests by the quota from the X-Ratelimit-* headers, shared by every worker
+    # Send each window's quota at once down to this many requests, those at the quota's own rate (the
+    # fastest a fixed window allows); null spreads every window evenly from its first request.
+    burst_reserve: int | None = Field(10, ge=1, le=10_000)
 
 
 class PostcodesApiConfig(ApiConfig):

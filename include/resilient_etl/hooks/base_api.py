@@ -95,6 +95,8 @@ class ApiHook(HttpHook):
     :param timeout: seconds to wait for connect and for each read
     :param retry_policy: how transient failures are retried (a default policy when omitted)
     :param pacing_store: where quota pacing slots are shared; None disables pacing
+    :param burst_reserve: pacing bursts each quota window down to this many requests, then paces them;
+        None spreads each window evenly (:mod:`resilient_etl.resilience.ratelimit`)
     :param breaker: the circuit breaker guarding every call: None (default) builds the API's shared
         breaker from ``config/resilience.yaml`` on first use; ``False`` calls unguarded; or a breaker
         built by the caller. The connection's extra ``breaker`` overrides it: ``false`` opts out, a
@@ -115,10 +117,12 @@ class ApiHook(HttpHook):
         method: str = "GET",
         retry_policy: RetryPolicy | None = None,
         pacing_store: PacingStore | None = None,
+        burst_reserve: int | None = None,
         breaker: SharedCircuitBreaker | bool | None = None,
         retry_budget: RetryBudget | bool | None = None,
     ) -> None:
         super().__init__(method=method, http_conn_id=conn_id)
+        self.burst_reserve = burst_reserve
         self._budget_choice = retry_budget
         self._budget: RetryBudget | None = None
         self._budget_resolved = False
@@ -148,7 +152,9 @@ class ApiHook(HttpHook):
                 self._session.headers.pop(extra, None)
             if self.pacing_store is not None:
                 conn = self.get_connection(self.http_conn_id)
-                self.pacer = QuotaPacer(self.pacing_store, pacing_key(self.service, conn.password or conn.host or ""))
+                self.pacer = QuotaPacer(
+                    self.pacing_store, pacing_key(self.service, conn.password or conn.host or ""), burst_reserve=self.burst_reserve
+                )
         return self._session
 
     @property

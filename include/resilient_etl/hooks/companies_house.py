@@ -27,8 +27,10 @@ class CompaniesHouseHook(ApiHook):
     :param companies_house_conn_id: the Airflow connection id
     :param timeout: seconds to wait for each request
     :param retry_policy: how transient failures (5xx, timeouts, 429 until the quota resets) are retried
-    :param pacing_store: share quota pacing through this store (spreads calls over the window from the
-        ``X-Ratelimit-*`` headers); None sends as fast as answers come
+    :param pacing_store: share quota pacing through this store (from the ``X-Ratelimit-*`` headers);
+        None sends as fast as answers come
+    :param burst_reserve: burst each window down to this many requests, then pace them; None spreads
+        each window evenly
     :param breaker: the circuit breaker (default: the shared ``companies_house`` breaker; see :class:`ApiHook`)
     """
 
@@ -45,11 +47,18 @@ class CompaniesHouseHook(ApiHook):
         timeout: float = 10.0,
         retry_policy: RetryPolicy | None = None,
         pacing_store: PacingStore | None = None,
+        burst_reserve: int | None = None,
         breaker: SharedCircuitBreaker | bool | None = None,
         retry_budget: RetryBudget | bool | None = None,
     ) -> None:
         super().__init__(
-            companies_house_conn_id, timeout=timeout, retry_policy=retry_policy, pacing_store=pacing_store, breaker=breaker, retry_budget=retry_budget
+            companies_house_conn_id,
+            timeout=timeout,
+            retry_policy=retry_policy,
+            pacing_store=pacing_store,
+            burst_reserve=burst_reserve,
+            breaker=breaker,
+            retry_budget=retry_budget,
         )
         self.companies_house_conn_id = companies_house_conn_id
 

@@ -190,15 +190,20 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
     Fetch the Companies House profile of each company of the run's valid rows; fall back to the cache.
 
     :param companies_house_conn_id: the Companies House connection (password = API key)
-    :param pace: spread calls over the quota window, shared with every worker using the same key
+    :param pace: pace calls by the quota, shared with every worker using the same key
+    :param burst_reserve: burst each quota window down to this many calls, then pace them; None spreads
+        each window evenly
     """
 
     template_fields: Sequence[str] = (*WarehouseOperator.template_fields, "companies_house_conn_id")
 
-    def __init__(self, *, companies_house_conn_id: str = "companies_house_default", pace: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *, companies_house_conn_id: str = "companies_house_default", pace: bool = True, burst_reserve: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.companies_house_conn_id = companies_house_conn_id
         self.pace = pace
+        self.burst_reserve = burst_reserve
 
     def execute(self, context: Any) -> dict[str, Any]:
         from resilient_etl.hooks.companies_house import CompaniesHouseHook
@@ -207,9 +212,15 @@ class EnrichCompaniesOperator(ApiEnrichmentOperator):
         if (summary := self.suspended(context, "company")) is not None:
             return summary
         store = self.shared() if self.pace else None
-        self.log.info("Quota pacing: %s", describe(store) if store else "off")
+        mode = "spread" if self.burst_reserve is None else f"burst down to {self.burst_reserve} per window"
+        self.log.info("Quota pacing: %s", f"{describe(store)}, {mode}" if store else "off")
         hook = CompaniesHouseHook(
-            self.companies_house_conn_id, timeout=self.timeout, retry_policy=self.api_retry_policy, pacing_store=store, breaker=self.breaker()
+            self.companies_house_conn_id,
+            timeout=self.timeout,
+            retry_policy=self.api_retry_policy,
+            pacing_store=store,
+            burst_reserve=self.burst_reserve,
+            breaker=self.breaker(),
         )
         progress = self.progress(context, "companies", waited=lambda: hook.pacer.waited if hook.pacer else 0.0)
         try:

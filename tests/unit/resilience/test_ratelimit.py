@@ -61,6 +61,33 @@ def test_two_workers_sharing_a_store_keep_the_combined_rate() -> None:
     assert all(0.85 <= g <= 1.15 for g in gaps), gaps  # ~1 s apart whichever worker sends
 
 
+def test_a_burst_sends_at_once_down_to_its_reserve_then_at_the_quota_rate() -> None:
+    assert pacing_interval(_status(500, 1290.0), 1000.0, burst_reserve=10) == 0.0
+    assert pacing_interval(_status(10, 1290.0), 1000.0, burst_reserve=10) == 0.5  # 300 s / 600, not 290 s / 10
+    assert pacing_interval(_status(2, 1000.5), 1000.0, burst_reserve=10) == 0.25  # the reset comes first: spread to it
+
+
+def test_two_workers_bursting_one_window_use_all_its_quota_and_never_more() -> None:
+    """Each knows the server's count only from its own answers, one request behind the other's."""
+    store, t = MemoryStore(), FakeTime()
+    pacers = [QuotaPacer(store, "k", burst_reserve=10, clock=t.clock, sleep=t.sleep) for _ in range(2)]
+    limit, used, reset = 600, 1, 1300.0
+    for pacer in pacers:
+        pacer.after_response(_status(limit - used, reset))
+    sent_at = []
+    for n in range(2 * limit):
+        pacer = pacers[n % 2]
+        pacer.before_request()
+        if t.now >= reset:
+            break
+        used += 1
+        sent_at.append(t.now)
+        pacer.after_response(_status(limit - used, reset))
+    assert used == limit  # the whole quota in this window, not one request past it (that one would be a 429)
+    assert sent_at[-10] == 1000.0 and sent_at[-1] - 1000.0 <= 10 * 0.5  # the burst took no time, the reserve 0.5 s each
+    assert t.now == reset  # then the next request waits for the reset
+
+
 def test_empty_quota_defers_everyone_to_the_reset() -> None:
     store, t = MemoryStore(), FakeTime()
     pacer = QuotaPacer(store, "k", clock=t.clock, sleep=t.sleep)

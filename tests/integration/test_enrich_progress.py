@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from resilient_etl.config import RetryPolicy
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
@@ -44,3 +45,26 @@ def test_companies_and_postcodes_report_while_they_run(api_connections, sqlite_w
     assert all(r["total"] == total and r["rate_per_second"] > 0 for r in companies)
     assert f"companies: 20/{total} (" in caplog.text and "waiting for quota" in caplog.text
     assert len(postcodes) >= 2 and postcodes[-1]["done"] == postcodes[-1]["total"]
+
+
+def test_company_answers_are_saved_a_second_at_a_time_not_every_few_requests(api_connections, sqlite_warehouse, tmp_path: Path, monkeypatch) -> None:
+    """A save cost 17 ms against a 2.5 ms request: every 25 answers it was a third of the stage."""
+    from resilient_etl.pipeline import enrich
+
+    wh = WarehouseHook()
+    wh.ensure_schema()
+    write_sample_csv(tmp_path / "landing" / "s.csv", rows=60, dirty_share=0)
+    extract(wh, landing_dir=tmp_path / "landing", rejected_dir=tmp_path / "rejected", run_id="r1")
+    validate_staged(wh, run_id="r1")
+    saves: list[int] = []
+    real_save = enrich._save
+    monkeypatch.setattr(enrich, "_save", lambda warehouse, **kw: (saves.append(len(kw["answers"])), real_save(warehouse, **kw)))
+    clock = iter(range(10_000))  # each reading of the clock one second later: every answer is a second's worth
+    summary = enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id="r1")
+    assert saves == [summary["looked_up"]]  # under a second: one save
+    saves.clear()
+    with wh.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM run_enrichment WHERE kind = 'company'")
+    monkeypatch.setattr(enrich, "time", SimpleNamespace(monotonic=lambda: float(next(clock)), time=time.time))
+    summary = enrich_companies(wh, CompaniesHouseHook(retry_policy=ONCE), run_id="r1")
+    assert saves == [1] * summary["looked_up"]  # a slow API: each answer saved within a second of its arrival

@@ -40,7 +40,10 @@ if TYPE_CHECKING:
     from resilient_etl.pipeline.overrides import Override
 
 log = logging.getLogger(__name__)
-COMPANY_COMMIT_EVERY = 25
+# Company answers are saved a second's worth at a time (at most 500): a kill loses at most that many
+# requests' answers, and a fast API is not slowed by a save every few requests (every 25 cost a third
+# of the stage against the sandbox: 17 ms a save, 2.5 ms a request)
+COMPANY_COMMIT_SECONDS, COMPANY_COMMIT_MAX = 1.0, 500
 _ENRICHMENT_COLUMNS = [c.name for c in run_enrichment.columns if c.name.startswith(("pc_", "co_"))]
 SOURCES = ("live", "cached", "fallback", "pending")
 
@@ -282,6 +285,7 @@ def enrich_companies(
     answers: dict[str, tuple[str, Any, Any]] = {}
     failed: list[str] = []
     eta: float | None = None
+    saved_at = time.monotonic()
     for done, number in enumerate(todo, start=1):
         asked, waited = time.monotonic(), hook.pacer.waited if hook.pacer else 0.0
         try:
@@ -294,10 +298,10 @@ def enrich_companies(
         if done == min(2, len(todo)):  # the second: the first request's time is mostly the session's setup
             took = time.monotonic() - asked - ((hook.pacer.waited if hook.pacer else 0.0) - waited)
             eta = _log_quota_eta(hook, len(todo) - done, took)
-        if len(answers) + len(failed) >= COMPANY_COMMIT_EVERY:
+        if len(answers) + len(failed) >= COMPANY_COMMIT_MAX or time.monotonic() - saved_at >= COMPANY_COMMIT_SECONDS:
             answers.update(_company_fallback(warehouse, failed))
             _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
-            answers, failed = {}, []
+            answers, failed, saved_at = {}, [], time.monotonic()
         if on_progress is not None:
             on_progress(done, len(todo))
     answers.update(_company_fallback(warehouse, failed))

@@ -21,7 +21,7 @@ from resilient_etl.exceptions import DatabaseConnectionLostError, DeadlockError,
 from resilient_etl.hooks.companies_house import CompaniesHouseHook
 from resilient_etl.hooks.postcodes import PostcodesIoHook
 from resilient_etl.hooks.warehouse import WarehouseHook
-from resilient_etl.hooks.warehouse.schema import etl_checkpoints, quarantine, run_enrichment, suppliers
+from resilient_etl.hooks.warehouse.schema import etl_checkpoints, quarantine, run_enrichment, staged_rows, suppliers
 from resilient_etl.pipeline.checkpoints import committed_chunks
 from resilient_etl.pipeline.enrich import enrich_companies, enrich_postcodes
 from resilient_etl.pipeline.extract import extract
@@ -278,3 +278,17 @@ def test_the_stages_that_write_what_load_reads_have_the_database_gather_its_stat
     assert "staged_rows" in _analyzed(wh) and "run_enrichment" not in _analyzed(wh)
     enrich_postcodes(wh, PostcodesIoHook(), run_id=RUN)
     assert "run_enrichment" in _analyzed(wh)
+
+
+def test_a_loaded_rows_status_is_derived_from_the_committed_chunks(api_connections, warehouse_conn, tmp_path) -> None:
+    """No status is written per loaded row: inside a committed chunk's range it is loaded, outside it is not yet."""
+    wh = _prepare(tmp_path, rows=100)
+    load(wh, run_id=RUN, batch_size=50, chunk_size=25)
+    assert _statuses(wh) == {"loaded": 100}
+    with wh.begin() as conn:
+        conn.execute(etl_checkpoints.delete().where(etl_checkpoints.c.first_line > 50))  # as if the last two chunks never committed
+        # rows an earlier version marked loaded count as marked, checkpoint or not
+        conn.execute(update(staged_rows).where(staged_rows.c.run_id == RUN, staged_rows.c.line_number > 91).values(status="loaded"))
+    assert _statuses(wh) == {"loaded": 50 + 10, "valid": 40}  # lines 2-51 in chunks, 92-101 marked
+    assert load(wh, run_id=RUN, batch_size=50, chunk_size=25)["rows"] == 40  # the rerun loads what is not loaded
+    assert _statuses(wh) == {"loaded": 100}

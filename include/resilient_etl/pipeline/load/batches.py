@@ -51,19 +51,24 @@ class Chunk:
 
 def plan(spans: list[tuple[str, int, int]], *, chunk_size: int, batch_size: int) -> list[list[Chunk]]:
     """
-    Cut each file's span of valid lines into chunks of ``chunk_size`` lines, and those into batches of ``batch_size`` lines (pure).
+    Cut the files' spans of valid lines into batches of ``batch_size`` lines, and each into chunks of ``chunk_size`` (pure).
 
-    Lines, not rows: a line quarantined at validate is a gap, so a chunk holds at most ``chunk_size`` rows.
+    A batch runs on into the next file as the rows of a batch used to; a chunk stays in one file and
+    one batch. Lines, not rows: a line quarantined at validate is a gap, so a chunk holds at most
+    ``chunk_size`` rows.
     """
     batches: list[list[Chunk]] = [[]]
-    lines_in_batch = 0
+    room = batch_size
     for source_file, first, last in spans:
-        for start in range(first, last + 1, chunk_size):
-            if lines_in_batch and lines_in_batch + chunk_size > batch_size:
+        line = first
+        while line <= last:
+            take = min(room, last - line + 1)
+            for start in range(line, line + take, chunk_size):
+                batches[-1].append(Chunk(source_file, start, min(start + chunk_size, line + take) - 1))
+            line, room = line + take, room - take
+            if room == 0:
                 batches.append([])
-                lines_in_batch = 0
-            batches[-1].append(Chunk(source_file, start, min(start + chunk_size - 1, last)))
-            lines_in_batch += chunk_size
+                room = batch_size
     return [b for b in batches if b]
 
 

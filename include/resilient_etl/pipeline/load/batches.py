@@ -127,7 +127,7 @@ def _load_chunk(
         reach = checked.reach[source_file]
         broken = precheck.set_aside(conn, {**params, "last_line": reach})
         checked.until[source_file] = reach
-        entries = [(Item(Row(source_file, line, None, None, None, None, None, None)), why) for line, why in broken.items()]
+        entries = [(Item(Row.line(source_file, line)), why) for line, why in broken.items()]
         _quarantine(conn, params["run_id"], [(i.row, "rejected_by_database", w) for i, w in entries])
         rejected.extend(entries)
         return any(line <= chunk.last_line for line in broken)

@@ -42,3 +42,8 @@ class Row(NamedTuple):
     pc_source: str | None
     co_found: bool | None
     co_source: str | None
+
+    @classmethod
+    def line(cls, source_file: str, line_number: int) -> Row:
+        """A row known by its place alone (a chunk's line set aside or tried), its answers unread."""
+        return cls(source_file, line_number, "", "", None, None, None, None)

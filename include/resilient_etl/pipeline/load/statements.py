@@ -41,7 +41,7 @@ def valid_lines(conn: Connection, params: dict[str, Any]) -> list[Row]:
         )
         .order_by(s.line_number)
     )
-    return [Row(f, n, None, None, None, None, None, None) for f, n in conn.execute(query)]
+    return [Row.line(f, n) for f, n in conn.execute(query)]
 
 
 def unknown_keys(conn: Connection, *, run_id: str) -> list[Row]:

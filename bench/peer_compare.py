@@ -6,13 +6,15 @@ and PostgreSQL, side by side, fault-free and under faults:
 * 10 % of both APIs' requests answered 503;
 * a 30 s outage of Companies House (every request 503) from the moment the company stage starts;
 * a warehouse restart mid-load: the warehouse is a PostgreSQL server of the bench's own (initdb on a free
-  port), SIGKILLed 50 ms after the load stage starts and started again 5 s later.
+  port), SIGKILLed once our load has committed its first chunk (the peer's: 50 ms into its one
+  transaction) and started again 5 s later.
 
 Per flow: wall time, run completed?, rows lost (neither loaded nor set aside with a reason), rows
 duplicated, rows loaded without their enrichment (``pending``: to be re-enriched later), requests to the
-APIs and requests answered by the fault. Both start on a warehouse whose tables exist. The peer's Airflow task retries (2, 30 s apart, as its
-default_args) are reproduced by calling a failed task again after the same delay; ours runs its stages
-with the retry policies, budgets and breakers of config/resilience.yaml.
+APIs and requests answered by the fault. Both start on a warehouse whose tables exist. Each flow's Airflow
+task retries (its DAG's default_args: 2, 30 s apart, for both) are reproduced by calling a failed stage
+again after the delay; inside its stages ours has the retry policies, budgets and breakers of
+config/resilience.yaml.
 
 Usage: python bench/peer_compare.py [rows [scenario ...]]   (default 1000, every scenario)
 """
@@ -79,13 +81,18 @@ class Faults:
         self._timer = threading.Timer(OUTAGE_SECONDS, lambda: requests.delete(f"{self.sb.companies.url}/__sandbox/faults/company", timeout=5))
         self._timer.start()
 
-    def load_stage_starts(self) -> None:
+    def load_stage_starts(self, committed: Callable[[], bool] | None = None) -> None:
+        """Restart the warehouse mid-load: once ``committed()`` says a chunk is in (ours), else RESTART_AFTER_SECONDS in (the peer's one transaction)."""
         if self.server is None or self._restart is not None:
             return
         server = self.server
 
         def restart() -> None:
-            time.sleep(RESTART_AFTER_SECONDS)
+            deadline = time.monotonic() + 30
+            if committed is None:
+                time.sleep(RESTART_AFTER_SECONDS)
+            while committed is not None and not committed() and time.monotonic() < deadline:
+                time.sleep(0.002)
             server.kill()
             self.restarted_at = time.monotonic()
             time.sleep(DOWN_SECONDS)
@@ -128,21 +135,33 @@ def prepare_peer(url: sqlalchemy.URL) -> None:
 def run_ours(folder: Path, drop: SampleDrop, wh: WarehouseHook, faults: Faults) -> dict[str, Any]:
     cfg = get_config()
     run = "compare"
-    completed = True
-    try:
-        extract(wh, landing_dir=folder / "landing", rejected_dir=folder / "rejected", run_id=run)
-        validate_staged(wh, run_id=run)
-        enrich_postcodes(wh, PostcodesIoHook(retry_policy=cfg.retry.policy("postcodes_io")), run_id=run)
+    retries, delay = cfg.dag.retries, cfg.dag.retry_delay_seconds  # company_enrichment's default_args, as the peer's are its own
+    summaries: list[dict[str, Any]] = []
+
+    def companies() -> Any:
         faults.company_stage_starts()
-        enrich_companies(wh, CompaniesHouseHook(retry_policy=cfg.retry.policy("companies_house")), run_id=run)
-        faults.load_stage_starts()
-        load(wh, run_id=run, batch_size=cfg.load.batch_size, chunk_size=cfg.load.chunk_size)
-        summary = reconcile(wh, run_id=run, dag_id="company_enrichment", landing_dir=folder / "landing", archive_dir=folder / "archive")
-    except Exception as exc:  # a failed run is a result here, not a crash of the bench
-        logging.getLogger(__name__).warning("ours failed: %s", exc)
-        completed, summary = False, {"rows_loaded": 0, "rows_quarantined": 0, "rows_pending": 0}
+        return enrich_companies(wh, CompaniesHouseHook(retry_policy=cfg.retry.policy("companies_house")), run_id=run)
+
+    def load_stage() -> Any:
+        faults.load_stage_starts(committed=lambda: _committed(wh))
+        return load(wh, run_id=run, batch_size=cfg.load.batch_size, chunk_size=cfg.load.chunk_size)
+
+    def reconcile_stage() -> None:
+        summaries.append(reconcile(wh, run_id=run, dag_id="company_enrichment", landing_dir=folder / "landing", archive_dir=folder / "archive"))
+
+    completed = (
+        _task(lambda: extract(wh, landing_dir=folder / "landing", rejected_dir=folder / "rejected", run_id=run), retries, delay)
+        and _task(lambda: validate_staged(wh, run_id=run), retries, delay)
+        and _task(lambda: enrich_postcodes(wh, PostcodesIoHook(retry_policy=cfg.retry.policy("postcodes_io")), run_id=run), retries, delay)
+        and _task(companies, retries, delay)
+        and _task(load_stage, retries, delay)
+        and _task(reconcile_stage, retries, delay)
+    )
     with wh.begin() as conn:
         loaded, distinct = conn.execute(text("SELECT count(*), count(DISTINCT supplier_id) FROM suppliers")).one()
+        quarantined = conn.execute(text("SELECT count(*) FROM quarantine WHERE run_id = :r AND stage <> 'extract'"), {"r": run}).scalar_one()
+    # without a reconciliation (the run failed) the rows set aside with a reason are counted from the quarantine
+    summary = summaries[-1] if summaries else {"rows_loaded": loaded, "rows_quarantined": quarantined, "rows_pending": 0}
     accounted = summary["rows_loaded"] + summary["rows_quarantined"] + summary["rows_pending"]
     return {
         "completed": completed,
@@ -153,19 +172,29 @@ def run_ours(folder: Path, drop: SampleDrop, wh: WarehouseHook, faults: Faults) 
     }
 
 
-def _task(fn: Callable[[], Any]) -> bool:
-    """Run one peer task as Airflow would: up to 1 + retries tries, retry_delay apart; return whether it succeeded."""
-    for attempt in range(PEER_RETRIES + 1):
+def _committed(wh: WarehouseHook) -> bool:
+    """Whether our load has committed a chunk (read on a connection of its own: the pool is the loader's)."""
+    engine = sqlalchemy.create_engine(wh.engine.url)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(text("SELECT count(*) FROM etl_checkpoints")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _task(fn: Callable[[], Any], retries: int = PEER_RETRIES, delay: float = PEER_RETRY_DELAY) -> bool:
+    """Run one task as Airflow would: up to 1 + retries tries, ``delay`` apart; return whether it succeeded."""
+    for attempt in range(retries + 1):
         try:
             fn()
             return True
         except Exception as exc:  # Airflow marks the try failed and retries the task, whatever the error
             first_line = str(exc).splitlines()[0] if str(exc) else ""
             logging.getLogger(__name__).warning(
-                "peer task %s try %s failed: %s: %s", getattr(fn, "__name__", fn), attempt + 1, type(exc).__name__, first_line
+                "task %s try %s failed: %s: %s", getattr(fn, "__name__", fn), attempt + 1, type(exc).__name__, first_line
             )
-            if attempt < PEER_RETRIES:
-                time.sleep(PEER_RETRY_DELAY)
+            if attempt < retries:
+                time.sleep(delay)
     return False
 
 

@@ -20,12 +20,18 @@ from resilient_etl_devtools.sandbox.data import write_sample_csv
 ONCE = RetryPolicy(dependency="test", max_attempts=1)
 
 
-def test_companies_and_postcodes_report_while_they_run(api_connections, sqlite_warehouse, tmp_path: Path, caplog) -> None:
+def _staged(tmp_path: Path) -> WarehouseHook:
+    """A warehouse holding run r1's 60 validated rows."""
     wh = WarehouseHook()
     wh.ensure_schema()
     write_sample_csv(tmp_path / "landing" / "s.csv", rows=60, dirty_share=0)
     extract(wh, landing_dir=tmp_path / "landing", rejected_dir=tmp_path / "rejected", run_id="r1")
     validate_staged(wh, run_id="r1")
+    return wh
+
+
+def test_companies_and_postcodes_report_while_they_run(api_connections, sqlite_warehouse, tmp_path: Path, caplog) -> None:
+    wh = _staged(tmp_path)
     companies, postcodes = [], []
     with caplog.at_level(logging.INFO, logger="resilient_etl.pipeline.progress"):
         summary = enrich_companies(
@@ -51,11 +57,7 @@ def test_company_answers_are_saved_a_second_at_a_time_not_every_few_requests(api
     """A save cost 17 ms against a 2.5 ms request: every 25 answers it was a third of the stage."""
     from resilient_etl.pipeline import enrich
 
-    wh = WarehouseHook()
-    wh.ensure_schema()
-    write_sample_csv(tmp_path / "landing" / "s.csv", rows=60, dirty_share=0)
-    extract(wh, landing_dir=tmp_path / "landing", rejected_dir=tmp_path / "rejected", run_id="r1")
-    validate_staged(wh, run_id="r1")
+    wh = _staged(tmp_path)
     saves: list[int] = []
     real_save = enrich._save
     monkeypatch.setattr(enrich, "_save", lambda warehouse, **kw: (saves.append(len(kw["answers"])), real_save(warehouse, **kw)))

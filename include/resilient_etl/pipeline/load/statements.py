@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook
 
 
+def with_answers(run_id: Any) -> tuple[Any, Any, Any]:
+    """Return ``staged_rows`` outer-joined to the run's two answers of each row, and the two answer aliases (postcode, company)."""
+    s = staged_rows.c
+    pc, co = run_enrichment.alias("pc"), run_enrichment.alias("co")
+    joined = staged_rows.outerjoin(pc, and_(pc.c.run_id == run_id, pc.c.kind == "postcode", pc.c.lookup_key == s.postcode)).outerjoin(
+        co, and_(co.c.run_id == run_id, co.c.kind == "company", co.c.lookup_key == s.company_number)
+    )
+    return joined, pc, co
+
+
 def spans(conn: Connection, *, run_id: str) -> list[tuple[str, int, int]]:
     """Return each file's first and last still-valid staged line, in file order (from the status index alone)."""
     s = staged_rows.c
@@ -54,14 +64,10 @@ def unknown_keys(conn: Connection, *, run_id: str) -> list[Row]:
     e, s = run_enrichment.c, staged_rows.c
     if conn.execute(select(e.lookup_key).where(e.run_id == run_id, e.found.is_(False)).limit(1)).first() is None:
         return []
-    pc, co = run_enrichment.alias("pc"), run_enrichment.alias("co")
+    joined, pc, co = with_answers(s.run_id)
     query = (
         select(s.source_file, s.line_number, s.postcode, s.company_number, pc.c.found, pc.c.source, co.c.found, co.c.source)
-        .select_from(
-            staged_rows.outerjoin(pc, and_(pc.c.run_id == s.run_id, pc.c.kind == "postcode", pc.c.lookup_key == s.postcode)).outerjoin(
-                co, and_(co.c.run_id == s.run_id, co.c.kind == "company", co.c.lookup_key == s.company_number)
-            )
-        )
+        .select_from(joined)
         .where(s.run_id == run_id, s.status == "valid", or_(pc.c.found.is_(False), co.c.found.is_(False)))
         .order_by(s.source_file, s.line_number)
     )
@@ -108,8 +114,8 @@ def rows_select(by: str = "range") -> Select:
     :param by: ``range`` (a chunk: its lines between two numbers) or ``lines`` (an isolation group)
     """
     s = staged_rows
-    pc, co = run_enrichment.alias("pc"), run_enrichment.alias("co")
     run_id = bindparam("run_id", type_=String)
+    joined, pc, co = with_answers(run_id)
     as_of = case((pc.c.as_of.is_(None), co.c.as_of), (co.c.as_of.is_(None), pc.c.as_of), (pc.c.as_of < co.c.as_of, pc.c.as_of), else_=co.c.as_of)
     lines = (
         s.c.line_number.between(bindparam("first_line"), bindparam("last_line"))
@@ -127,11 +133,7 @@ def rows_select(by: str = "range") -> Select:
             run_id.label("run_id"),
             bindparam("loaded_at", type_=DateTime(timezone=True)).label("loaded_at"),
         )
-        .select_from(
-            s.outerjoin(pc, and_(pc.c.run_id == run_id, pc.c.kind == "postcode", pc.c.lookup_key == s.c.postcode)).outerjoin(
-                co, and_(co.c.run_id == run_id, co.c.kind == "company", co.c.lookup_key == s.c.company_number)
-            )
-        )
+        .select_from(joined)
         # only valid rows: those quarantined earlier in the chunk (unknown keys, rule breakers) are left out
         .where(s.c.run_id == run_id, s.c.source_file == bindparam("source_file"), s.c.status == "valid", lines)
     )
@@ -168,7 +170,7 @@ def row_statuses(conn: Connection, *, run_id: str) -> dict[str, int]:
     :param run_id: the Airflow run id
     """
     s, c = staged_rows.c, etl_checkpoints.c
-    pc, co = run_enrichment.alias("pc"), run_enrichment.alias("co")
+    joined, pc, co = with_answers(s.run_id)
     covered = (
         select(c.chunk_index).where(c.run_id == s.run_id, c.source_file == s.source_file, s.line_number.between(c.first_line, c.last_line)).exists()
     )
@@ -178,14 +180,5 @@ def row_statuses(conn: Connection, *, run_id: str) -> dict[str, int]:
         (enrichment_status(pc, co) == "pending", "pending"),
         else_=literal("loaded", type_=String),
     ).label("status")
-    rows = (
-        select(status)
-        .select_from(
-            staged_rows.outerjoin(pc, and_(pc.c.run_id == s.run_id, pc.c.kind == "postcode", pc.c.lookup_key == s.postcode)).outerjoin(
-                co, and_(co.c.run_id == s.run_id, co.c.kind == "company", co.c.lookup_key == s.company_number)
-            )
-        )
-        .where(s.run_id == run_id)
-        .subquery()
-    )
+    rows = select(status).select_from(joined).where(s.run_id == run_id).subquery()
     return {k: int(n) for k, n in conn.execute(select(rows.c.status, func.count()).group_by(rows.c.status))}

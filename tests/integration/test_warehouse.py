@@ -60,6 +60,27 @@ def test_failed_transaction_leaves_nothing(warehouse_conn) -> None:
         assert conn.execute(select(func.count()).select_from(suppliers)).scalar_one() == 0
 
 
+def test_transact_returns_the_work_and_raises_a_database_error_typed_with_nothing_left(warehouse_conn) -> None:
+    """What a retry policy decides on: a typed error, never SQLAlchemy's; the work's writes rolled back."""
+    from sqlalchemy import text
+
+    from resilient_etl.exceptions import ResilientEtlError
+
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    assert hook.transact(lambda conn, rows: (hook.upsert(conn, suppliers, rows, ["supplier_id"]), len(rows))[1], [_row(1)]) == 1
+
+    def half_then_broken(conn) -> None:
+        hook.upsert(conn, suppliers, [_row(2)], ["supplier_id"])
+        conn.execute(text("SELECT no_such_column FROM suppliers"))
+
+    with pytest.raises(ResilientEtlError) as info:
+        hook.transact(half_then_broken)
+    assert info.value.__cause__ is not None and type(info.value).__module__.startswith("resilient_etl")
+    with hook.begin() as conn:
+        assert conn.execute(select(suppliers.c.supplier_id)).scalars().all() == ["S1"]
+
+
 def test_unreachable_postgres_is_typed(monkeypatch) -> None:
     import socket
 

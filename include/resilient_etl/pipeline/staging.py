@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table, bindparam, insert, update
-from sqlalchemy.exc import DBAPIError
 
-from resilient_etl.classification import db_error
 from resilient_etl.hooks.warehouse.schema import quarantine, staged_rows
 
 if TYPE_CHECKING:
@@ -95,8 +93,4 @@ def refresh_statistics(warehouse: WarehouseHook, tables: Sequence[Table]) -> Non
 
     :raises ResilientEtlError: the database error, typed
     """
-    try:
-        with warehouse.begin() as conn:
-            warehouse.refresh_statistics(conn, tables)
-    except DBAPIError as exc:
-        raise db_error(exc) from exc
+    warehouse.transact(warehouse.refresh_statistics, tables)

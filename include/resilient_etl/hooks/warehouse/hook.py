@@ -7,9 +7,9 @@ The loader owns one connection per batch and nests savepoints on it; DbApiHook's
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.sdk.bases.hook import BaseHook
 from sqlalchemy import Connection, Engine, Select, Table, create_engine, text
@@ -21,6 +21,8 @@ from resilient_etl.config.models import RetryPolicy
 from resilient_etl.exceptions import ConfigError, WarehouseUnavailableError
 from resilient_etl.hooks.warehouse import dialects
 from resilient_etl.resilience.retry import Retrier
+
+T = TypeVar("T")
 
 _DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "mssql": "mssql+pymssql"}
 
@@ -104,6 +106,19 @@ class WarehouseHook(BaseHook):
         conn = self.connect()
         with conn, conn.begin():
             yield conn
+
+    def transact(self, work: Callable[..., T], *args: Any) -> T:
+        """
+        Do ``work(conn, *args)`` in one transaction and return what it returns; a database error is raised typed.
+
+        The typed error is what a retry policy decides on (transient or not), so a retried unit of work
+        is handed to :class:`~resilient_etl.resilience.retry.Retrier` through this.
+        """
+        try:
+            with self.begin() as conn:
+                return work(conn, *args)
+        except DBAPIError as exc:
+            raise db_error(exc) from exc
 
     def ensure_schema(self) -> None:
         """

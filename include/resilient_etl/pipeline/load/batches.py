@@ -5,14 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
-from resilient_etl.classification import db_error
 from resilient_etl.config.models import RetryPolicy
 from resilient_etl.exceptions import QuarantineThresholdError
 from resilient_etl.hooks.warehouse.schema import etl_checkpoints
@@ -28,7 +26,6 @@ if TYPE_CHECKING:
     from resilient_etl.hooks.warehouse import WarehouseHook
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -215,15 +212,6 @@ def _load_batch(
     return result
 
 
-def _transaction(warehouse: WarehouseHook, work: Callable[..., T], *args: Any) -> T:
-    """Do ``work(conn, *args)`` in one transaction, a database error raised typed (what the retrier decides on)."""
-    try:
-        with warehouse.begin() as conn:
-            return work(conn, *args)
-    except DBAPIError as exc:
-        raise db_error(exc) from exc
-
-
 def load(
     warehouse: WarehouseHook,
     *,
@@ -262,8 +250,8 @@ def load(
     retrier = Retrier(retry_policy or warehouse.retry_policy, logger=log)
     identity = {"dag_id": dag_id, "task_id": task_id, "map_index": map_index}
     precheck = Precheck()
-    unknown = retrier.call(_transaction, warehouse, lambda conn: _quarantine_unknown(conn, run_id))
-    batches = retrier.call(_transaction, warehouse, lambda conn: plan(spans(conn, run_id=run_id), chunk_size=chunk_size, batch_size=batch_size))
+    unknown = retrier.call(warehouse.transact, lambda conn: _quarantine_unknown(conn, run_id))
+    batches = retrier.call(warehouse.transact, lambda conn: plan(spans(conn, run_id=run_id), chunk_size=chunk_size, batch_size=batch_size))
     committed_by = {"hostname": hostname, "try_number": try_number}
 
     def one_batch(conn: Connection, chunks: list[Chunk]) -> BatchResult:
@@ -280,7 +268,7 @@ def load(
 
     total = BatchResult()
     for number, chunks in enumerate(batches, start=1):
-        result = retrier.call(_transaction, warehouse, one_batch, chunks)
+        result = retrier.call(warehouse.transact, one_batch, chunks)
         total.rows += result.rows
         total.chunks += result.chunks
         total.rejected_by_database += result.rejected_by_database

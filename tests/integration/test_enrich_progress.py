@@ -53,6 +53,25 @@ def test_companies_and_postcodes_report_while_they_run(api_connections, sqlite_w
     assert len(postcodes) >= 2 and postcodes[-1]["done"] == postcodes[-1]["total"]
 
 
+def test_postcode_answers_are_saved_a_second_at_a_time_not_every_bulk_request(api_connections, sqlite_warehouse, tmp_path: Path, monkeypatch) -> None:
+    """A save of a bulk request's 100 answers cost as long as the request itself."""
+    from resilient_etl.pipeline import enrich
+
+    wh = _staged(tmp_path)
+    saves: list[int] = []
+    real_save = enrich._save
+    monkeypatch.setattr(enrich, "_save", lambda warehouse, **kw: (saves.append(len(kw["answers"])), real_save(warehouse, **kw)))
+    summary = enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE, bulk_size=10), run_id="r1")
+    assert summary["looked_up"] > 20 and saves == [summary["looked_up"]]  # several bulk requests under a second: one save
+    saves.clear()
+    with wh.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM run_enrichment WHERE kind = 'postcode'")
+    clock = iter(range(10_000))
+    monkeypatch.setattr(enrich, "time", SimpleNamespace(monotonic=lambda: float(next(clock)), time=time.time))
+    summary = enrich_postcodes(wh, PostcodesIoHook(retry_policy=ONCE, bulk_size=10), run_id="r1")
+    assert sum(saves) == summary["looked_up"] and saves[:-1] == [10] * (len(saves) - 1)  # a slow API: each request's answers within a second
+
+
 def test_company_answers_are_saved_a_second_at_a_time_not_every_few_requests(api_connections, sqlite_warehouse, tmp_path: Path, monkeypatch) -> None:
     """A save cost 17 ms against a 2.5 ms request: every 25 answers it was a third of the stage."""
     from resilient_etl.pipeline import enrich

@@ -8,8 +8,8 @@ extract -> ``pending``; companies -> earlier answers (``company_cache``, stale a
 -> ``pending``. An open breaker or a transient failure that outlived its retries switches a batch to
 the fallback; it does not fail the task. Too large a non-live share does (a classified failure).
 
-Answers are committed batch by batch, so a retried task only looks up keys that have no live answer
-for this run yet.
+Answers are committed a second's worth at a time, so a retried task only looks up keys that have no
+live answer for this run yet (and a killed one loses at most that second's).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ if TYPE_CHECKING:
     from resilient_etl.pipeline.overrides import Override
 
 log = logging.getLogger(__name__)
-# Company answers are saved a second's worth at a time (at most 500): a kill loses at most that many
-# requests' answers, and a fast API is not slowed by a save every few requests (every 25 cost a third
-# of the stage against the sandbox: 17 ms a save, 2.5 ms a request)
-COMPANY_COMMIT_SECONDS, COMPANY_COMMIT_MAX = 1.0, 500
+# Answers are saved a second's worth at a time (at most 1,000): a kill loses at most that many answers,
+# and a fast API is not slowed by a save every few requests (a save every 25 companies cost a third of the
+# stage against the sandbox: 17 ms a save, 2.5 ms a request; a save per bulk of 100 postcodes, half of it)
+ANSWER_COMMIT_SECONDS, ANSWER_COMMIT_MAX = 1.0, 1000
 _ENRICHMENT_COLUMNS = [c.name for c in run_enrichment.columns if c.name.startswith(("pc_", "co_"))]
 SOURCES = ("live", "cached", "fallback", "pending")
 
@@ -230,19 +230,20 @@ def enrich_postcodes(
     todo, resumed = _todo(warehouse, run_id=run_id, kind="postcode")
     todo = _fresh_from_cache(warehouse, run_id=run_id, kind="postcode", todo=todo, ttl_hours=cache_ttl_hours)
     tally = _Tally()
+    unsaved = _Unsaved(warehouse, run_id, "postcode", postcode_cache, "postcode", lambda keys: _postcode_fallback(warehouse, keys, reference or {}))
     for start in range(0, len(todo), hook.bulk_size):
         batch = todo[start : start + hook.bulk_size]
         try:
             results = hook.bulk_lookup_batch(batch)
-            answers = {k: ("live", v, dt.datetime.now(dt.UTC)) for k, v in results.items()}
+            unsaved.answered({k: ("live", v, dt.datetime.now(dt.UTC)) for k, v in results.items()})
         except (BreakerOpenError, ApiError) as exc:
             if not is_fallback_trigger(exc):
                 raise
             tally.fell_back(exc)
-            answers = _postcode_fallback(warehouse, batch, reference or {})
-        _save(warehouse, run_id=run_id, kind="postcode", answers=answers, cache=postcode_cache, cache_key="postcode")
+            unsaved.failed(batch)
         if on_progress is not None:
             on_progress(start + len(batch), len(todo))
+    unsaved.save()
     return _finish(warehouse, hook, _Try(run_id, "postcode", todo, resumed, on_progress, cache_ttl_hours), tally, threshold=max_non_live_share)
 
 
@@ -282,31 +283,23 @@ def enrich_companies(
     todo, resumed = _todo(warehouse, run_id=run_id, kind="company")
     todo = _fresh_from_cache(warehouse, run_id=run_id, kind="company", todo=todo, ttl_hours=cache_ttl_hours)
     tally = _Tally()
-    answers: dict[str, tuple[str, Any, Any]] = {}
-    failed: list[str] = []
+    unsaved = _Unsaved(warehouse, run_id, "company", company_cache, "company_number", lambda keys: _company_fallback(warehouse, keys))
     eta: float | None = None
-    saved_at = time.monotonic()
     for done, number in enumerate(todo, start=1):
         asked, waited = time.monotonic(), hook.pacer.waited if hook.pacer else 0.0
         try:
-            answers[number] = ("live", hook.get_company(number), dt.datetime.now(dt.UTC))
+            unsaved.answered({number: ("live", hook.get_company(number), dt.datetime.now(dt.UTC))})
         except (BreakerOpenError, ApiError) as exc:
             if not is_fallback_trigger(exc):
                 raise
             tally.fell_back(exc)
-            failed.append(number)
+            unsaved.failed([number])
         if done == min(2, len(todo)):  # the second: the first request's time is mostly the session's setup
             took = time.monotonic() - asked - ((hook.pacer.waited if hook.pacer else 0.0) - waited)
             eta = _log_quota_eta(hook, len(todo) - done, took)
-        if len(answers) + len(failed) >= COMPANY_COMMIT_MAX or time.monotonic() - saved_at >= COMPANY_COMMIT_SECONDS:
-            answers.update(_company_fallback(warehouse, failed))
-            _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
-            answers, failed, saved_at = {}, [], time.monotonic()
         if on_progress is not None:
             on_progress(done, len(todo))
-    answers.update(_company_fallback(warehouse, failed))
-    if answers:
-        _save(warehouse, run_id=run_id, kind="company", answers=answers, cache=company_cache, cache_key="company_number")
+    unsaved.save()
     summary = _finish(warehouse, hook, _Try(run_id, "company", todo, resumed, on_progress, cache_ttl_hours), tally, threshold=max_non_live_share)
     return {**summary, "eta_s": None if eta is None else round(eta, 1)}
 
@@ -341,6 +334,50 @@ def source_counts(warehouse: WarehouseHook, *, run_id: str, kind: str) -> dict[s
     with warehouse.begin() as conn:
         rows = conn.execute(select(e.c.source, func.count()).where(e.c.run_id == run_id, e.c.kind == kind).group_by(e.c.source)).all()
     return {source: 0 for source in SOURCES} | dict(rows)
+
+
+@dataclass
+class _Unsaved:
+    """
+    Answers of one try not written yet: saved every :data:`ANSWER_COMMIT_SECONDS` or :data:`ANSWER_COMMIT_MAX` answers.
+
+    Keys whose lookup failed are answered from ``fallback`` (cache, reference, pending) when saved.
+    """
+
+    warehouse: WarehouseHook
+    run_id: str
+    kind: str
+    cache: Table
+    cache_key: str
+    fallback: Callable[[list[str]], dict[str, tuple[str, Any, Any]]]
+    answers: dict[str, tuple[str, Any, Any]] = field(default_factory=dict)
+    unanswered: list[str] = field(default_factory=list)
+    saved_at: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.saved_at = time.monotonic()
+
+    def answered(self, answers: dict[str, tuple[str, Any, Any]]) -> None:
+        """Add live answers ``{key: (source, result or None, as_of)}``; save when due."""
+        self.answers.update(answers)
+        self._save_when_due()
+
+    def failed(self, keys: list[str]) -> None:
+        """Add keys the API did not answer (their fallbacks are read when saved); save when due."""
+        self.unanswered.extend(keys)
+        self._save_when_due()
+
+    def _save_when_due(self) -> None:
+        if len(self.answers) + len(self.unanswered) >= ANSWER_COMMIT_MAX or time.monotonic() - self.saved_at >= ANSWER_COMMIT_SECONDS:
+            self.save()
+
+    def save(self) -> None:
+        """Write what is unsaved (nothing when nothing is)."""
+        if self.unanswered:
+            self.answers.update(self.fallback(self.unanswered))
+        if self.answers:
+            _save(self.warehouse, run_id=self.run_id, kind=self.kind, answers=self.answers, cache=self.cache, cache_key=self.cache_key)
+        self.answers, self.unanswered, self.saved_at = {}, [], time.monotonic()
 
 
 @dataclass

@@ -18,6 +18,7 @@ from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import quarantine, run_enrichment, staged_rows
 from resilient_etl.pipeline.checkpoints import discard_checkpoints
 from resilient_etl.pipeline.files import reject_file
+from resilient_etl.pipeline.staging import refresh_statistics
 from resilient_etl.pipeline.validate import CSV_COLUMNS, EXTRA_FIELDS_KEY, TRUNCATED_KEY
 
 log = logging.getLogger(__name__)
@@ -183,4 +184,9 @@ def extract(warehouse: WarehouseHook, *, landing_dir: Path, rejected_dir: Path, 
         log.info("Staged %s rows from %s", staged, path.name)
         summary["files"].append(path.name)
         summary["rows_staged"] += staged
+    if summary["files"]:
+        # validate updates each staged row by its key: on a table without statistics PostgreSQL chose the
+        # status index (run_id first, then status) and scanned every row of the run per update (0.13 ms a row
+        # at 1,000 rows, growing with the run; 0.02 ms by the primary key)
+        refresh_statistics(warehouse, [staged_rows])
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -35,15 +36,16 @@ TRUNCATED_KEY = "_truncated"
 META_KEYS = frozenset({EXTRA_FIELDS_KEY, TRUNCATED_KEY})
 # Characters no supplier field carries and some databases refuse (PostgreSQL: NUL): C0 controls
 # other than tab and line breaks (a quoted address may span lines), DEL and the C1 controls.
-_CONTROL = {c for c in range(0x20) if chr(c) not in "\t\n\r"} | {0x7F} | set(range(0x80, 0xA0))
+# One regex search, not a Python loop over each character: validation of 10,000 rows spent 0.2 s there.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def control_character(value: str) -> tuple[int, str] | None:
     """Return ``(position, U+XXXX)`` of the first control character in ``value``, or None."""
-    for i, ch in enumerate(value):
-        if ord(ch) in _CONTROL:
-            return i + 1, f"U+{ord(ch):04X}"
-    return None
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    return found.start() + 1, f"U+{ord(found.group()):04X}"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from resilient_etl.pipeline.validate import EXTRA_FIELDS_KEY, validate_row
+from resilient_etl.pipeline.validate import EXTRA_FIELDS_KEY, control_character, validate_row
 
 GOOD = {
     "supplier_id": "SUP-1",
@@ -62,3 +62,12 @@ def test_extra_fields_and_missing_trailing_fields_are_malformed() -> None:
     assert errors[0].category == "malformed_row"
     _, errors = validate_row({**GOOD, "onboarded_on": None})
     assert [e.category for e in errors] == ["missing_field"]
+
+
+def test_control_character_finds_exactly_the_c0_c1_and_del_controls_but_tab_and_line_breaks() -> None:
+    controls = {c for c in range(0x20) if chr(c) not in "\t\n\r"} | {0x7F} | set(range(0x80, 0xA0))
+    for code in range(0x250):
+        found = control_character(f"ab{chr(code)}c")
+        assert found == ((3, f"U+{code:04X}") if code in controls else None), hex(code)
+    assert control_character("Line one\nLine two\tTabbed\r") is None
+    assert control_character("\x00") == (1, "U+0000")

@@ -62,6 +62,7 @@ import peer_pipeline as peer  # the peer's task bodies, as its DAG calls them
 PEER_RETRIES, PEER_RETRY_DELAY = 2, 30.0  # supplier_onboarding_peer's default_args
 OUTAGE_SECONDS = 30.0
 RESTART_AFTER_SECONDS, DOWN_SECONDS = 0.05, 5.0  # from the load stage's start; how long the warehouse is down
+FAULT_FREE_RUNS = 3
 SCENARIOS = ("fault-free", "10 % 503s", "30 s CH outage", "warehouse restart")
 
 
@@ -271,13 +272,26 @@ def main() -> None:
     )
     results: dict[str, dict[str, Any]] = {}
     for scenario in scenarios:
-        for flow in ("ours", "peer"):
-            results[f"{flow}/{scenario}"] = one(flow, scenario, rows)
+        # fault-free runs are short and this VM's timings drift by a third between runs: best of
+        # FAULT_FREE_RUNS, alternating; a faulted run's time is the faults' waits, so one each
+        runs = FAULT_FREE_RUNS if scenario == "fault-free" else 1
+        for _ in range(runs):
+            for flow in ("ours", "peer"):
+                result = one(flow, scenario, rows)
+                best = results.get(f"{flow}/{scenario}")
+                result["all_seconds"] = [*(best["all_seconds"] if best else []), round(result["seconds"], 2)]
+                if best is not None and best["seconds"] < result["seconds"]:
+                    result = {**best, "all_seconds": result["all_seconds"]}
+                results[f"{flow}/{scenario}"] = result
     for scenario in scenarios:
         ours, theirs = results[f"ours/{scenario}"], results[f"peer/{scenario}"]
-        print(f"\n{scenario}")
+        runs = len(ours["all_seconds"])
+        print(
+            f"\n{scenario}"
+            + (f" (best of {runs}, alternating; every run: ours {ours['all_seconds']}, peer {theirs['all_seconds']})" if runs > 1 else "")
+        )
         print(row("", "ours", "peer", "ours : peer"))
-        print(row("wall time (s)", f"{ours['seconds']:.1f}", f"{theirs['seconds']:.1f}", f"{ours['seconds'] / theirs['seconds']:.2f}"))
+        print(row("wall time (s)", f"{ours['seconds']:.2f}", f"{theirs['seconds']:.2f}", f"{ours['seconds'] / theirs['seconds']:.2f}"))
         for key, label in (
             ("completed", "run completed"),
             ("lost", "rows lost"),

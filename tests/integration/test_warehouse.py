@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import event, func, inspect, select
 
 from resilient_etl.exceptions import BadInputFileError, WarehouseUnavailableError
 from resilient_etl.hooks.warehouse import WarehouseHook
@@ -47,6 +47,26 @@ def test_schema_is_idempotent_and_upsert_updates(warehouse_conn) -> None:
         names = dict(conn.execute(select(suppliers.c.supplier_id, suppliers.c.company_name)).all())
     assert names == {"S1": "Tesco", "S2": "Tesco PLC", "S3": "Tesco"}
     assert hook.test_connection() == (True, f"warehouse reachable ({hook.dialect})")
+
+
+def test_upsert_of_many_rows_keeps_a_repeated_keys_last_row_and_is_one_statement_per_thousand_on_postgres(warehouse_conn) -> None:
+    """PostgreSQL ran an ON CONFLICT executemany statement by statement (80 µs a row): now multi-row, a key's last row winning as before."""
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    rows = [_row(i) for i in range(2500)] + [_row(7, company_name="Tesco PLC")]
+    statements: list[str] = []
+    listen = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+    event.listen(hook.engine, "before_cursor_execute", listen)
+    try:
+        with hook.begin() as conn:
+            hook.upsert(conn, suppliers, rows, ["supplier_id"])
+    finally:
+        event.remove(hook.engine, "before_cursor_execute", listen)
+    with hook.begin() as conn:
+        names = dict(conn.execute(select(suppliers.c.supplier_id, suppliers.c.company_name)).all())
+    assert len(names) == 2500 and names["S7"] == "Tesco PLC" and names["S8"] == "Tesco"
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert len(inserts) == (3 if hook.dialect == "postgresql" else 1)  # pages of 1,000 rows; SQLite: one executemany
 
 
 def test_failed_transaction_leaves_nothing(warehouse_conn) -> None:

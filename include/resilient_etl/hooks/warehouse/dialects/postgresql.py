@@ -1,4 +1,4 @@
-"""PostgreSQL: ``ON CONFLICT`` upserts, executemany in pages."""
+"""PostgreSQL: ``ON CONFLICT`` upserts as multi-row statements, executemany in pages."""
 
 from __future__ import annotations
 
@@ -28,6 +28,6 @@ def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
     conn.execute(text(f"ANALYZE {', '.join(quote(t.name) for t in tables)}"))
 
 
-_UPSERTS = OnConflictUpserts(insert)
+_UPSERTS = OnConflictUpserts(insert, rows_per_statement=1000)
 upsert = _UPSERTS.upsert
 upsert_from_select = _UPSERTS.upsert_from_select

@@ -178,7 +178,9 @@ def running_cluster(tmp_path_factory: pytest.TempPathFactory, redis_server: str)
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "RESILIENT_ETL__DAG__RETRY_DELAY_SECONDS": "1",
             "RESILIENT_ETL__BREAKERS__COMPANIES_HOUSE__RESET_TIMEOUT_SECONDS": str(RESET_TIMEOUT),
-            # every load chunk takes 0.3 s more (1.5 s per 500-row batch): time to kill a worker mid-load
+            # batches of 200 lines, each planned chunk of 100 taking 0.3 s more (0.6 s a batch, five for the
+            # 1,000-row drop): time to kill a worker mid-load with batches committed and batches to go
+            "RESILIENT_ETL__LOAD__BATCH_SIZE": "200",
             "RESILIENT_ETL_CHAOS": json.dumps({"load.chunk": {"delay": 0.3}}),
             "RESILIENT_ETL__PATHS__LANDING": str(state / "data" / "landing"),
             "RESILIENT_ETL__PATHS__ARCHIVE": str(state / "data" / "archive"),

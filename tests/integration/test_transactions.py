@@ -126,7 +126,10 @@ def test_poison_rows_are_isolated_and_the_rest_loads(api_connections, warehouse_
         )
         assert detail[number].startswith(expected), detail[number]
     assert loaded.isdisjoint(too_wide | refused)
-    assert sum(chunks) == 295 and len(chunks) == 12  # one checkpoint per chunk, counting the rows it loaded
+    # a checkpoint per statement that loaded, counting its rows: on PostgreSQL every rule is in the catalog, so
+    # each batch loads whole once its breakers are set aside; SQLite's trigger refuses rows of two batches, which
+    # then load in chunks of 25 (4 each)
+    assert sum(chunks) == 295 and len(chunks) == (3 if _postgres(wh) else 1 + 4 + 4)
     assert _statuses(wh) == {"loaded": 295, "quarantined": 5}
 
 
@@ -149,12 +152,12 @@ def test_rerun_resumes_after_the_last_committed_chunk(api_connections, warehouse
     chaos.reset()
     with pytest.raises(chaos.ChaosError):
         load(wh, run_id=RUN, batch_size=100, chunk_size=50)
-    assert committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load") == (6, 300)  # 3 batches committed
+    assert committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load") == (3, 300)  # 3 batches committed, each one statement
     assert _count(wh, suppliers) == 300
     monkeypatch.delenv(chaos.CHAOS_ENV)
     summary = load(wh, run_id=RUN, batch_size=100, chunk_size=50)
     assert summary["rows"] == 200  # only what was never committed
-    assert _count(wh, suppliers) == 500 and committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load") == (10, 500)
+    assert _count(wh, suppliers) == 500 and committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load") == (5, 500)
 
 
 def test_sigkill_mid_file_then_rerun(api_connections, pg_warehouse, tmp_path) -> None:
@@ -206,7 +209,7 @@ def test_connection_killed_mid_batch_rolls_back_then_recovers(api_connections, p
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             pid = _loader_pid(pg_server, pg_warehouse["schema"])
-            if pid and committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load")[0] >= 4:
+            if pid and committed_chunks(wh, dag_id="company_enrichment", run_id=RUN, task_id="load")[0] >= 1:  # a batch in, the next open
                 with pg_server.connect() as conn:
                     conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
                 return

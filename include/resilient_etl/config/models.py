@@ -37,7 +37,7 @@ class PathsConfig(_Strict):
 
 
 class LoadConfig(_Strict):
-    batch_size: int = Field(500, ge=1, le=100_000)
+    batch_size: int = Field(20_000, ge=1, le=100_000)
     chunk_size: int = Field(100, ge=1, le=10_000)
     max_quarantine_share: float = Field(0.05, ge=0, le=1)  # of a batch rejected by the database
 

@@ -11,15 +11,16 @@ from resilient_etl.pipeline.load import load
 
 class LoadSuppliersOperator(WarehouseOperator):
     """
-    Upsert the run's enriched rows into ``suppliers``: a transaction per batch, a savepoint and a
-    checkpoint per chunk; a retried or cleared task resumes after the last committed chunk.
+    Upsert the run's enriched rows into ``suppliers``: a transaction per batch, its lines of each file in
+    one statement under a savepoint with a checkpoint (``chunk_size`` lines at a time when that statement
+    is refused); a retried or cleared task resumes after the last committed chunk.
 
-    :param batch_size: rows per committed batch
-    :param chunk_size: rows per savepoint and checkpoint
+    :param batch_size: lines per committed batch
+    :param chunk_size: lines per savepoint and checkpoint of a batch whose statement was refused
     :param max_quarantine_share: fail a batch when the database rejects more of its rows than this
     """
 
-    def __init__(self, *, batch_size: int = 500, chunk_size: int = 100, max_quarantine_share: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, *, batch_size: int = 20_000, chunk_size: int = 100, max_quarantine_share: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch_size = batch_size
         self.chunk_size = chunk_size

@@ -61,7 +61,7 @@ def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
 
 def test_config_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "check", str(DEFAULT_CONFIG_PATH)]) == 0
-    assert "batch_size: 500" in capsys.readouterr().out
+    assert "batch_size: 20000" in capsys.readouterr().out
     bad = _write(tmp_path, lambda d: d["load"].__setitem__("chunk_size", -1))
     assert main(["config", "check", str(bad)]) == 1
     assert "load.chunk_size" in capsys.readouterr().err

@@ -1,4 +1,10 @@
-"""The load loop: batches in transactions, chunks under savepoints, a checkpoint per chunk, retries per batch."""
+"""
+The load loop: batches in transactions, savepoints with a checkpoint each, retries per batch.
+
+A batch's lines of one file are first tried as one chunk, one statement (the database's own ceiling
+for them); only when that fails are they loaded ``chunk_size`` lines at a time, each chunk under its
+own savepoint, and only a failing chunk's lines are tried further (ADR 0016).
+"""
 
 from __future__ import annotations
 
@@ -107,14 +113,22 @@ class _Checked:
 
 
 def _load_chunk(
-    warehouse: WarehouseHook, conn: Connection, chunk: Chunk, params: dict[str, Any], precheck: Precheck, isolation: Isolation, checked: _Checked
-) -> tuple[int, list[tuple[Item, str]]]:
+    warehouse: WarehouseHook,
+    conn: Connection,
+    chunk: Chunk,
+    params: dict[str, Any],
+    precheck: Precheck,
+    isolation: Isolation | None,
+    checked: _Checked,
+) -> tuple[int | None, list[tuple[Item, str]]]:
     """
     Load one chunk under savepoints; return the rows it wrote and those it quarantined (with why).
 
     A clean chunk is one statement: its rows are read only when it fails. Once the catalog's rules
     are checked, one query checks them from this chunk to the batch's end in the file (not once per
-    chunk: each check is a pass over the answers), and only the lines breaking one are read.
+    chunk: each check is a pass over the answers), and only the lines breaking one are read. Without
+    ``isolation`` a chunk the database still refuses is left unloaded: written is then None (the
+    rows quarantined for a rule of the catalog stay quarantined).
     """
     rejected: list[tuple[Item, str]] = []
     source_file = chunk.source_file
@@ -138,6 +152,8 @@ def _load_chunk(
         outcome = try_upsert(warehouse, conn, params) if set_aside() else outcome
     if not isinstance(outcome, DBAPIError):
         return outcome, rejected
+    if isolation is None:
+        return None, rejected
     # only the database knows why: trials over the chunk's lines
     loaded, refused = isolation.run([Item(r) for r in valid_lines(conn, params)], outcome)
     entries = [(i, _db_detail(e)) for i, e in refused]
@@ -171,17 +187,21 @@ def _load_batch(
     }
     isolation = Isolation(warehouse, conn, run_id, now)
     checked = _Checked(until={}, reach={c.source_file: c.last_line for c in chunks})  # the last chunk of a file in the batch wins
+    todo: list[Chunk] = []
     for planned in chunks:
-        last_done, next_index = done.get(planned.source_file, (0, 0))
-        if planned.last_line <= last_done:
-            continue
-        # a rerun with another chunk size starts after the last committed line, not at its own chunk's start
-        chunk = Chunk(planned.source_file, max(planned.first_line, last_done + 1), planned.last_line)
-        params = {"run_id": run_id, "source_file": chunk.source_file, "first_line": chunk.first_line, "last_line": chunk.last_line, "loaded_at": now}
-        written, rejected = _load_chunk(warehouse, conn, chunk, params, precheck, isolation, checked)
+        last_done = done.get(planned.source_file, (0, 0))[0]
+        if planned.last_line > last_done:
+            # a rerun with another chunk size starts after the last committed line, not at its own chunk's start
+            todo.append(Chunk(planned.source_file, max(planned.first_line, last_done + 1), planned.last_line))
+
+    def params_of(chunk: Chunk) -> dict[str, Any]:
+        return {"run_id": run_id, "source_file": chunk.source_file, "first_line": chunk.first_line, "last_line": chunk.last_line, "loaded_at": now}
+
+    def checkpoint(chunk: Chunk, written: int, rejected: int) -> None:
         result.rows += written
-        result.rejected_by_database += len(rejected)
+        result.rejected_by_database += rejected
         if written or rejected:
+            next_index = done.get(chunk.source_file, (0, 0))[1]
             conn.execute(
                 insert(etl_checkpoints).values(
                     dag_id=dag_id,
@@ -199,7 +219,23 @@ def _load_batch(
             )
             done[chunk.source_file] = (chunk.last_line, next_index + 1)
             result.chunks += 1
-        chaos.inject("load.chunk")
+
+    for source_file in dict.fromkeys(c.source_file for c in todo):
+        planned = [c for c in todo if c.source_file == source_file]
+        whole = Chunk(source_file, planned[0].first_line, planned[-1].last_line)
+        # the file's lines of this batch in one statement; a per-chunk savepoint buys nothing while they load:
+        # nothing commits before the batch does
+        written, rejected = _load_chunk(warehouse, conn, whole, params_of(whole), precheck, None, checked)
+        if written is not None:
+            checkpoint(whole, written, len(rejected))
+            for _ in planned:  # a chaos point stays one per planned chunk (drills time their faults by it)
+                chaos.inject("load.chunk")
+            continue
+        result.rejected_by_database += len(rejected)  # set aside by the catalog's rules before the whole failed
+        for chunk in planned:
+            written, rejected = _load_chunk(warehouse, conn, chunk, params_of(chunk), precheck, isolation, checked)
+            checkpoint(chunk, written or 0, len(rejected))
+            chaos.inject("load.chunk")
     share = result.rejected_by_database / max(result.rows + result.rejected_by_database, 1)
     if share > max_quarantine_share:
         raise QuarantineThresholdError(

@@ -2,10 +2,11 @@
 Load throughput into PostgreSQL against the database's own ceiling: the same rows loaded by one
 ``INSERT ... SELECT ... ON CONFLICT`` over the staged rows and their answers, in one transaction (no
 chunks, no savepoints, no checkpoints: the baseline), and ``COPY`` of the finished rows into an empty
-copy of ``suppliers`` (the physical limit). The savepoint/checkpoint loader runs at chunks of 500, 2,000
-and 5,000 lines and one chunk per file, clean and with 1 % poison rows of two kinds (a value wider than
-its column; a DBA's CHECK the pipeline does not know): after the first failing chunk it reads the
-catalog's rules and sets the breakers aside, one query from the chunk to the batch's end. Each figure is
+copy of ``suppliers`` (the physical limit). The loader runs at the shipped chunk (100 lines, the isolation
+unit) in batches of 500, 2,000 and 5,000 lines and one batch per file (the shipped 20,000), clean and with
+1 % poison rows of two kinds (a value wider than its column; a DBA's CHECK the pipeline does not know):
+a clean batch's lines of a file are one statement (ADR 0016); after the first refused statement it reads
+the catalog's rules and sets the breakers aside, one query to the batch's end. Each figure is
 the best of REPEATS runs, alternating with the ceiling's. One UPDATE marking every staged row loaded
 shows what a per-row status would cost (the loader writes none: ADR 0014). A bare client-side
 executemany is kept for reference. Then, after a SIGKILL at about half of a file, how many rows the
@@ -49,8 +50,8 @@ from resilient_etl_devtools.sandbox.data import write_sample_csv
 from resilient_etl_devtools.sandbox.server import Sandbox
 
 ADMIN = sqlalchemy.create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-BATCH = 5000
-CHUNKS = (500, 2000, 5000)  # lines per savepoint and checkpoint: the shipped 100 is smaller still
+CHUNK = 100  # the shipped chunk: lines per savepoint when a batch's statement is refused
+BATCHES = (500, 2000, 5000)  # lines per transaction; and one batch per file (the shipped 20,000 at this size)
 REPEATS = 3
 
 
@@ -202,19 +203,19 @@ def main() -> None:
             with wh.begin() as conn:
                 valid = conn.execute(select(func.count()).where(staged_rows.c.run_id == run_id, staged_rows.c.status == "valid")).scalar_one()
 
-            def timed(chunk: int, **kwargs: Any) -> tuple[float, dict[str, Any]]:
+            def timed(batch: int, **kwargs: Any) -> tuple[float, dict[str, Any]]:
                 _reset_load(wh, run_id)
                 started = time.perf_counter()
-                summary = load(wh, run_id=run_id, batch_size=max(BATCH, chunk), chunk_size=chunk, **kwargs)
+                summary = load(wh, run_id=run_id, batch_size=batch, chunk_size=CHUNK, **kwargs)
                 return time.perf_counter() - started, summary
 
-            chunks = (*CHUNKS, valid)  # the last: the whole file in one chunk and one transaction, the loader's own overhead alone
+            batches = (*BATCHES, valid)  # the last: the whole file in one transaction, the loader's own overhead alone
             # best of REPEATS, each measured run alternating with the ceiling's so both see the same caches
-            ceiling, clean, loaded = float("inf"), {c: float("inf") for c in chunks}, set()
+            ceiling, clean, loaded = float("inf"), {c: float("inf") for c in batches}, set()
             for _ in range(REPEATS):
-                for chunk in chunks:
-                    seconds, summary = timed(chunk)
-                    clean[chunk] = min(clean[chunk], seconds)
+                for batch in batches:
+                    seconds, summary = timed(batch)
+                    clean[batch] = min(clean[batch], seconds)
                     loaded.add(summary["rows"])
                 ceiling = min(ceiling, _ceiling(wh, run_id))
             with wh.begin() as conn:
@@ -226,15 +227,15 @@ def main() -> None:
 
             _reset_load(wh, run_id)
             _poison(wh, run_id, 0.01)
-            wide = {c: min(timed(c, max_quarantine_share=0.5) for _ in range(REPEATS)) for c in chunks}
+            wide = {c: min(timed(c, max_quarantine_share=0.5) for _ in range(REPEATS)) for c in batches}
             _unpoison(wh, run_id)
             _reset_load(wh, run_id)  # the CHECK is added over an empty table
             _dba_rule(wh, run_id, 0.01)
-            refused = {c: min(timed(c, max_quarantine_share=0.5) for _ in range(REPEATS)) for c in chunks}
+            refused = {c: min(timed(c, max_quarantine_share=0.5) for _ in range(REPEATS)) for c in batches}
             with wh.begin() as conn:
                 conn.execute(text("ALTER TABLE suppliers DROP CONSTRAINT dba_rule"))
 
-            print(f"{valid} rows into PostgreSQL; batch {BATCH} lines (or one chunk), best of {REPEATS}; {os.cpu_count()} cores")
+            print(f"{valid} rows into PostgreSQL; chunk {CHUNK} lines (the isolation unit), best of {REPEATS}; {os.cpu_count()} cores")
             print(row("", "seconds", "rows/s", "of the ceiling"))
 
             def line(label: str, seconds: float) -> None:
@@ -244,12 +245,12 @@ def main() -> None:
             line("one INSERT...SELECT (the ceiling)", ceiling)
             line("client executemany (reference)", bare)
             line("a status UPDATE per row (not done)", status_floor)
-            for chunk in chunks:
-                line(f"loader, clean, chunk {chunk} (target 0.9)", clean[chunk])
-            for chunk in chunks:
-                line(f"loader, {wide[chunk][1]['rejected_by_database']} too-wide, chunk {chunk} (0.5)", wide[chunk][0])
-            for chunk in chunks:
-                line(f"loader, {refused[chunk][1]['rejected_by_database']} DB-refused, chunk {chunk} (0.5)", refused[chunk][0])
+            for batch in batches:
+                line(f"loader, clean, batch {batch} (target 0.9)", clean[batch])
+            for batch in batches:
+                line(f"loader, {wide[batch][1]['rejected_by_database']} too-wide, batch {batch} (0.5)", wide[batch][0])
+            for batch in batches:
+                line(f"loader, {refused[batch][1]['rejected_by_database']} DB-refused, batch {batch} (0.5)", refused[batch][0])
 
             # SIGKILL at about half, then rerun
             _reset_load(wh, run_id)

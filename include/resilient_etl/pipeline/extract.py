@@ -145,8 +145,9 @@ def extract(warehouse: WarehouseHook, *, landing_dir: Path, rejected_dir: Path, 
                 staged = 0
                 records = iter_supplier_csv(path)
                 while batch := list(islice(records, STAGE_BATCH)):
-                    conn.execute(
-                        insert(staged_rows),
+                    warehouse.insert_rows(
+                        conn,
+                        staged_rows,
                         [
                             {
                                 "run_id": run_id,

@@ -131,6 +131,19 @@ class WarehouseHook(BaseHook):
         with self.begin() as conn:
             ensure_current(conn)
 
+    def insert_rows(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+        """
+        Insert ``rows`` into ``table`` (``COPY`` on PostgreSQL for many rows, else one executemany).
+
+        :param conn: the connection (inside the caller's transaction)
+        :param table: the target table
+        :param rows: dictionaries with the same keys
+        :return: the number of rows written
+        """
+        if rows:
+            dialects.for_name(conn.dialect.name).insert_rows(conn, table, rows)
+        return len(rows)
+
     def upsert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> int:
         """
         Insert ``rows`` into ``table``, updating rows whose key already exists.

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, Table, text
+from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects import mssql as mssql_dialect
 
 NAME = "mssql"
@@ -42,6 +43,11 @@ def mssql_merge_sql(table: Table, key_columns: Sequence[str], columns: Sequence[
         f"WHEN MATCHED THEN UPDATE SET {updates} "
         f"WHEN NOT MATCHED THEN INSERT ({source_cols}) VALUES ({inserts});"
     )
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dictionaries with the same keys) in one executemany."""
+    conn.execute(plain_insert(table), list(rows))
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> None:

@@ -19,6 +19,11 @@ def _from_select(insert: Callable[[Table], Any], table: Table, columns: tuple[st
     return _on_conflict_update(insert(table).from_select(list(columns), source), columns, key_columns)
 
 
+def last_row_per_key(rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> list[dict[str, Any]]:
+    """Return ``rows`` with a repeated key's last row only: one statement cannot update a row twice ("ON CONFLICT DO UPDATE command cannot affect row a second time")."""
+    return list({tuple(r[k] for k in key_columns): r for r in rows}.values())
+
+
 class OnConflictUpserts:
     """
     The upserts of a dialect that has ``ON CONFLICT DO UPDATE``.
@@ -40,8 +45,7 @@ class OnConflictUpserts:
         if self.rows_per_statement is None:
             conn.execute(_on_conflict_update(self.insert(table), columns, key_columns), list(rows))
             return
-        # one statement cannot update a row twice ("ON CONFLICT DO UPDATE command cannot affect row a second time")
-        unique = list({tuple(r[k] for k in key_columns): r for r in rows}.values())
+        unique = last_row_per_key(rows, key_columns)
         stmt = _on_conflict_update(self.insert(table), columns, key_columns).returning(table.c[key_columns[0]])
         conn.execute(stmt.execution_options(insertmanyvalues_page_size=self.rows_per_statement), unique).all()
 

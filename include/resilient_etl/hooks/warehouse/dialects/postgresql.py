@@ -1,16 +1,23 @@
-"""PostgreSQL: ``ON CONFLICT`` upserts as multi-row statements, executemany in pages."""
+"""PostgreSQL: ``ON CONFLICT`` upserts, many rows sent by ``COPY``; executemany in pages."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, text
+from sqlalchemy import Column, Connection, Engine, MetaData, Select, Table, select, text
+from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects.postgresql import insert
 
-from resilient_etl.hooks.warehouse.dialects.on_conflict import OnConflictUpserts
+from resilient_etl.hooks.warehouse.dialects.on_conflict import OnConflictUpserts, last_row_per_key
 
 NAME = "postgresql"
+#: from this many rows an insert or upsert goes through COPY: sending 900 answers as one INSERT's literals
+#: cost 45 ms (the server parsing 15,000 of them), by COPY into a temporary table and one INSERT … SELECT 10 ms
+COPY_FROM_ROWS = 200
 
 
 def configure(engine: Engine) -> None:
@@ -28,6 +35,64 @@ def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
     conn.execute(text(f"ANALYZE {', '.join(quote(t.name) for t in tables)}"))
 
 
+def copy_value(value: Any) -> str:
+    """Return ``value`` as a field of COPY's text format (``\\N`` for NULL; backslash, tab and line breaks escaped)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    text_value = value.isoformat() if isinstance(value, dt.date) else str(value)
+    return text_value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _copy(conn: Connection, table_name: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    """``COPY`` rows into a table on the connection's own transaction."""
+    quote = conn.dialect.identifier_preparer.quote
+    data = io.StringIO("".join("\t".join(copy_value(r[c]) for c in columns) + "\n" for r in rows))
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(f"COPY {quote(table_name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN", data)
+    finally:
+        cursor.close()
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dictionaries with the same keys): by COPY from :data:`COPY_FROM_ROWS` rows on."""
+    if len(rows) < COPY_FROM_ROWS:
+        conn.execute(plain_insert(table), list(rows))
+        return
+    _copy(conn, table.name, list(rows[0]), rows)
+
+
 _UPSERTS = OnConflictUpserts(insert, rows_per_statement=1000)
-upsert = _UPSERTS.upsert
 upsert_from_select = _UPSERTS.upsert_from_select
+_STAGING: dict[tuple[str, tuple[str, ...]], tuple[str, Select[Any]]] = {}
+
+
+def _staging(table: Table, columns: tuple[str, ...]) -> tuple[str, Select[Any]]:
+    """The temporary table an upsert of ``columns`` into ``table`` goes through, and the one SELECT of it (compiled once)."""
+    if (table.name, columns) not in _STAGING:
+        name = f"upsert_{table.name}_{zlib.crc32(','.join(columns).encode()):08x}"
+        source = Table(name, MetaData(), *(Column(c, table.c[c].type) for c in columns))
+        _STAGING[table.name, columns] = name, select(*source.c)
+    return _STAGING[table.name, columns]
+
+
+def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> None:
+    """
+    Insert ``rows``, updating those whose key exists (a key given twice: its last row wins).
+
+    From :data:`COPY_FROM_ROWS` rows on: COPY into a temporary table of the rows' columns (kept for the
+    session, emptied after each use) and one ``INSERT … SELECT … ON CONFLICT`` from it.
+    """
+    if len(rows) < COPY_FROM_ROWS:
+        _UPSERTS.upsert(conn, table, rows, key_columns)
+        return
+    columns = tuple(rows[0])
+    name, source = _staging(table, columns)
+    quote = conn.dialect.identifier_preparer.quote
+    listed = ", ".join(quote(c) for c in columns)
+    conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {quote(name)} AS SELECT {listed} FROM {quote(table.name)} WITH NO DATA"))
+    _copy(conn, name, columns, last_row_per_key(rows, key_columns))
+    _UPSERTS.upsert_from_select(conn, table, columns, source, key_columns, {})
+    conn.execute(text(f"TRUNCATE {quote(name)}"))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, event, text
+from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects.sqlite import insert
 
 from resilient_etl.hooks.warehouse.dialects.on_conflict import OnConflictUpserts
@@ -43,6 +44,11 @@ def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
     """``ANALYZE`` the tables (SQLite's planner reads ``sqlite_stat1`` when there is one)."""
     for table in tables:
         conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}"))
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dictionaries with the same keys) in one executemany."""
+    conn.execute(plain_insert(table), list(rows))
 
 
 _UPSERTS = OnConflictUpserts(insert)

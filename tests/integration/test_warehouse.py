@@ -8,9 +8,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from sqlalchemy import event, func, inspect, select
 
-from resilient_etl.exceptions import BadInputFileError, WarehouseUnavailableError
+from resilient_etl.exceptions import BadInputFileError, ResilientEtlError, WarehouseUnavailableError
 from resilient_etl.hooks.warehouse import WarehouseHook
 from resilient_etl.hooks.warehouse.schema import as_utc, metadata, quarantine, staged_rows, suppliers
 from resilient_etl.pipeline.extract import extract
@@ -98,6 +99,21 @@ def test_many_rows_inserted_and_upserted_come_back_exactly_whatever_their_charac
             r["onboarded_on"],
         ), i
     assert back["S3"].company_name == "Last wins" and as_utc(back["S4"].loaded_at) == rows[4]["loaded_at"]
+
+
+def test_a_value_the_database_refuses_among_many_rows_is_its_typed_error_and_nothing_is_written(pg_warehouse) -> None:
+    """Rows sent by COPY fail as a statement does: the driver's error typed, the transaction rolled back."""
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    rows = [_row(i, company_name="x" * (300 if i == 150 else 5)) for i in range(250)]
+    with pytest.raises(sqlalchemy.exc.DataError, match="value too long"):
+        with hook.begin() as conn:
+            hook.insert_rows(conn, suppliers, rows)
+    with pytest.raises(ResilientEtlError) as info:
+        hook.transact(lambda conn: hook.upsert(conn, suppliers, rows, ["supplier_id"]))
+    assert isinstance(info.value.__cause__, sqlalchemy.exc.DataError) and not info.value.transient
+    with hook.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(suppliers)).scalar_one() == 0
 
 
 def test_failed_transaction_leaves_nothing(warehouse_conn) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, Engine, MetaData, Select, Table, select, text
 from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 
 from resilient_etl.hooks.warehouse.dialects.on_conflict import OnConflictUpserts, last_row_per_key
 
@@ -46,14 +47,28 @@ def copy_value(value: Any) -> str:
 
 
 def _copy(conn: Connection, table_name: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    """``COPY`` rows into a table on the connection's own transaction."""
+    """
+    ``COPY`` rows into a table on the connection's own transaction.
+
+    The driver's error is raised as SQLAlchemy's (``DataError``, ``OperationalError``, …), as a statement's
+    would be, so it is classified and retried the same way; a lost connection is invalidated.
+    """
     quote = conn.dialect.identifier_preparer.quote
+    statement = f"COPY {quote(table_name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     data = io.StringIO("".join("\t".join(copy_value(r[c]) for c in columns) + "\n" for r in rows))
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi = conn.dialect.loaded_dbapi
+    raw = conn.connection.dbapi_connection
+    cursor = raw.cursor()  # type: ignore[union-attr]
     try:
-        cursor.copy_expert(f"COPY {quote(table_name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN", data)
+        cursor.copy_expert(statement, data)
+    except dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, raw, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, dbapi.Error, connection_invalidated=lost) from exc
     finally:
-        cursor.close()
+        if not cursor.closed:
+            cursor.close()
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:

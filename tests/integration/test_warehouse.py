@@ -101,6 +101,27 @@ def test_many_rows_inserted_and_upserted_come_back_exactly_whatever_their_charac
     assert back["S3"].company_name == "Last wins" and as_utc(back["S4"].loaded_at) == rows[4]["loaded_at"]
 
 
+def test_update_rows_sets_the_given_columns_on_the_rows_their_keys_name_only(warehouse_conn) -> None:
+    """Many rows: one UPDATE ... FROM the rows sent by COPY on PostgreSQL; few: an executemany; the same result."""
+    hook = WarehouseHook()
+    hook.ensure_schema()
+    with hook.begin() as conn:
+        hook.insert_rows(conn, suppliers, [_row(i) for i in range(300)])
+    for some in (range(0, 250), range(280, 285)):
+        changes = [
+            {"supplier_id": f"S{i}", "town": f"Town\t{i}\\", "onboarded_on": dt.date(2020, 1, 1 + i % 28), "annual_spend_gbp": None} for i in some
+        ]
+        with hook.begin() as conn:
+            assert hook.update_rows(conn, suppliers, changes, ["supplier_id"]) == len(changes)
+    with hook.begin() as conn:
+        back = {r.supplier_id: r for r in conn.execute(select(suppliers))}
+    for i in range(300):
+        changed = i < 250 or 280 <= i < 285
+        assert back[f"S{i}"].town == (f"Town\t{i}\\" if changed else None), i
+        assert back[f"S{i}"].onboarded_on == (dt.date(2020, 1, 1 + i % 28) if changed else None), i
+        assert back[f"S{i}"].company_name == "Tesco"  # a column not given is left alone
+
+
 def test_a_value_the_database_refuses_among_many_rows_is_its_typed_error_and_nothing_is_written(pg_warehouse) -> None:
     """Rows sent by COPY fail as a statement does: the driver's error typed, the transaction rolled back."""
     hook = WarehouseHook()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy import Connection, Table, insert, update
 
 from resilient_etl.hooks.warehouse.schema import quarantine, staged_rows
 
@@ -65,21 +65,17 @@ def set_lines_status(conn: Connection, *, run_id: str, lines: Sequence[tuple[str
             )
 
 
-def mark_valid(conn: Connection, *, run_id: str, rows: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+def mark_valid(warehouse: WarehouseHook, conn: Connection, *, run_id: str, rows: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
     """
-    Mark staged rows ``valid`` and write their validated values to the typed columns (one executemany).
+    Mark staged rows ``valid`` and write their validated values to the typed columns (one statement).
 
     :param rows: (file, line, clean record) for each row
     """
-    if not rows:
-        return
-    t = staged_rows
-    columns = list(rows[0][2])
-    conn.execute(
-        update(t)
-        .where(t.c.run_id == run_id, t.c.source_file == bindparam("f"), t.c.line_number == bindparam("l"))
-        .values(status="valid", **{c: bindparam(f"v_{c}") for c in columns}),
-        [{"f": f, "l": line, **{f"v_{k}": v for k, v in clean.items()}} for f, line, clean in rows],
+    warehouse.update_rows(
+        conn,
+        staged_rows,
+        [{"run_id": run_id, "source_file": f, "line_number": line, "status": "valid", **clean} for f, line, clean in rows],
+        ["run_id", "source_file", "line_number"],
     )
 
 

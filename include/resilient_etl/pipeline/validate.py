@@ -236,7 +236,7 @@ def _validate_file(
                 file_ids.add(clean["supplier_id"])
                 valid.append((row.source_file, row.line_number, typed(clean)))
             # written as it goes (the pages after it read only rows still staged); a failing file is undone below
-            mark_valid(conn, run_id=run_id, rows=valid)
+            mark_valid(warehouse, conn, run_id=run_id, rows=valid)
             quarantine_rows(conn, run_id=run_id, stage="validate", rows=bad)
             checked += len(page)
             valid_count += len(valid)

@@ -144,6 +144,22 @@ class WarehouseHook(BaseHook):
             dialects.for_name(conn.dialect.name).insert_rows(conn, table, rows)
         return len(rows)
 
+    def update_rows(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> int:
+        """
+        Set the other columns of each of ``rows`` on the row of ``table`` its ``key_columns`` name.
+
+        One ``UPDATE … FROM`` rows sent by ``COPY`` on PostgreSQL for many rows, else one executemany.
+
+        :param conn: the connection (inside the caller's transaction)
+        :param table: the table
+        :param rows: dictionaries with the same keys: the key columns and the columns to set
+        :param key_columns: the columns that identify a row
+        :return: the number of rows given
+        """
+        if rows:
+            dialects.for_name(conn.dialect.name).update_rows(conn, table, rows, key_columns)
+        return len(rows)
+
     def upsert(self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> int:
         """
         Insert ``rows`` into ``table``, updating rows whose key already exists.

@@ -1,7 +1,7 @@
 """
 One module per warehouse dialect (as ``common.sql``'s dialects): engine set-up and upserts.
 
-Each module has ``NAME``, ``configure(engine)``, ``engine_options()``, ``insert_rows(…)``, ``upsert(…)``,
+Each module has ``NAME``, ``configure(engine)``, ``engine_options()``, ``insert_rows(…)``, ``update_rows(…)``, ``upsert(…)``,
 ``upsert_from_select(…)`` and ``refresh_statistics(…)``. A dialect's module (and SQLAlchemy's dialect behind it) is imported when
 a warehouse of that kind is first used.
 """

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, Table, text
-from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects import mssql as mssql_dialect
+
+from resilient_etl.hooks.warehouse.dialects.common import insert_rows, update_rows
 
 NAME = "mssql"
 
@@ -45,11 +46,6 @@ def mssql_merge_sql(table: Table, key_columns: Sequence[str], columns: Sequence[
     )
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dictionaries with the same keys) in one executemany."""
-    conn.execute(plain_insert(table), list(rows))
-
-
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_columns: Sequence[str]) -> None:
     """Insert ``rows``, updating those whose key exists (one MERGE, executed per row by the driver)."""
     conn.execute(text(mssql_merge_sql(table, key_columns, list(rows[0]))), list(rows))
@@ -69,3 +65,16 @@ def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
     """``UPDATE STATISTICS`` of the tables (auto-update waits for 20 % of a table to change)."""
     for table in tables:
         conn.execute(text(f"UPDATE STATISTICS {conn.dialect.identifier_preparer.quote(table.name)}"))
+
+
+__all__ = [
+    "NAME",
+    "configure",
+    "engine_options",
+    "insert_rows",
+    "mssql_merge_sql",
+    "refresh_statistics",
+    "update_rows",
+    "upsert",
+    "upsert_from_select",
+]

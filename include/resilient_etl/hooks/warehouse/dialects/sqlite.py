@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, event, text
-from sqlalchemy import insert as plain_insert
 from sqlalchemy.dialects.sqlite import insert
 
+from resilient_etl.hooks.warehouse.dialects.common import insert_rows, update_rows
 from resilient_etl.hooks.warehouse.dialects.on_conflict import OnConflictUpserts
 
 NAME = "sqlite"
@@ -46,11 +46,7 @@ def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
         conn.execute(text(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}"))
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dictionaries with the same keys) in one executemany."""
-    conn.execute(plain_insert(table), list(rows))
-
-
 _UPSERTS = OnConflictUpserts(insert)
 upsert = _UPSERTS.upsert
 upsert_from_select = _UPSERTS.upsert_from_select
+__all__ = ["NAME", "configure", "engine_options", "insert_rows", "refresh_statistics", "update_rows", "upsert", "upsert_from_select"]

@@ -85,3 +85,21 @@ def test_load_select_compiles_for_mssql() -> None:
     lines = str(rows_select("lines").compile(dialect=mssql.dialect()))
     assert "staged_rows.line_number IN (__[POSTCOMPILE_lines])" in lines  # an isolation group
     assert len(COLUMNS) == len(suppliers.columns)  # every column of suppliers is written
+
+
+def test_update_rows_is_one_keyed_update_executed_per_row_for_mssql() -> None:
+    from resilient_etl.hooks.warehouse.dialects import mssql as dialect
+    from resilient_etl.hooks.warehouse.schema import staged_rows
+
+    sent: list[tuple[str, list[dict]]] = []
+
+    class Conn:
+        def execute(self, stmt, params) -> None:
+            sent.append((str(stmt.compile(dialect=mssql.dialect())), params))
+
+    rows = [{"run_id": "r", "source_file": "a.csv", "line_number": n, "status": "valid", "town": f"T{n}"} for n in (2, 3)]
+    dialect.update_rows(Conn(), staged_rows, rows, ["run_id", "source_file", "line_number"])  # type: ignore[arg-type]
+    ((sql, params),) = sent
+    assert sql.startswith("UPDATE staged_rows SET town=:v_town, status=:v_status WHERE staged_rows.run_id = :k_run_id")  # table order
+    assert "staged_rows.line_number = :k_line_number" in sql
+    assert params[1] == {"k_run_id": "r", "k_source_file": "a.csv", "k_line_number": 3, "v_status": "valid", "v_town": "T3"}

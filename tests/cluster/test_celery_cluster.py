@@ -90,8 +90,8 @@ def test_a_run_triggered_through_the_rest_api_spreads_over_both_workers(cluster:
 
 def test_a_breaker_opened_on_one_worker_stops_the_other_until_the_single_probe(cluster: RunningCluster) -> None:
     cluster.sandbox("PUT", "/__sandbox/faults/company", {"status": 503})
-    # 36 calls a quarter second apart on each worker; worker 2 starts 2 s later, into an open breaker
-    run_id = cluster.trigger("cluster_probe", {"calls": 36, "pause": 0.25, "delay_worker_2": 2.0, "max_attempts": 1})
+    # 36 calls a quarter second apart on each worker; worker 2 starts once the breaker worker 1 opened reads open
+    run_id = cluster.trigger("cluster_probe", {"calls": 36, "pause": 0.25, "worker_2_waits_for_open": 30.0, "max_attempts": 1})
     assert cluster.wait_run("cluster_probe", run_id) == "success"
     results = {task: cluster.xcom("cluster_probe", run_id, task) for task in ("calls_on_worker_1", "calls_on_worker_2")}
     assert {r["hostname"] for r in results.values()} == {"worker-1", "worker-2"}

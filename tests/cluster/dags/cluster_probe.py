@@ -1,8 +1,10 @@
 """
 Test DAG of tests/cluster: one task pinned to each worker's queue, both calling Companies House at once.
 
-Each task makes ``calls`` calls ``pause`` seconds apart (after ``delay``) through the real
-CompaniesHouseHook (breaker, pacing and retry budget as configured) and returns what each call met.
+Each task makes ``calls`` calls ``pause`` seconds apart through the real CompaniesHouseHook (breaker,
+pacing and retry budget as configured) and returns what each call met. With ``worker_2_waits_for_open``
+the second task first waits (that many seconds at most) until the shared breaker reads open: the two
+tasks start on two workers at times a loaded machine skews by seconds, so a fixed delay did not order them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ with DAG(
     params={
         "calls": Param(10, type="integer"),
         "pause": Param(0.0, type="number"),
-        "delay_worker_2": Param(0.0, type="number"),
+        "worker_2_waits_for_open": Param(0.0, type="number"),
         "max_attempts": Param(1, type="integer"),
         "pace": Param(False, type="boolean"),
         "breaker": Param(True, type="boolean"),
@@ -46,8 +48,10 @@ with DAG(
 
                 store = configured_store(get_config())
             hook = CompaniesHouseHook(retry_policy=policy, timeout=5, pacing_store=store, **choices)
-            if ti.task_id.endswith("2"):
-                time.sleep(params["delay_worker_2"])
+            if ti.task_id.endswith("2") and params["worker_2_waits_for_open"] and hook.breaker is not None:
+                deadline = time.monotonic() + params["worker_2_waits_for_open"]
+                while hook.breaker.current_state != "open" and time.monotonic() < deadline:
+                    time.sleep(0.05)
             events: list[list[Any]] = []
             for i in range(params["calls"]):
                 try:

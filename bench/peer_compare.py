@@ -50,7 +50,7 @@ from resilient_etl.pipeline.extract import extract
 from resilient_etl.pipeline.load import load
 from resilient_etl.pipeline.reconcile import reconcile
 from resilient_etl.pipeline.validate import validate_staged
-from resilient_etl.resilience import breaker as _breaker  # noqa: F401  (see below)
+from resilient_etl.resilience import breaker as _breaker  # noqa: F401  (imported before the clock: the docstring says why)
 from resilient_etl_devtools.drills.pgcluster import PgServer, hand_to_server_user, primary
 from resilient_etl_devtools.sandbox.companies_app import DEFAULT_API_KEY
 from resilient_etl_devtools.sandbox.data import SampleDrop, write_sample_csv
